@@ -1,0 +1,235 @@
+package onnx
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/slatrun/slatrun/onnx/onnxpb"
+)
+
+// Builder assembles a graph node by node. Names handed out by Fresh and Op
+// never collide with names already in the graph.
+type Builder struct {
+	g     *onnxpb.GraphProto
+	opset int64
+	meta  [][2]string
+	used  map[string]bool
+	next  int
+}
+
+// NewBuilder starts an empty graph with the given name, using DefaultOpset.
+func NewBuilder(name string) *Builder {
+	return &Builder{g: &onnxpb.GraphProto{Name: proto.String(name)}, opset: DefaultOpset, used: map[string]bool{}}
+}
+
+// Edit returns a Builder that appends to a copy of m's graph; its names are
+// reserved.
+func Edit(m *Model) *Builder {
+	c := m.Clone()
+	b := &Builder{g: c.Proto.Graph, opset: m.Opset(), used: map[string]bool{}}
+	for _, p := range c.Proto.GetMetadataProps() {
+		b.meta = append(b.meta, [2]string{p.GetKey(), p.GetValue()})
+	}
+	for _, v := range b.g.GetInput() {
+		b.used[v.GetName()] = true
+	}
+	for _, t := range b.g.GetInitializer() {
+		b.used[t.GetName()] = true
+	}
+	for _, n := range b.g.GetNode() {
+		b.used[n.GetName()] = true
+		for _, o := range n.GetOutput() {
+			b.used[o] = true
+		}
+	}
+	return b
+}
+
+// Graph returns the graph under construction (for callers that edit protos
+// directly).
+func (b *Builder) Graph() *onnxpb.GraphProto { return b.g }
+
+// Reserve marks name as used, so Fresh will not return it.
+func (b *Builder) Reserve(name string) { b.used[name] = true }
+
+// Fresh returns an unused name that starts with prefix.
+func (b *Builder) Fresh(prefix string) string {
+	if !b.used[prefix] {
+		b.used[prefix] = true
+		return prefix
+	}
+	for {
+		b.next++
+		name := fmt.Sprintf("%s_%d", prefix, b.next)
+		if !b.used[name] {
+			b.used[name] = true
+			return name
+		}
+	}
+}
+
+// Input declares a graph input; a negative dim is the symbolic batch "N".
+func (b *Builder) Input(name string, t DType, shape ...int64) string {
+	b.used[name] = true
+	b.g.Input = append(b.g.Input, ValueInfo(name, t, shape...))
+	return name
+}
+
+// Output declares a graph output.
+func (b *Builder) Output(name string, t DType, shape ...int64) {
+	b.g.Output = append(b.g.Output, ValueInfo(name, t, shape...))
+}
+
+// Initializer adds a tensor as an initializer and returns its name.
+func (b *Builder) Initializer(t *onnxpb.TensorProto) string {
+	b.used[t.GetName()] = true
+	b.g.Initializer = append(b.g.Initializer, t)
+	return t.GetName()
+}
+
+// Floats adds a float32 initializer under a fresh name derived from name.
+func (b *Builder) Floats(name string, shape []int64, data []float32) string {
+	return b.Initializer(FloatTensor(b.Fresh(name), shape, data))
+}
+
+// Int64s adds an int64 initializer under a fresh name derived from name.
+func (b *Builder) Int64s(name string, shape []int64, data []int64) string {
+	return b.Initializer(Int64Tensor(b.Fresh(name), shape, data))
+}
+
+// Scalar adds a float32 scalar constant (shape []) and returns its name.
+func (b *Builder) Scalar(v float32) string {
+	return b.Floats("const", nil, []float32{v})
+}
+
+// Ints adds a 1-D int64 constant and returns its name.
+func (b *Builder) Ints(vals ...int64) string {
+	return b.Int64s("ints", []int64{int64(len(vals))}, vals)
+}
+
+// Node appends a node with the given outputs.
+func (b *Builder) Node(op string, inputs, outputs []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+	for _, o := range outputs {
+		b.used[o] = true
+	}
+	n := &onnxpb.NodeProto{
+		OpType:    proto.String(op),
+		Name:      proto.String(b.Fresh(op)),
+		Input:     append([]string(nil), inputs...),
+		Output:    append([]string(nil), outputs...),
+		Attribute: attrs,
+	}
+	b.g.Node = append(b.g.Node, n)
+	return n
+}
+
+// Op appends a node with one fresh output and returns the output's name.
+func (b *Builder) Op(op string, inputs []string, attrs ...*onnxpb.AttributeProto) string {
+	out := b.Fresh(op + "_out")
+	b.Node(op, inputs, []string{out}, attrs...)
+	return out
+}
+
+// OpN appends a node with n fresh outputs.
+func (b *Builder) OpN(op string, inputs []string, n int, attrs ...*onnxpb.AttributeProto) []string {
+	outs := make([]string, n)
+	for i := range outs {
+		outs[i] = b.Fresh(fmt.Sprintf("%s_out%d", op, i))
+	}
+	b.Node(op, inputs, outs, attrs...)
+	return outs
+}
+
+// SetMetadata records a metadata_props entry for the built model.
+func (b *Builder) SetMetadata(key, value string) {
+	for i := range b.meta {
+		if b.meta[i][0] == key {
+			b.meta[i][1] = value
+			return
+		}
+	}
+	b.meta = append(b.meta, [2]string{key, value})
+}
+
+// Model returns the built model (IR version IRVersion, default-domain opset
+// of the builder). The builder must not be used afterwards.
+func (b *Builder) Model() *Model {
+	mp := &onnxpb.ModelProto{
+		IrVersion:    proto.Int64(IRVersion),
+		ProducerName: proto.String("slatrun"),
+		Graph:        b.g,
+		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(b.opset)}},
+	}
+	for _, kv := range b.meta {
+		mp.MetadataProps = append(mp.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(kv[0]), Value: proto.String(kv[1])})
+	}
+	return &Model{Proto: mp}
+}
+
+// AttrInt returns an INT attribute.
+func AttrInt(name string, v int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
+}
+
+// AttrInts returns an INTS attribute.
+func AttrInts(name string, v ...int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: append([]int64(nil), v...)}
+}
+
+// AttrFloat returns a FLOAT attribute.
+func AttrFloat(name string, v float32) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
+}
+
+// AttrString returns a STRING attribute.
+func AttrString(name, v string) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_STRING.Enum(), S: []byte(v)}
+}
+
+// AttrTensor returns a TENSOR attribute.
+func AttrTensor(name string, t *onnxpb.TensorProto) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_TENSOR.Enum(), T: t}
+}
+
+// Attr finds a node's attribute by name (nil if absent).
+func Attr(n *onnxpb.NodeProto, name string) *onnxpb.AttributeProto {
+	for _, a := range n.GetAttribute() {
+		if a.GetName() == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// AttrIntOr returns the INT attribute name of n, or def if absent.
+func AttrIntOr(n *onnxpb.NodeProto, name string, def int64) int64 {
+	if a := Attr(n, name); a != nil {
+		return a.GetI()
+	}
+	return def
+}
+
+// AttrFloatOr returns the FLOAT attribute name of n, or def if absent.
+func AttrFloatOr(n *onnxpb.NodeProto, name string, def float32) float32 {
+	if a := Attr(n, name); a != nil {
+		return a.GetF()
+	}
+	return def
+}
+
+// AttrIntsOr returns the INTS attribute name of n, or def if absent.
+func AttrIntsOr(n *onnxpb.NodeProto, name string, def []int64) []int64 {
+	if a := Attr(n, name); a != nil {
+		return a.GetInts()
+	}
+	return def
+}
+
+// AttrStringOr returns the STRING attribute name of n, or def if absent.
+func AttrStringOr(n *onnxpb.NodeProto, name, def string) string {
+	if a := Attr(n, name); a != nil {
+		return string(a.GetS())
+	}
+	return def
+}

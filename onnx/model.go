@@ -1,0 +1,236 @@
+package onnx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/slatrun/slatrun/onnx/onnxpb"
+)
+
+// Limits of the ONNX Runtime build slatrun targets (1.24.1).
+const (
+	MaxIRVersion = 13
+	MaxOpset     = 25
+	// DefaultOpset is the opset the model zoo and derived graphs use.
+	DefaultOpset = 18
+	// IRVersion is the IR version written by the Builder.
+	IRVersion = 9
+)
+
+// Errors returned (wrapped) by Decode and Load. Test with errors.Is.
+var (
+	ErrEmpty       = errors.New("empty input")
+	ErrNotONNX     = errors.New("not an ONNX model")
+	ErrTruncated   = errors.New("truncated or corrupt protobuf")
+	ErrNoGraph     = errors.New("model has no graph")
+	ErrUnsupported = errors.New("not supported by this ONNX Runtime")
+)
+
+// Model is a decoded ONNX model.
+type Model struct {
+	Proto *onnxpb.ModelProto
+}
+
+// Graph returns the model's main graph.
+func (m *Model) Graph() *onnxpb.GraphProto { return m.Proto.GetGraph() }
+
+// Opset returns the version of the default ("" or "ai.onnx") operator set, or
+// 0 if the model imports none.
+func (m *Model) Opset() int64 {
+	for _, o := range m.Proto.GetOpsetImport() {
+		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
+			return o.GetVersion()
+		}
+	}
+	return 0
+}
+
+// Metadata returns the metadata_props value for key and whether it is set.
+func (m *Model) Metadata(key string) (string, bool) {
+	for _, p := range m.Proto.GetMetadataProps() {
+		if p.GetKey() == key {
+			return p.GetValue(), true
+		}
+	}
+	return "", false
+}
+
+// SetMetadata sets (or replaces) a metadata_props entry.
+func (m *Model) SetMetadata(key, value string) {
+	for _, p := range m.Proto.MetadataProps {
+		if p.GetKey() == key {
+			p.Value = proto.String(value)
+			return
+		}
+	}
+	m.Proto.MetadataProps = append(m.Proto.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(key), Value: proto.String(value)})
+}
+
+// Clone returns a deep copy of the model.
+func (m *Model) Clone() *Model {
+	return &Model{Proto: proto.Clone(m.Proto).(*onnxpb.ModelProto)}
+}
+
+// Encode serializes the model.
+func (m *Model) Encode() ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.Proto)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: encode: %w", err)
+	}
+	return b, nil
+}
+
+// Save writes the model to path atomically: it writes a temporary file in the
+// same directory and renames it, so a crash never leaves a torn file.
+func (m *Model) Save(path string) error {
+	b, err := m.Encode()
+	if err != nil {
+		return err
+	}
+	if err := WriteFileAtomic(path, b); err != nil {
+		return fmt.Errorf("onnx: save %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// Load reads and decodes an ONNX file.
+func Load(path string) (*Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: load: %w", err)
+	}
+	m, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: load %s: %w", path, errors.Unwrap(err))
+	}
+	return m, nil
+}
+
+// Decode parses serialized ONNX bytes and checks that ONNX Runtime 1.24 can
+// run the result. It never panics on bad input.
+func Decode(b []byte) (*Model, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("onnx: decode: %w", ErrEmpty)
+	}
+	if looksLikeText(b) {
+		return nil, fmt.Errorf("onnx: decode: %w (the data is text, not a protobuf)", ErrNotONNX)
+	}
+	mp := &onnxpb.ModelProto{}
+	if err := proto.Unmarshal(b, mp); err != nil {
+		return nil, fmt.Errorf("onnx: decode: %w: %v", ErrTruncated, err)
+	}
+	m := &Model{Proto: mp}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("onnx: decode: %w", err)
+	}
+	return m, nil
+}
+
+// looksLikeText reports whether b starts like a text file (JSON, a script, a
+// Git LFS pointer), which an ONNX model never does: its first byte is a
+// protobuf tag.
+func looksLikeText(b []byte) bool {
+	head := b
+	if len(head) > 64 {
+		head = head[:64]
+	}
+	for _, p := range [][]byte{[]byte("{"), []byte("version https://git-lfs"), []byte("<"), []byte("#")} {
+		if bytes.HasPrefix(head, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks the structure a model must have before ONNX Runtime is asked
+// to run it: a graph, a known IR version, an opset the runtime implements, and
+// nodes whose inputs are all defined.
+func (m *Model) Validate() error {
+	mp := m.Proto
+	if mp.IrVersion == nil && mp.Graph == nil {
+		return fmt.Errorf("%w (no ir_version and no graph)", ErrNotONNX)
+	}
+	if mp.GetIrVersion() <= 0 {
+		return fmt.Errorf("%w (ir_version %d)", ErrNotONNX, mp.GetIrVersion())
+	}
+	if mp.GetIrVersion() > MaxIRVersion {
+		return fmt.Errorf("%w: IR version %d (at most %d)", ErrUnsupported, mp.GetIrVersion(), MaxIRVersion)
+	}
+	if mp.Graph == nil {
+		return ErrNoGraph
+	}
+	op := m.Opset()
+	if op == 0 {
+		return fmt.Errorf("%w (no default-domain opset import)", ErrNotONNX)
+	}
+	if op > MaxOpset {
+		return fmt.Errorf("%w: opset %d (at most %d)", ErrUnsupported, op, MaxOpset)
+	}
+	return checkGraph(mp.Graph)
+}
+
+// checkGraph verifies that every node input is a graph input, an initializer
+// or the output of an earlier node (ONNX requires topological order).
+func checkGraph(g *onnxpb.GraphProto) error {
+	known := map[string]bool{"": true}
+	for _, in := range g.GetInput() {
+		known[in.GetName()] = true
+	}
+	for _, t := range g.GetInitializer() {
+		known[t.GetName()] = true
+	}
+	for i, n := range g.GetNode() {
+		if n.GetOpType() == "" {
+			return fmt.Errorf("%w (node %d has no op_type)", ErrNotONNX, i)
+		}
+		for _, in := range n.GetInput() {
+			if !known[in] {
+				return fmt.Errorf("node %q (%s) reads %q, which nothing before it defines", n.GetName(), n.GetOpType(), in)
+			}
+		}
+		for _, out := range n.GetOutput() {
+			known[out] = true
+		}
+	}
+	for _, out := range g.GetOutput() {
+		if !known[out.GetName()] {
+			return fmt.Errorf("graph output %q is not produced by any node", out.GetName())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,353 @@
+package ort
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/onnxpb"
+)
+
+// Options configure a session.
+type Options struct {
+	// Provider is "cpu" (default) or "cuda".
+	Provider string
+	// DeviceID selects the CUDA device.
+	DeviceID int
+	// Threads is the number of intra-op threads; 0 lets ONNX Runtime choose.
+	Threads int
+	// Spinning lets idle intra-op threads spin; off by default, which is
+	// faster on machines shared with other work.
+	Spinning bool
+	// OptLevel is the graph optimization level: "all" (default), "extended",
+	// "basic" or "none".
+	OptLevel string
+	// Batch replaces symbolic (unknown) dimensions of inputs and outputs.
+	Batch int
+	// Outputs, if set, fetches only these graph outputs (default: all).
+	Outputs []string
+	// Profile, if set, enables ONNX Runtime's profiler with this file
+	// prefix; the JSON is written when the session is closed.
+	Profile string
+}
+
+// Session is an ONNX Runtime session with its input and output tensors bound
+// once. It is not safe for concurrent use.
+type Session struct {
+	sess    *ortgo.AdvancedSession
+	names   map[string]int
+	values  []ortgo.Value
+	f32     [][]float32
+	i64     [][]int64
+	shapes  [][]int64
+	scalars []int // indexes of 0-d float outputs, refreshed after Run
+	inputs  []string
+	outputs []string
+}
+
+func optLevel(s string) (ortgo.GraphOptimizationLevel, error) {
+	switch strings.ToLower(s) {
+	case "", "all":
+		return ortgo.GraphOptimizationLevelEnableAll, nil
+	case "extended":
+		return ortgo.GraphOptimizationLevelEnableExtended, nil
+	case "basic":
+		return ortgo.GraphOptimizationLevelEnableBasic, nil
+	case "none", "off":
+		return ortgo.GraphOptimizationLevelDisableAll, nil
+	}
+	return 0, fmt.Errorf("ort: unknown graph optimization level %q (want all, extended, basic or none)", s)
+}
+
+// sessionOptions builds ONNX Runtime session options; the caller destroys them.
+func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
+	so, err := ortgo.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("ort: session options: %w", err)
+	}
+	fail := func(err error) (*ortgo.SessionOptions, error) {
+		so.Destroy()
+		return nil, err
+	}
+	if o.Threads > 0 {
+		if err := so.SetIntraOpNumThreads(o.Threads); err != nil {
+			return fail(fmt.Errorf("ort: threads: %w", err))
+		}
+	}
+	if err := so.SetInterOpNumThreads(1); err != nil {
+		return fail(fmt.Errorf("ort: inter-op threads: %w", err))
+	}
+	spin := "0"
+	if o.Spinning {
+		spin = "1"
+	}
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
+		return fail(fmt.Errorf("ort: spinning: %w", err))
+	}
+	lvl, err := optLevel(o.OptLevel)
+	if err != nil {
+		return fail(err)
+	}
+	if err := so.SetGraphOptimizationLevel(lvl); err != nil {
+		return fail(fmt.Errorf("ort: optimization level: %w", err))
+	}
+	if o.Profile != "" {
+		if err := so.EnableProfiling(o.Profile); err != nil {
+			return fail(fmt.Errorf("ort: profiling: %w", err))
+		}
+	}
+	switch strings.ToLower(o.Provider) {
+	case "", "cpu":
+	case "cuda":
+		if err := appendCUDA(so, o.DeviceID); err != nil {
+			return fail(err)
+		}
+	default:
+		return fail(fmt.Errorf("ort: unknown provider %q (want cpu or cuda)", o.Provider))
+	}
+	return so, nil
+}
+
+// ErrCUDAUnavailable is wrapped by errors about a CUDA provider that cannot
+// be used here.
+var ErrCUDAUnavailable = errors.New("CUDA provider unavailable")
+
+func cudaHelp() string {
+	return fmt.Sprintf("the ONNX Runtime library at %s cannot use CUDA here (it needs libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so beside it, a CUDA 12 runtime with cuDNN 9, and an NVIDIA GPU); install a GPU build of ONNX Runtime %s and pass its libonnxruntime.so with --ort-lib, or use --provider cpu",
+		Library(), LibraryVersion)
+}
+
+func appendCUDA(so *ortgo.SessionOptions, device int) error {
+	co, err := ortgo.NewCUDAProviderOptions()
+	if err != nil {
+		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+	}
+	defer co.Destroy()
+	if err := co.Update(map[string]string{"device_id": strconv.Itoa(device)}); err != nil {
+		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+	}
+	if err := so.AppendExecutionProviderCUDA(co); err != nil {
+		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+	}
+	return nil
+}
+
+// CheckCUDA reports, with one clear error, whether a CUDA session on device
+// can be created. Call it at start-up when the user asks for CUDA.
+func CheckCUDA(device int) error {
+	if !ortgo.IsInitialized() {
+		return ErrNotInitialized
+	}
+	b := onnx.NewBuilder("cuda_probe")
+	b.Input("x", onnx.Float, 1)
+	b.Node("Identity", []string{"x"}, []string{"y"})
+	b.Output("y", onnx.Float, 1)
+	s, err := NewSession(b.Model(), Options{Provider: "cuda", DeviceID: device})
+	if err != nil {
+		if errors.Is(err, ErrCUDAUnavailable) {
+			return err
+		}
+		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+	}
+	return s.Close()
+}
+
+// NewSession creates a session over m with every graph input (and every
+// graph output, or opts.Outputs) bound to a tensor allocated here. Inputs
+// and outputs must be float32 or int64 with known shapes (symbolic dims are
+// replaced by opts.Batch).
+func NewSession(m *onnx.Model, opts Options) (*Session, error) {
+	if !ortgo.IsInitialized() {
+		return nil, ErrNotInitialized
+	}
+	data, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	g := m.Graph()
+	s := &Session{names: map[string]int{}}
+	inits := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	var ins, outs []ortgo.Value
+	for _, vi := range g.GetInput() {
+		if inits[vi.GetName()] { // old-style models list initializers as inputs
+			continue
+		}
+		v, err := s.bind(vi.GetName(), vi, opts.Batch)
+		if err != nil {
+			s.destroyValues()
+			return nil, err
+		}
+		s.inputs = append(s.inputs, vi.GetName())
+		ins = append(ins, v)
+	}
+	want := map[string]bool{}
+	for _, o := range opts.Outputs {
+		want[o] = true
+	}
+	for _, vi := range g.GetOutput() {
+		if len(want) > 0 && !want[vi.GetName()] {
+			continue
+		}
+		delete(want, vi.GetName())
+		v, err := s.bind(vi.GetName(), vi, opts.Batch)
+		if err != nil {
+			s.destroyValues()
+			return nil, err
+		}
+		s.outputs = append(s.outputs, vi.GetName())
+		outs = append(outs, v)
+	}
+	for o := range want {
+		s.destroyValues()
+		return nil, fmt.Errorf("ort: requested output %q is not a graph output", o)
+	}
+	if len(ins) == 0 || len(outs) == 0 {
+		s.destroyValues()
+		return nil, fmt.Errorf("ort: model needs at least one input and one output (has %d, %d)", len(ins), len(outs))
+	}
+	so, err := sessionOptions(opts)
+	if err != nil {
+		s.destroyValues()
+		return nil, err
+	}
+	defer so.Destroy()
+	sess, err := ortgo.NewAdvancedSessionWithONNXData(data, s.inputs, s.outputs, ins, outs, so)
+	if err != nil {
+		s.destroyValues()
+		if strings.EqualFold(opts.Provider, "cuda") {
+			return nil, fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+		}
+		return nil, fmt.Errorf("ort: create session: %w", err)
+	}
+	s.sess = sess
+	return s, nil
+}
+
+func (s *Session) bind(name string, vi *onnxpb.ValueInfoProto, batch int) (ortgo.Value, error) {
+	dt, dims, ok := onnx.ValueShape(vi)
+	if !ok {
+		return nil, fmt.Errorf("ort: %q has no tensor shape; slatrun needs shaped inputs and outputs", name)
+	}
+	shape := make(ortgo.Shape, len(dims))
+	for i, d := range dims {
+		if d < 0 {
+			if batch <= 0 {
+				return nil, fmt.Errorf("ort: %q has a symbolic dimension %d; set Options.Batch", name, i)
+			}
+			d = int64(batch)
+		}
+		shape[i] = d
+	}
+	idx := len(s.values)
+	s.names[name] = idx
+	s.shapes = append(s.shapes, []int64(shape))
+	var (
+		v   ortgo.Value
+		err error
+		f   []float32
+		n   []int64
+	)
+	switch {
+	case dt == onnx.Float && len(shape) == 0:
+		var sc *ortgo.Scalar[float32]
+		sc, err = ortgo.NewEmptyScalar[float32]()
+		v, f = sc, make([]float32, 1)
+		s.scalars = append(s.scalars, idx)
+	case dt == onnx.Float:
+		f = make([]float32, shape.FlattenedSize())
+		v, err = ortgo.NewTensor(shape, f)
+	case dt == onnx.Int64 && len(shape) == 0:
+		return nil, fmt.Errorf("ort: %q: 0-d int64 values are not supported", name)
+	case dt == onnx.Int64:
+		n = make([]int64, shape.FlattenedSize())
+		v, err = ortgo.NewTensor(shape, n)
+	default:
+		return nil, fmt.Errorf("ort: %q has element type %s; slatrun binds only FLOAT and INT64", name, dt)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ort: tensor %q %v: %w", name, dims, err)
+	}
+	s.values = append(s.values, v)
+	s.f32 = append(s.f32, f)
+	s.i64 = append(s.i64, n)
+	return v, nil
+}
+
+// Inputs and Outputs list the bound names in binding order.
+func (s *Session) Inputs() []string  { return s.inputs }
+func (s *Session) Outputs() []string { return s.outputs }
+
+// Has reports whether name is a bound input or output.
+func (s *Session) Has(name string) bool { _, ok := s.names[name]; return ok }
+
+// Shape returns the concrete shape of a bound input or output (nil if
+// unknown).
+func (s *Session) Shape(name string) []int64 {
+	i, ok := s.names[name]
+	if !ok {
+		return nil
+	}
+	return s.shapes[i]
+}
+
+// Float returns the float32 slice bound to an input or output. Writes to an
+// input's slice are seen by the next Run; an output's slice holds the latest
+// Run's result. It panics if name is not a bound float tensor, which is a
+// programming error.
+func (s *Session) Float(name string) []float32 {
+	i, ok := s.names[name]
+	if !ok || s.f32[i] == nil {
+		panic(fmt.Sprintf("ort: %q is not a bound float tensor", name))
+	}
+	return s.f32[i]
+}
+
+// Int64 returns the int64 slice bound to an input or output (see Float).
+func (s *Session) Int64(name string) []int64 {
+	i, ok := s.names[name]
+	if !ok || s.i64[i] == nil {
+		panic(fmt.Sprintf("ort: %q is not a bound int64 tensor", name))
+	}
+	return s.i64[i]
+}
+
+// Run runs the model on the current contents of the input slices.
+func (s *Session) Run() error {
+	if s.sess == nil {
+		return errors.New("ort: run on a closed session")
+	}
+	if err := s.sess.Run(); err != nil {
+		return fmt.Errorf("ort: run: %w", err)
+	}
+	for _, i := range s.scalars {
+		s.f32[i][0] = s.values[i].(*ortgo.Scalar[float32]).GetData()
+	}
+	return nil
+}
+
+func (s *Session) destroyValues() {
+	for _, v := range s.values {
+		if v != nil {
+			v.Destroy()
+		}
+	}
+	s.values = nil
+}
+
+// Close releases the session and its tensors. It is safe to call twice.
+func (s *Session) Close() error {
+	var err error
+	if s.sess != nil {
+		err = s.sess.Destroy()
+		s.sess = nil
+	}
+	s.destroyValues()
+	return err
+}
