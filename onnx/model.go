@@ -134,9 +134,9 @@ func Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("onnx: load: %w", err)
 	}
-	m, err := Decode(b)
+	m, err := decode(b)
 	if err != nil {
-		return nil, fmt.Errorf("onnx: load %s: %w", path, errors.Unwrap(err))
+		return nil, fmt.Errorf("onnx: load %s: %w", path, err)
 	}
 	return m, nil
 }
@@ -144,19 +144,27 @@ func Load(path string) (*Model, error) {
 // Decode parses serialized ONNX bytes and checks that ONNX Runtime 1.24 can
 // run the result. It never panics on bad input.
 func Decode(b []byte) (*Model, error) {
+	m, err := decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: decode: %w", err)
+	}
+	return m, nil
+}
+
+func decode(b []byte) (*Model, error) {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("onnx: decode: %w", ErrEmpty)
+		return nil, ErrEmpty
 	}
 	if looksLikeText(b) {
-		return nil, fmt.Errorf("onnx: decode: %w (the data is text, not a protobuf)", ErrNotONNX)
+		return nil, fmt.Errorf("%w (the data is text, not a protobuf)", ErrNotONNX)
 	}
 	mp := &onnxpb.ModelProto{}
 	if err := proto.Unmarshal(b, mp); err != nil {
-		return nil, fmt.Errorf("onnx: decode: %w: %v", ErrTruncated, err)
+		return nil, fmt.Errorf("%w: %v", ErrTruncated, err)
 	}
 	m := &Model{Proto: mp}
 	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("onnx: decode: %w", err)
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,0 +1,138 @@
+// Command slatrun trains image classifiers adversarially (SLAT and its
+// baselines) with ONNX Runtime doing the tensor work, evaluates their
+// robustness, and inspects, exports and derives the ONNX graphs involved.
+//
+// Run "slatrun help" for the commands.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// command is one subcommand of the CLI.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{}
+
+func register(c command) { commands[c.name] = c }
+
+// usageError is a mistake in how the command was called (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// usagef returns a usageError.
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "slatrun: fast adversarial training (SLAT and baselines) on ONNX Runtime")
+	fmt.Fprintln(w, "\nUsage: slatrun COMMAND [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun \"slatrun COMMAND --help\" for a command's flags.")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			if c, ok := commands[args[1]]; ok {
+				return exitCode(c.run([]string{"--help"}, stdout, stderr), stderr)
+			}
+		}
+		usage(stdout)
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "slatrun: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	return exitCode(c.run(args[1:], stdout, stderr), stderr)
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, pflag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "slatrun: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "slatrun: %v\n", err)
+		return 1
+	}
+}
+
+// newFlags returns a flag set that prints its usage to stderr on --help.
+func newFlags(name, synopsis string, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: slatrun %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags and turns pflag's errors into usage errors.
+func parse(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	return nil
+}
+
+// runtimeFlags are the flags every command that runs ONNX Runtime takes.
+type runtimeFlags struct {
+	ortLib   string
+	provider string
+	device   int
+	threads  int
+	spinning bool
+}
+
+func (r *runtimeFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&r.ortLib, "ort-lib", "", "ONNX Runtime shared library (default $ONNXRUNTIME_LIB, then the one tools/install-ort.sh installed)")
+	fs.StringVar(&r.provider, "provider", "cpu", "execution provider: cpu or cuda")
+	fs.IntVar(&r.device, "device", 0, "CUDA device id")
+	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = ONNX Runtime's choice)")
+	fs.BoolVar(&r.spinning, "spinning", false, "let idle ONNX Runtime threads spin (faster on an otherwise idle machine)")
+}
+
+func oneOf(v string, allowed ...string) bool {
+	for _, a := range allowed {
+		if strings.EqualFold(v, a) {
+			return true
+		}
+	}
+	return false
+}

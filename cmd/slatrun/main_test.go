@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slatrun/slatrun/onnx"
+)
+
+func TestCLI(t *testing.T) {
+	b := onnx.NewBuilder("tiny")
+	b.Input("x", onnx.Float, -1, 2)
+	b.Node("Relu", []string{"x"}, []string{"logits"})
+	b.Output("logits", onnx.Float, -1, 2)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "tiny.onnx")
+	if err := b.Model().Save(model); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(dir, "corrupt.onnx")
+	os.WriteFile(corrupt, []byte{0x0a, 0xff, 0xff}, 0o644)
+
+	cases := []struct {
+		name    string
+		args    []string
+		code    int
+		stdout  string
+		stderr  string
+		jsonOut bool
+	}{
+		{"help", []string{"help"}, 0, "Commands:", "", false},
+		{"no args", nil, 0, "Usage: slatrun", "", false},
+		{"unknown", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`, false},
+		{"version", []string{"version"}, 0, "onnxruntime", "", false},
+		{"version bad lib", []string{"version", "--ort-lib", "/nope/libonnxruntime.so"}, 1, "", "", false},
+		{"inspect table", []string{"inspect", model}, 0, "Relu", "", false},
+		{"inspect json", []string{"inspect", "--json", model}, 0, `"ops"`, "", true},
+		{"inspect corrupt", []string{"inspect", corrupt}, 1, "", "truncated or corrupt", false},
+		{"inspect missing arg", []string{"inspect"}, 2, "", "want one ONNX file", false},
+		{"bad flag", []string{"inspect", "--nope", model}, 2, "", "unknown flag", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(c.args, &out, &errb)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, c.code, errb.String())
+			}
+			if !strings.Contains(out.String(), c.stdout) {
+				t.Errorf("stdout %q lacks %q", out.String(), c.stdout)
+			}
+			if !strings.Contains(errb.String(), c.stderr) {
+				t.Errorf("stderr %q lacks %q", errb.String(), c.stderr)
+			}
+			if c.jsonOut {
+				var v map[string]any
+				if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+					t.Errorf("--json output is not JSON: %v", err)
+				}
+			}
+		})
+	}
+}

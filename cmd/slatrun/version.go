@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"github.com/slatrun/slatrun/onnx/ort"
+)
+
+func init() {
+	register(command{name: "version", summary: "print versions: slatrun, Go, ONNX Runtime, providers that load", run: runVersion})
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	var rt runtimeFlags
+	fs := newFlags("version", "version [--ort-lib PATH]", stderr)
+	fs.StringVar(&rt.ortLib, "ort-lib", "", "ONNX Runtime shared library (default $ONNXRUNTIME_LIB, then the installed one)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "slatrun       %s\n", version)
+	fmt.Fprintf(stdout, "go            %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if err := ort.Init(rt.ortLib); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "onnxruntime   %s (%s)\n", ort.Version(), ort.Library())
+	fmt.Fprintf(stdout, "providers     %s\n", strings.Join(ort.Providers(), ", "))
+	return nil
+}
