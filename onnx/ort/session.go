@@ -30,6 +30,11 @@ type Options struct {
 	Batch int
 	// Outputs, if set, fetches only these graph outputs (default: all).
 	Outputs []string
+	// Shared binds the named inputs to these caller-owned slices instead of
+	// allocating new ones, so several sessions can read the same memory
+	// (for example the parameters of a training graph and of an attack
+	// graph). A slice must hold exactly the input's element count.
+	Shared map[string][]float32
 	// Profile, if set, enables ONNX Runtime's profiler with this file
 	// prefix; the JSON is written when the session is closed.
 	Profile string
@@ -179,7 +184,7 @@ func NewSession(m *onnx.Model, opts Options) (*Session, error) {
 		if inits[vi.GetName()] { // old-style models list initializers as inputs
 			continue
 		}
-		v, err := s.bind(vi.GetName(), vi, opts.Batch)
+		v, err := s.bind(vi.GetName(), vi, opts.Batch, opts.Shared[vi.GetName()])
 		if err != nil {
 			s.destroyValues()
 			return nil, err
@@ -196,7 +201,7 @@ func NewSession(m *onnx.Model, opts Options) (*Session, error) {
 			continue
 		}
 		delete(want, vi.GetName())
-		v, err := s.bind(vi.GetName(), vi, opts.Batch)
+		v, err := s.bind(vi.GetName(), vi, opts.Batch, nil)
 		if err != nil {
 			s.destroyValues()
 			return nil, err
@@ -230,7 +235,7 @@ func NewSession(m *onnx.Model, opts Options) (*Session, error) {
 	return s, nil
 }
 
-func (s *Session) bind(name string, vi *onnxpb.ValueInfoProto, batch int) (ortgo.Value, error) {
+func (s *Session) bind(name string, vi *onnxpb.ValueInfoProto, batch int, shared []float32) (ortgo.Value, error) {
 	dt, dims, ok := onnx.ValueShape(vi)
 	if !ok {
 		return nil, fmt.Errorf("ort: %q has no tensor shape; slatrun needs shaped inputs and outputs", name)
@@ -260,6 +265,12 @@ func (s *Session) bind(name string, vi *onnxpb.ValueInfoProto, batch int) (ortgo
 		sc, err = ortgo.NewEmptyScalar[float32]()
 		v, f = sc, make([]float32, 1)
 		s.scalars = append(s.scalars, idx)
+	case dt == onnx.Float && shared != nil:
+		if int64(len(shared)) != shape.FlattenedSize() {
+			return nil, fmt.Errorf("ort: shared slice for %q holds %d values, the input %v needs %d", name, len(shared), []int64(shape), shape.FlattenedSize())
+		}
+		f = shared
+		v, err = ortgo.NewTensor(shape, f)
 	case dt == onnx.Float:
 		f = make([]float32, shape.FlattenedSize())
 		v, err = ortgo.NewTensor(shape, f)

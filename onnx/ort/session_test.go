@@ -192,3 +192,30 @@ func TestRunDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Run allocates %v times per call", a)
 	}
 }
+
+func TestSharedInputs(t *testing.T) {
+	x := []float32{1, 2, 3}
+	a, err := NewSession(affine(t), Options{Batch: 1, Shared: map[string][]float32{"x": x}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewSession(affine(t), Options{Batch: 1, Shared: map[string][]float32{"x": x}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	x[0] = -1 // one write, seen by both sessions
+	for _, s := range []*Session{a, b} {
+		if err := s.Run(); err != nil {
+			t.Fatal(err)
+		}
+		// [-1,2,3]·W = [-1+4-9, 1+1+3] = [-6, 5] → +b → [-5.5, 4.75] → relu → sum 4.75
+		if got := s.Float("loss")[0]; got != 4.75 {
+			t.Fatalf("loss = %v, want 4.75", got)
+		}
+	}
+	if _, err := NewSession(affine(t), Options{Batch: 2, Shared: map[string][]float32{"x": x}}); err == nil {
+		t.Fatal("a shared slice of the wrong size was accepted")
+	}
+}
