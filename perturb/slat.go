@@ -1,0 +1,105 @@
+package perturb
+
+import "fmt"
+
+// Default step sizes of the methods, as multiples of their budget: of ε for
+// the input rules, of η for the latent rule. Multiply before passing them to
+// functions that take absolute values (all but SLATInput's stepFrac).
+const (
+	// DefaultInputStepFrac is SLAT's input step, 0.9·ε.
+	DefaultInputStepFrac = 0.9
+	// DefaultLatentStep is SLAT's latent step, 1.8·η.
+	DefaultLatentStep = 1.8
+	// DefaultLatentRadius is SLAT's latent clip radius, η.
+	DefaultLatentRadius = 1.0
+	// DefaultFGSMRSAlpha is FGSM-RS's step, 1.25·ε.
+	DefaultFGSMRSAlpha = 1.25
+	// DefaultNFGSMStart is the half-width of N-FGSM's uniform start, 2·ε.
+	DefaultNFGSMStart = 2.0
+)
+
+// SLATInput is SLAT's rule for the input: δx = clip(stepFrac·eps·sign(gx),
+// −eps, eps), then boxed so that x+δx lies in [0, 1]. gx is ∂ℓ/∂x at the clean
+// x, from the attack pass; there is no random start, and δ's value on entry
+// is ignored. The default stepFrac is DefaultInputStepFrac (0.9).
+func SLATInput(delta, gx, x []float32, eps, stepFrac float32) {
+	mustLen("SLATInput", "gx", len(gx), len(delta))
+	mustLen("SLATInput", "x", len(x), len(delta))
+	mustNonNeg("SLATInput", "eps", eps)
+	mustNonNeg("SLATInput", "stepFrac", stepFrac)
+	step := stepFrac * eps
+	gx, x = gx[:len(delta)], x[:len(delta)]
+	for i := range delta {
+		delta[i] = box01(x[i], signStep(gx[i], step), eps)
+	}
+}
+
+// SLATLatent is SLAT's rule for one latent tap: δ = step·sign(g), then
+// clipped into [−radius, radius] unless radius is 0, which means no clip (the
+// reference's CIFAR-100 and Tiny-ImageNet variant, which relies on the domain
+// clip alone). g is ∂ℓ/∂h at the tap, from the attack pass; δ's value on entry
+// is ignored.
+//
+// step and radius are absolute, in activation units, like the latent budget
+// eta. A negative step or radius stands for its default,
+// DefaultLatentStep·eta or DefaultLatentRadius·eta (1.8η and η, so that by
+// default δ = η·sign(g)); eta is used for nothing else. There is no box: the
+// train graph clips h+δ into the tap's own per-channel range (see
+// DomainClip).
+func SLATLatent(delta, g []float32, eta, step, radius float32) {
+	mustLen("SLATLatent", "g", len(g), len(delta))
+	if step < 0 || radius < 0 {
+		mustNonNeg("SLATLatent", "eta", eta)
+	}
+	if step < 0 {
+		step = DefaultLatentStep * eta
+	}
+	if radius < 0 {
+		radius = DefaultLatentRadius * eta
+	}
+	if radius > 0 {
+		step = min(step, radius)
+	}
+	g = g[:len(delta)]
+	for i := range delta {
+		delta[i] = signStep(g[i], step)
+	}
+}
+
+// DomainClip is the host-side reference of SLAT's domain clip, which the
+// train graph computes inside ONNX. h is a tap's activation (n samples, c
+// channels, hw spatial positions, NCHW) and δ the perturbation for it; for
+// each sample and channel, lo and hi are the minimum and maximum of h over
+// the hw positions, and δ is clipped element-wise into [lo−h, hi−h], so that
+// h+δ stays within [lo, hi] exactly in float32 arithmetic. Where lo−h or
+// hi−h rounds so that h+δ would fall just outside, δ is moved by an ulp
+// inwards; there, and only there, the result differs from the graph's plain
+// clip(δ, lo−h, hi−h), by one ulp, so compare with the graph under a
+// tolerance.
+func DomainClip(delta, h []float32, n, c, hw int) {
+	if n < 0 || c < 0 || hw < 0 || len(delta) != n*c*hw {
+		panic(fmt.Sprintf("perturb: DomainClip: len(delta) = %d, want n·c·hw = %d·%d·%d", len(delta), n, c, hw))
+	}
+	mustLen("DomainClip", "h", len(h), len(delta))
+	if hw == 0 {
+		return
+	}
+	for s := 0; s < len(delta); s += hw {
+		hs := h[s : s+hw]
+		d := delta[s : s+hw]
+		lo, hi := hs[0], hs[0]
+		for _, v := range hs[1:] {
+			lo = min(lo, v)
+			hi = max(hi, v)
+		}
+		hs = hs[:len(d)]
+		for i := range d {
+			hv := hs[i]
+			v := min(max(d[i], lo-hv), hi-hv)
+			if s := hv + v; s > hi || s < lo {
+				v = nudgeBox(hv, v, lo, hi)
+			}
+			d[i] = v
+		}
+	}
+}
