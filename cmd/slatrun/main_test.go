@@ -42,6 +42,13 @@ func TestCLI(t *testing.T) {
 		{"inspect corrupt", []string{"inspect", corrupt}, 1, "", "truncated or corrupt", false},
 		{"inspect missing arg", []string{"inspect"}, 2, "", "want one ONNX file", false},
 		{"bad flag", []string{"inspect", "--nope", model}, 2, "", "unknown flag", false},
+		{"export", []string{"export", "--model", "mlp", "-o", filepath.Join(dir, "mlp.onnx")}, 0, "wrote", "", false},
+		{"export unknown", []string{"export", "--model", "vgg", "-o", filepath.Join(dir, "v.onnx")}, 2, "", "unknown model", false},
+		{"derive train", []string{"derive", "--model", "mlp", "--kind", "train", "--batch", "4", "-o", filepath.Join(dir, "t.onnx")}, 0, "train graph, batch 4", "", false},
+		{"derive no taps", []string{"derive", "--model", "mlp", "--kind", "attack", "--taps", "none", "-o", filepath.Join(dir, "a.onnx")}, 0, "taps []", "", false},
+		{"derive bad kind", []string{"derive", "--model", "mlp", "--kind", "loss", "-o", filepath.Join(dir, "x.onnx")}, 2, "", "want train, attack", false},
+		{"derive bad tap", []string{"derive", "--model", "mlp", "--taps", "nope", "-o", filepath.Join(dir, "x.onnx")}, 1, "", "nope", false},
+		{"derive corrupt", []string{"derive", "--model", corrupt, "-o", filepath.Join(dir, "x.onnx")}, 1, "", "truncated", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,238 @@
+package graphs
+
+import (
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/onnxpb"
+)
+
+// Convolutions. Conv's backward uses ConvTranspose for dX and, for dW, a
+// Conv of the transposed input by the transposed output gradient with the
+// forward strides and dilations swapped (see ONNX-NOTES.md: without the
+// swap dW is silently wrong whenever stride ≠ dilation).
+
+func init() {
+	gradRules["Conv"] = convGrad
+	gradRules["ConvTranspose"] = convTransposeGrad
+}
+
+// convGeom is the normalized geometry of a Conv/ConvTranspose/pool node.
+type convGeom struct {
+	r            int
+	k, s, dil, p []int64
+	group        int64
+}
+
+func geom(n *node, k []int64) convGeom {
+	r := len(k)
+	g := convGeom{r: r, k: k, group: n.int("group", 1)}
+	ones := make([]int64, r)
+	for i := range ones {
+		ones[i] = 1
+	}
+	g.s = n.ints("strides", ones)
+	g.dil = n.ints("dilations", ones)
+	g.p = n.ints("pads", make([]int64, 2*r))
+	return g
+}
+
+func seq(from, to int) []int64 {
+	var a []int64
+	for i := from; i < to; i++ {
+		a = append(a, int64(i))
+	}
+	return a
+}
+
+// swap01 is the permutation exchanging the first two axes of a rank-r tensor.
+func swap01(r int) []int64 { return append([]int64{1, 0}, seq(2, r)...) }
+
+// convWeightGrad computes Σ_n,o in[n, c, o·s + k·dil − p] · g[n, m, o] for
+// every (m, c, k), i.e. a Conv weight gradient with in the (unpadded) input
+// [N, C, ...] and g the gradient of the output [N, M, ...], group 1..G.
+// Returns a [M, C/G, k...] tensor.
+func (d *deriver) convWeightGrad(in string, inShape []int64, g string, gShape []int64, cg convGeom) string {
+	r, G := cg.r, cg.group
+	N, C := inShape[0], inShape[1]
+	var xt string
+	if G == 1 {
+		xt = d.op("Transpose", []string{in}, onnx.AttrInts("perm", swap01(r+2)...))
+	} else {
+		Cg := C / G
+		five := append([]int64{N, G, Cg}, inShape[2:]...)
+		perm := append([]int64{2, 1, 0}, seq(3, r+3)...)
+		t := d.op("Transpose", []string{d.reshape(in, five)}, onnx.AttrInts("perm", perm...))
+		xt = d.reshape(t, append([]int64{Cg, G * N}, inShape[2:]...))
+	}
+	gt := d.op("Transpose", []string{g}, onnx.AttrInts("perm", swap01(r+2)...))
+	full := make([]int64, r)
+	need := false
+	for i := 0; i < r; i++ {
+		full[i] = (inShape[2+i]+cg.p[i]+cg.p[i+r]-cg.s[i]*(gShape[2+i]-1)-1)/cg.dil[i] + 1
+		need = need || full[i] != cg.k[i]
+	}
+	c := d.op("Conv", []string{xt, gt},
+		onnx.AttrInts("kernel_shape", gShape[2:]...),
+		onnx.AttrInts("strides", cg.dil...), onnx.AttrInts("dilations", cg.s...),
+		onnx.AttrInts("pads", cg.p...), onnx.AttrInt("group", G))
+	if need {
+		c = d.op("Slice", []string{c, d.ints(make([]int64, r)...), d.ints(cg.k...), d.ints(seq(2, r+2)...)})
+	}
+	return d.op("Transpose", []string{c}, onnx.AttrInts("perm", swap01(r+2)...))
+}
+
+func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	x, w, b := n.in[0], n.in[1], n.input(2)
+	xs, ws, ys := d.shape(x), d.shape(w), d.shape(n.out[0])
+	cg := geom(n, ws[2:])
+	r := cg.r
+	res := make([]string, 3)
+	if d.wants(x) {
+		op := make([]int64, r)
+		for i := 0; i < r; i++ {
+			op[i] = xs[2+i] - (cg.s[i]*(ys[2+i]-1) + (cg.k[i]-1)*cg.dil[i] + 1 - cg.p[i] - cg.p[i+r])
+		}
+		res[0] = d.op("ConvTranspose", []string{dy[0], w},
+			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
+			onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...),
+			onnx.AttrInt("group", cg.group), onnx.AttrInts("output_padding", op...))
+	}
+	if d.wants(w) {
+		res[1] = d.convWeightGrad(x, xs, dy[0], ys, cg)
+	}
+	if d.wants(b) {
+		res[2] = d.reduceSum(dy[0], append([]int64{0}, seq(2, r+2)...), false)
+	}
+	return res, nil
+}
+
+// convTransposeGrad: dX = Conv(dY, W) with the same geometry; dW by the
+// weight-gradient Conv with the roles of X and dY exchanged.
+func convTransposeGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	x, w, b := n.in[0], n.in[1], n.input(2)
+	xs, ws, ys := d.shape(x), d.shape(w), d.shape(n.out[0])
+	cg := geom(n, ws[2:])
+	r := cg.r
+	res := make([]string, 3)
+	if d.wants(x) {
+		res[0] = d.op("Conv", []string{dy[0], w},
+			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
+			onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...),
+			onnx.AttrInt("group", cg.group))
+	}
+	if d.wants(w) {
+		if cg.group != 1 {
+			return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: "weight gradient of a grouped ConvTranspose"}
+		}
+		// Σ_n,i x[n,ci,i]·dY[n,co,i·s + k·dil − p]: a weight gradient of
+		// "dY as input, X as output gradient" giving [Cin, Cout, k].
+		res[1] = d.convWeightGradT(dy[0], ys, x, xs, cg)
+	}
+	if d.wants(b) {
+		res[2] = d.reduceSum(dy[0], append([]int64{0}, seq(2, r+2)...), false)
+	}
+	return res, nil
+}
+
+// convWeightGradT computes W'[ci, co, k] = Σ_n,i x[n,ci,i]·g[n,co,i·s+k·dil−p]
+// (ConvTranspose weight gradient, group 1) with g [N, Cout, ...] and x
+// [N, Cin, ...].
+func (d *deriver) convWeightGradT(g string, gShape []int64, x string, xShape []int64, cg convGeom) string {
+	r := cg.r
+	gt := d.op("Transpose", []string{g}, onnx.AttrInts("perm", swap01(r+2)...)) // [Cout, N, ...]
+	xt := d.op("Transpose", []string{x}, onnx.AttrInts("perm", swap01(r+2)...)) // [Cin, N, ...]
+	full := make([]int64, r)
+	need := false
+	for i := 0; i < r; i++ {
+		full[i] = (gShape[2+i]+cg.p[i]+cg.p[i+r]-cg.s[i]*(xShape[2+i]-1)-1)/cg.dil[i] + 1
+		need = need || full[i] != cg.k[i]
+	}
+	c := d.op("Conv", []string{gt, xt}, // [Cout, Cin, k']
+		onnx.AttrInts("kernel_shape", xShape[2:]...),
+		onnx.AttrInts("strides", cg.dil...), onnx.AttrInts("dilations", cg.s...),
+		onnx.AttrInts("pads", cg.p...))
+	if need {
+		c = d.op("Slice", []string{c, d.ints(make([]int64, r)...), d.ints(cg.k...), d.ints(seq(2, r+2)...)})
+	}
+	return d.op("Transpose", []string{c}, onnx.AttrInts("perm", swap01(r+2)...))
+}
+
+// Linear layers.
+
+func init() {
+	gradRules["Gemm"] = gemmGrad
+	gradRules["MatMul"] = matMulGrad
+}
+
+// gemmGrad: Y = α·A'·B' + β·C with A' = transA ? Aᵀ : A (same for B).
+func gemmGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	a, b, c := n.in[0], n.in[1], n.input(2)
+	ta, tb := n.int("transA", 0) != 0, n.int("transB", 0) != 0
+	alpha, beta := n.float("alpha", 1), n.float("beta", 1)
+	gemm := func(x, y string, tx, ty bool) string {
+		attrs := []*onnxpb.AttributeProto{onnx.AttrFloat("alpha", alpha)}
+		if tx {
+			attrs = append(attrs, onnx.AttrInt("transA", 1))
+		}
+		if ty {
+			attrs = append(attrs, onnx.AttrInt("transB", 1))
+		}
+		return d.op("Gemm", []string{x, y}, attrs...)
+	}
+	res := make([]string, 3)
+	g := dy[0]
+	if d.wants(a) {
+		switch {
+		case !ta && !tb:
+			res[0] = gemm(g, b, false, true)
+		case !ta && tb:
+			res[0] = gemm(g, b, false, false)
+		case ta && !tb:
+			res[0] = gemm(b, g, false, true)
+		default:
+			res[0] = gemm(b, g, true, true)
+		}
+	}
+	if d.wants(b) {
+		switch {
+		case !tb && !ta:
+			res[1] = gemm(a, g, true, false)
+		case !tb && ta:
+			res[1] = gemm(a, g, false, false)
+		case tb && !ta:
+			res[1] = gemm(g, a, true, false)
+		default:
+			res[1] = gemm(g, a, true, true)
+		}
+	}
+	if d.wants(c) {
+		gc := d.unbroadcast(g, d.shape(n.out[0]), d.shape(c))
+		if beta != 1 {
+			gc = d.mul(gc, d.scalar(beta))
+		}
+		res[2] = gc
+	}
+	return res, nil
+}
+
+// matMulGrad: dA = dY·Bᵀ, dB = Aᵀ·dY, reduced over broadcast batch axes.
+func matMulGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	a, b := n.in[0], n.in[1]
+	as, bs, ys := d.shape(a), d.shape(b), d.shape(n.out[0])
+	tr := func(x string, r int) string {
+		perm := seq(0, r)
+		perm[r-1], perm[r-2] = perm[r-2], perm[r-1]
+		return d.op("Transpose", []string{x}, onnx.AttrInts("perm", perm...))
+	}
+	res := make([]string, 2)
+	if d.wants(a) {
+		g := d.op("MatMul", []string{dy[0], tr(b, len(bs))})
+		full := append(clone64(ys[:len(ys)-2]), as[len(as)-2:]...)
+		res[0] = d.unbroadcast(g, full, as)
+	}
+	if d.wants(b) {
+		g := d.op("MatMul", []string{tr(a, len(as)), dy[0]})
+		full := append(clone64(ys[:len(ys)-2]), bs[len(bs)-2:]...)
+		res[1] = d.unbroadcast(g, full, bs)
+	}
+	return res, nil
+}

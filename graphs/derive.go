@@ -1,0 +1,694 @@
+package graphs
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/onnxpb"
+)
+
+// gradRule emits the backward nodes of one forward node. dy[i] is the
+// gradient of output i ("" when no gradient reaches it). It returns one
+// gradient per input ("" for none); it should compute only the gradients of
+// inputs for which d.wants is true.
+type gradRule func(d *deriver, n *node, dy []string) ([]string, error)
+
+// forwardRule emits a forward node in a form other than a plain copy (BN in
+// training mode, MaxPool with indices).
+type forwardRule func(d *deriver, n *node) error
+
+// gradRules is the registry of gradient rules, one per ONNX op type, filled
+// by the init functions of conv.go, elementwise.go, pooling.go, norm.go,
+// shape.go and loss.go.
+var gradRules = map[string]gradRule{}
+
+var forwardRules = map[string]forwardRule{}
+
+// noGrad is the rule for ops whose outputs are piecewise constant.
+func noGrad(d *deriver, n *node, dy []string) ([]string, error) { return nil, nil }
+
+// deriver holds the state of one Derive call.
+type deriver struct {
+	g        *fgraph
+	b        *onnx.Builder
+	spec     Spec
+	training bool // BN on batch statistics
+	taps     []string
+	sources  []string
+	isInput  map[string]bool
+	emitted  map[string]bool
+	needs    map[string]bool
+	grads    map[string][]string
+	total    map[string]string
+	saved    map[*node]map[string]string
+	cache    map[string]string
+	outNames map[string]bool
+	outs     []*onnxpb.ValueInfoProto
+
+	// linear mode (finite-difference tests): the loss is Σ linear ⊙ logits
+	// and the gradients of wrt are output.
+	linear []float32
+	wrt    []string
+}
+
+// Derive builds the graph of spec.Kind from a forward graph (DESIGN.md §3):
+//
+//   - forward: the forward graph, batch made concrete, with metadata;
+//   - attack: inputs x, y and every parameter; BN on batch statistics;
+//     outputs loss, logits, grad.x and grad.<tap>;
+//   - train: inputs x, y, every parameter, every BN running statistic and
+//     delta.<tap>; BN on batch statistics; at each tap ĥ = h +
+//     stopgrad(clip(δ, lo−h, hi−h)) (the domain clip); outputs loss,
+//     logits, grad.<param>, <stat>.next (and grad.x with Spec.InputGrad);
+//   - eval: input x, y; BN on running statistics, weights embedded; outputs
+//     logits, loss.each and grad.x of Σ loss.each.
+//
+// Derived graphs use only default-domain ONNX ops at opset 18, and every
+// shape in them is static (Spec.Batch).
+//
+// Models exported from PyTorch must keep their BatchNormalization nodes:
+// an eval-mode export folds each BN that follows a Conv into that Conv, so
+// the BN parameters and running statistics are gone and training would run
+// without batch normalization. Export with
+// training=torch.onnx.TrainingMode.PRESERVE (in train mode). Derive returns
+// an error for the training kinds when a graph has Conv layers but no
+// BatchNormalization and its metadata does not say slatrun.bn=none.
+func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
+	switch spec.Kind {
+	case Forward:
+		return deriveForward(forward, spec)
+	case Attack, Train, Eval:
+	default:
+		return nil, fmt.Errorf("graphs: derive: unknown kind %q (want forward, attack, train or eval)", spec.Kind)
+	}
+	if spec.Batch <= 0 {
+		return nil, fmt.Errorf("graphs: derive: Spec.Batch must be positive, got %d", spec.Batch)
+	}
+	if spec.Kind == Eval {
+		switch spec.Loss {
+		case "", "ce", "cw", "dlr":
+		default:
+			return nil, fmt.Errorf("graphs: derive: unknown eval loss %q (want ce, cw or dlr)", spec.Loss)
+		}
+	}
+	g, err := loadGraph(forward, int64(spec.Batch))
+	if err != nil {
+		return nil, err
+	}
+	if t := g.info["logits"]; t == nil || len(t.shape) != 2 || !t.isFloat() {
+		return nil, fmt.Errorf("graphs: derive: the forward graph's output must be float logits [N, K], got shape %v", g.shape("logits"))
+	}
+	taps := spec.Taps
+	if taps == nil {
+		if v, ok := forward.Metadata(MetaTaps); ok {
+			taps = splitList(v)
+		}
+	}
+	if spec.Kind != Eval {
+		if err := checkFoldedBN(forward, g); err != nil {
+			return nil, err
+		}
+	}
+	d := &deriver{g: g, spec: spec, taps: taps, training: spec.Kind != Eval,
+		isInput: map[string]bool{}, emitted: map[string]bool{}, needs: map[string]bool{},
+		grads: map[string][]string{}, total: map[string]string{}, saved: map[*node]map[string]string{},
+		cache: map[string]string{}, outNames: map[string]bool{}}
+	return d.build()
+}
+
+// checkFoldedBN rejects, for the training kinds, a graph with Conv layers and
+// no BatchNormalization: almost always a PyTorch eval-mode export that folded
+// BN into the convolutions.
+func checkFoldedBN(forward *onnx.Model, g *fgraph) error {
+	if v, ok := forward.Metadata("slatrun.bn"); ok && v == "none" {
+		return nil
+	}
+	conv, bn := false, false
+	for _, n := range g.nodes {
+		conv = conv || n.op == "Conv"
+		bn = bn || n.op == "BatchNormalization"
+	}
+	if conv && !bn && strings.Contains(strings.ToLower(forward.Proto.GetProducerName()), "pytorch") {
+		return fmt.Errorf("graphs: derive: the graph has Conv layers but no BatchNormalization: PyTorch's eval-mode export folds BN into Conv, losing its parameters and running statistics; export with training=torch.onnx.TrainingMode.PRESERVE (model.train()), or set metadata slatrun.bn=none if the model really has no BN")
+	}
+	return nil
+}
+
+// deriveForward returns the forward graph with its batch made concrete and
+// slatrun metadata.
+func deriveForward(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
+	if forward == nil || forward.Graph() == nil {
+		return nil, fmt.Errorf("graphs: derive: %w", onnx.ErrNoGraph)
+	}
+	m := forward.Clone()
+	if spec.Batch > 0 {
+		for _, vs := range [][]*onnxpb.ValueInfoProto{m.Graph().GetInput(), m.Graph().GetOutput()} {
+			for _, vi := range vs {
+				tt := vi.GetType().GetTensorType()
+				if tt == nil || tt.GetShape() == nil || len(tt.GetShape().GetDim()) == 0 {
+					continue
+				}
+				d0 := tt.GetShape().GetDim()[0]
+				if _, isVal := d0.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue); !isVal {
+					d0.Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: int64(spec.Batch)}
+				}
+			}
+		}
+		m.SetMetadata(MetaBatch, strconv.Itoa(spec.Batch))
+	}
+	params, stats := classifyNames(m)
+	m.SetMetadata(MetaKind, string(Forward))
+	taps := spec.Taps
+	if taps == nil {
+		if v, ok := forward.Metadata(MetaTaps); ok {
+			taps = splitList(v)
+		}
+	}
+	m.SetMetadata(MetaTaps, strings.Join(taps, ","))
+	m.SetMetadata(MetaParams, strings.Join(params, ","))
+	m.SetMetadata(MetaStats, strings.Join(stats, ","))
+	return m, nil
+}
+
+func (d *deriver) build() (*onnx.Model, error) {
+	g, spec := d.g, d.spec
+	isStat := map[string]bool{}
+	for _, s := range g.stats {
+		isStat[s] = true
+	}
+	// Taps: check, and in the train kind insert the domain-clip nodes.
+	prod := g.producers()
+	for _, t := range d.taps {
+		ti := g.info[t]
+		p := prod[t]
+		if ti == nil || p == nil || p.folded {
+			return nil, fmt.Errorf("graphs: derive: tap %q is not a tensor computed by the forward graph", t)
+		}
+		if !ti.isFloat() || len(ti.shape) < 2 {
+			return nil, fmt.Errorf("graphs: derive: tap %q must be a float tensor [N, ...], is %v", t, ti.shape)
+		}
+	}
+	if spec.Kind == Train {
+		for _, t := range d.taps {
+			p := prod[t]
+			pre := g.fresh(t + ".pre")
+			for i, o := range p.out {
+				if o == t {
+					p.out[i] = pre
+				}
+			}
+			g.info[pre] = g.info[t]
+			delta := "delta." + t
+			g.info[delta] = &tinfo{dt: onnx.Float, shape: clone64(g.info[t].shape)}
+			tn := &node{op: "SlatrunTap", name: "tap " + t, in: []string{pre, delta}, out: []string{t}, tap: true}
+			for i, n := range g.nodes {
+				if n == p {
+					g.nodes = append(g.nodes[:i+1], append([]*node{tn}, g.nodes[i+1:]...)...)
+					break
+				}
+			}
+		}
+	}
+	// Live nodes: those the logits depend on.
+	live := map[*node]bool{}
+	want := map[string]bool{g.output: true}
+	for i := len(g.nodes) - 1; i >= 0; i-- {
+		n := g.nodes[i]
+		hit := false
+		for _, o := range n.out {
+			hit = hit || want[o]
+		}
+		if !hit {
+			continue
+		}
+		live[n] = true
+		for _, in := range n.in {
+			want[in] = true
+		}
+	}
+	var nodes []*node
+	for _, n := range g.nodes {
+		if live[n] {
+			nodes = append(nodes, n)
+		}
+	}
+	g.nodes = nodes
+	if !want["x"] {
+		return nil, fmt.Errorf("graphs: derive: the logits do not depend on the input")
+	}
+	// What to differentiate.
+	switch {
+	case d.linear != nil:
+		d.sources = d.wrt
+	case spec.Kind == Attack:
+		d.sources = append([]string{"x"}, d.taps...)
+	case spec.Kind == Train:
+		d.sources = append([]string(nil), g.params...)
+		if spec.InputGrad {
+			d.sources = append(d.sources, "x")
+		}
+	case spec.Kind == Eval:
+		d.sources = []string{"x"}
+	}
+	for _, s := range d.sources {
+		d.needs[s] = true
+	}
+	for _, n := range g.nodes {
+		if n.folded {
+			continue
+		}
+		any := false
+		for _, in := range n.in {
+			any = any || d.needs[in]
+		}
+		if !any {
+			continue
+		}
+		for _, o := range n.out {
+			if t := g.info[o]; t != nil && t.isFloat() {
+				d.needs[o] = true
+			}
+		}
+	}
+
+	d.b = onnx.NewBuilder("slatrun_" + string(spec.Kind))
+	for name := range g.used {
+		d.b.Reserve(name)
+	}
+	for _, s := range []string{"x", "y", "loss", "loss.each", "logits", "grad.x"} {
+		d.b.Reserve(s)
+	}
+	for _, s := range append(append([]string(nil), g.params...), d.taps...) {
+		d.b.Reserve("grad." + s)
+		d.b.Reserve("delta." + s)
+	}
+	for _, s := range g.stats {
+		d.b.Reserve(s + ".next")
+	}
+	B := int64(spec.Batch)
+	d.input("x", onnx.Float, g.info["x"].shape)
+	d.input("y", onnx.Int64, []int64{B})
+	g.info["y"] = &tinfo{dt: onnx.Int64, shape: []int64{B}}
+	if d.linear != nil {
+		for _, p := range d.wrt {
+			if _, ok := g.inits[p]; ok {
+				d.input(p, onnx.Float, g.info[p].shape)
+			}
+		}
+	} else if spec.Kind != Eval {
+		for _, p := range g.params {
+			d.input(p, onnx.Float, g.info[p].shape)
+		}
+	}
+	if spec.Kind == Train && d.linear == nil {
+		for _, s := range g.stats {
+			d.input(s, onnx.Float, g.info[s].shape)
+		}
+		for _, t := range d.taps {
+			d.input("delta."+t, onnx.Float, g.info[t].shape)
+		}
+	}
+
+	// Forward.
+	for _, n := range g.nodes {
+		if n.folded {
+			continue
+		}
+		for _, in := range n.in {
+			d.ensure(in)
+		}
+		var err error
+		switch {
+		case n.tap:
+			err = d.emitTap(n)
+		case forwardRules[n.op] != nil:
+			err = forwardRules[n.op](d, n)
+		default:
+			d.copyNode(n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("graphs: derive: %v: %w", n, err)
+		}
+	}
+
+	// Loss head and the seed gradient.
+	var seed string
+	if d.linear != nil {
+		seed = d.floats("linear", g.info[g.output].shape, d.linear)
+		d.output(g.output, g.info[g.output].shape)
+	} else {
+		var err error
+		if seed, err = d.emitHead(); err != nil {
+			return nil, err
+		}
+	}
+	d.grads[g.output] = []string{seed}
+
+	// Backward, in reverse order.
+	for i := len(g.nodes) - 1; i >= 0; i-- {
+		n := g.nodes[i]
+		if n.folded {
+			continue
+		}
+		dy := make([]string, len(n.out))
+		any := false
+		for j, o := range n.out {
+			if o != "" && len(d.grads[o]) > 0 {
+				dy[j] = d.grad(o)
+				any = true
+			}
+		}
+		wantIn := false
+		for _, in := range n.in {
+			wantIn = wantIn || (in != "" && d.needs[in])
+		}
+		if !any || !wantIn {
+			continue
+		}
+		rule := gradRules[n.op]
+		if n.tap {
+			rule = tapGrad
+		}
+		if rule == nil {
+			return nil, &UnsupportedOpError{Node: n.name, Op: n.op}
+		}
+		dx, err := rule(d, n, dy)
+		if err != nil {
+			return nil, fmt.Errorf("graphs: derive: %v: backward: %w", n, err)
+		}
+		for j, gx := range dx {
+			if gx != "" && j < len(n.in) && n.in[j] != "" && d.needs[n.in[j]] {
+				d.grads[n.in[j]] = append(d.grads[n.in[j]], gx)
+			}
+		}
+	}
+
+	// Gradient outputs.
+	switch {
+	case d.linear != nil:
+		for _, w := range d.wrt {
+			d.gradOutput(w)
+		}
+	case spec.Kind == Attack:
+		d.gradOutput("x")
+		for _, t := range d.taps {
+			d.gradOutput(t)
+		}
+	case spec.Kind == Train:
+		if spec.InputGrad {
+			d.gradOutput("x")
+		}
+		for _, p := range g.params {
+			d.gradOutput(p)
+		}
+		for _, s := range g.stats {
+			if d.emitted[s+".next"] {
+				d.output(s+".next", g.info[s].shape)
+			}
+		}
+	case spec.Kind == Eval:
+		d.gradOutput("x")
+	}
+	d.b.Graph().Output = d.outs
+
+	// Metadata: the forward's slatrun.* keys, then ours.
+	for _, kv := range g.meta {
+		if strings.HasPrefix(kv[0], "slatrun.") {
+			d.b.SetMetadata(kv[0], kv[1])
+		}
+	}
+	d.b.SetMetadata(MetaKind, string(spec.Kind))
+	d.b.SetMetadata(MetaTaps, strings.Join(d.taps, ","))
+	d.b.SetMetadata(MetaParams, strings.Join(g.params, ","))
+	d.b.SetMetadata(MetaStats, strings.Join(g.stats, ","))
+	d.b.SetMetadata(MetaBatch, strconv.Itoa(spec.Batch))
+	if spec.Kind == Eval {
+		loss := spec.Loss
+		if loss == "" {
+			loss = "ce"
+		}
+		d.b.SetMetadata(MetaLoss, loss)
+	}
+	m := d.b.Model()
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("graphs: derive: internal error: %w", err)
+	}
+	return m, nil
+}
+
+func (d *deriver) input(name string, dt onnx.DType, shape []int64) {
+	d.b.Input(name, dt, shape...)
+	d.isInput[name] = true
+	d.emitted[name] = true
+}
+
+// output declares a graph output.
+func (d *deriver) output(name string, shape []int64) {
+	d.outs = append(d.outs, onnx.ValueInfo(name, onnx.Float, shape...))
+	d.outNames[name] = true
+}
+
+// gradOutput declares grad.<name>, the total gradient of forward tensor name.
+func (d *deriver) gradOutput(name string) {
+	out := "grad." + name
+	shape := d.g.info[name].shape
+	if len(d.grads[name]) == 0 {
+		d.b.Node("ConstantOfShape", []string{d.ints(shape...)}, []string{out}, onnx.AttrTensor("value", onnx.FloatTensor("value", []int64{1}, []float32{0})))
+	} else {
+		d.bindOutput(d.grad(name), out)
+	}
+	d.output(out, shape)
+}
+
+// bindOutput makes tensor src available under the graph output name out:
+// by renaming src when it is an internal tensor of the backward pass, or
+// with an Identity node.
+func (d *deriver) bindOutput(src, out string) {
+	_, fwd := d.g.info[src]
+	if fwd || d.isInput[src] || d.outNames[src] {
+		d.b.Node("Identity", []string{src}, []string{out})
+		return
+	}
+	produced := false
+	for _, n := range d.b.Graph().GetNode() {
+		for _, o := range n.Output {
+			produced = produced || o == src
+		}
+	}
+	if !produced { // a constant or initializer
+		d.b.Node("Identity", []string{src}, []string{out})
+		return
+	}
+	for _, n := range d.b.Graph().GetNode() {
+		for i, s := range n.Input {
+			if s == src {
+				n.Input[i] = out
+			}
+		}
+		for i, s := range n.Output {
+			if s == src {
+				n.Output[i] = out
+			}
+		}
+	}
+	for k, v := range d.total {
+		if v == src {
+			d.total[k] = out
+		}
+	}
+}
+
+// ensure emits forward tensor s as an initializer if it is a constant that
+// is not yet in the derived graph.
+func (d *deriver) ensure(s string) {
+	if s == "" || d.emitted[s] {
+		return
+	}
+	if t, ok := d.g.inits[s]; ok {
+		d.b.Initializer(t)
+		d.emitted[s] = true
+		return
+	}
+	if t := d.g.info[s]; t != nil && t.isConst {
+		d.b.Initializer(encodeConst(s, t))
+		d.emitted[s] = true
+	}
+}
+
+// copyNode emits n unchanged.
+func (d *deriver) copyNode(n *node) {
+	d.b.Node(n.op, n.in, n.out, n.attrs...)
+}
+
+// grad returns the total gradient of forward tensor s (summing the
+// contributions of its consumers once).
+func (d *deriver) grad(s string) string {
+	if t, ok := d.total[s]; ok {
+		return t
+	}
+	cs := d.grads[s]
+	t := cs[0]
+	if len(cs) > 1 {
+		t = d.op("Sum", cs)
+	}
+	d.total[s] = t
+	return t
+}
+
+// wants reports whether forward tensor s needs a gradient.
+func (d *deriver) wants(s string) bool { return s != "" && d.needs[s] }
+
+// shape returns the static shape of forward tensor s.
+func (d *deriver) shape(s string) []int64 { return d.g.info[s].shape }
+
+// op emits a node with one fresh output.
+func (d *deriver) op(op string, in []string, attrs ...*onnxpb.AttributeProto) string {
+	return d.b.Op(op, in, attrs...)
+}
+
+// ints returns a (shared) 1-D int64 constant.
+func (d *deriver) ints(v ...int64) string {
+	key := fmt.Sprint("i", v)
+	if s, ok := d.cache[key]; ok {
+		return s
+	}
+	s := d.b.Ints(v...)
+	d.cache[key] = s
+	return s
+}
+
+// scalar returns a (shared) float32 0-d constant.
+func (d *deriver) scalar(v float32) string {
+	key := fmt.Sprint("f", v)
+	if s, ok := d.cache[key]; ok {
+		return s
+	}
+	s := d.b.Scalar(v)
+	d.cache[key] = s
+	return s
+}
+
+// floats adds a float32 constant.
+func (d *deriver) floats(name string, shape []int64, v []float32) string {
+	return d.b.Floats(name, shape, v)
+}
+
+func (d *deriver) reshape(x string, shape []int64) string {
+	return d.op("Reshape", []string{x, d.ints(shape...)})
+}
+
+// reduceSum sums x over axes (keepdims as given).
+func (d *deriver) reduceSum(x string, axes []int64, keep bool) string {
+	k := int64(0)
+	if keep {
+		k = 1
+	}
+	return d.op("ReduceSum", []string{x, d.ints(axes...)}, onnx.AttrInt("keepdims", k))
+}
+
+func (d *deriver) reduceMean(x string, axes []int64, keep bool) string {
+	k := int64(0)
+	if keep {
+		k = 1
+	}
+	return d.op("ReduceMean", []string{x, d.ints(axes...)}, onnx.AttrInt("keepdims", k))
+}
+
+// unbroadcast reduces a gradient of shape from (a broadcast result) to the
+// shape to of the operand that was broadcast.
+func (d *deriver) unbroadcast(grad string, from, to []int64) string {
+	if equal64(from, to) {
+		return grad
+	}
+	off := len(from) - len(to)
+	var axes []int64
+	for i := range from {
+		j := i - off
+		if j < 0 || (to[j] == 1 && from[i] != 1) {
+			axes = append(axes, int64(i))
+		}
+	}
+	r := grad
+	if len(axes) > 0 {
+		r = d.reduceSum(grad, axes, true)
+	}
+	if onnx.NumElements(from) != onnx.NumElements(to) || len(from) != len(to) {
+		r = d.reshape(r, to)
+	}
+	return r
+}
+
+func equal64(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// zeros returns a float zero tensor of the given shape.
+func (d *deriver) zeros(shape []int64) string {
+	return d.op("ConstantOfShape", []string{d.ints(shape...)}, onnx.AttrTensor("value", onnx.FloatTensor("value", []int64{1}, []float32{0})))
+}
+
+// emitTap emits SLAT's domain clip at a tap: h = pre + clip(δ, lo−pre,
+// hi−pre) with lo/hi the per-sample min/max of pre over its non-batch,
+// non-channel axes (for a 2-D tap [N,F], over F).
+func (d *deriver) emitTap(n *node) error {
+	pre, delta, h := n.in[0], n.in[1], n.out[0]
+	if d.spec.NoDomainClip {
+		d.b.Node("Add", []string{pre, delta}, []string{h})
+		return nil
+	}
+	axes := tapAxes(len(d.shape(pre)))
+	lo := d.op("ReduceMin", []string{pre, d.ints(axes...)}, onnx.AttrInt("keepdims", 1))
+	hi := d.op("ReduceMax", []string{pre, d.ints(axes...)}, onnx.AttrInt("keepdims", 1))
+	c := d.op("Max", []string{d.op("Min", []string{delta, d.op("Sub", []string{hi, pre})}), d.op("Sub", []string{lo, pre})})
+	d.b.Node("Add", []string{pre, c}, []string{h})
+	return nil
+}
+
+// tapAxes are the axes over which the domain clip's bounds are taken:
+// spatial axes 2.. for [N,C,...] taps, the feature axis for [N,F] taps.
+func tapAxes(rank int) []int64 {
+	if rank == 2 {
+		return []int64{1}
+	}
+	var a []int64
+	for i := 2; i < rank; i++ {
+		a = append(a, int64(i))
+	}
+	return a
+}
+
+// tapGrad: the clipped perturbation is a constant (stop-gradient), so the
+// gradient passes through to the unperturbed tensor.
+func tapGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	return []string{dy[0], ""}, nil
+}
+
+// deriveLinear builds, for tests, the gradient graph of the loss
+// Σ w ⊙ out (out: the forward's first output, w given) with respect to the
+// tensors wrt (the input "x" and/or initializers, which become inputs).
+// training selects BN on batch statistics.
+func deriveLinear(forward *onnx.Model, batch int, training bool, wrt []string, w []float32) (*onnx.Model, error) {
+	g, err := loadGraph(forward, int64(batch))
+	if err != nil {
+		return nil, err
+	}
+	kind := Eval
+	if training {
+		kind = Attack
+	}
+	d := &deriver{g: g, spec: Spec{Kind: kind, Batch: batch}, training: training,
+		isInput: map[string]bool{}, emitted: map[string]bool{}, needs: map[string]bool{},
+		grads: map[string][]string{}, total: map[string]string{}, saved: map[*node]map[string]string{},
+		cache: map[string]string{}, outNames: map[string]bool{}, linear: w, wrt: wrt}
+	return d.build()
+}

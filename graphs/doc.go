@@ -1,0 +1,38 @@
+// Package graphs turns a forward ONNX graph into the graphs slatrun's
+// training and evaluation run: reverse-mode automatic differentiation over
+// ONNX operators, in Go, emitting only standard default-domain ONNX ops
+// (opset 18), because ONNX Runtime's training API and its gradient kernels
+// are not available.
+//
+// Derive takes a forward graph (from the model zoo or torch.onnx.export)
+// with one input x [N, C, H, W] and logits [N, K] as its first output, and a
+// Spec (kind, concrete batch size, taps), and returns a graph of one of the
+// kinds of DESIGN.md §3:
+//
+//   - attack: loss, logits, grad.x and grad.<tap>, BN on batch statistics,
+//     no parameter gradients (SLAT's first pass);
+//   - train: loss, logits, grad.<param>, <stat>.next at the point
+//     perturbed by delta.<tap> inputs with SLAT's domain clip (second pass);
+//   - eval: logits, loss.each (cross-entropy, CW margin or DLR) and grad.x
+//     of their sum, BN on running statistics;
+//   - forward: the model itself, for checkpoints and inference.
+//
+// How it works: the forward graph is normalized to opset 18, every tensor
+// gets a static shape (the batch is fixed), and integer shape arithmetic is
+// folded into constants. The forward nodes are emitted (batch norm in its
+// training form for attack and train), a loss head is appended, and the
+// nodes are walked in reverse: each op type has one gradient rule in a
+// registry (conv.go, elementwise.go, pooling.go, norm.go, shape.go,
+// loss.go) that emits the backward nodes; gradients that fan in are summed.
+// Only nodes on a path from a differentiated tensor (x, taps or parameters,
+// as the kind needs) to the loss get backward nodes. Every rule is checked
+// against central finite differences through ONNX Runtime in the tests.
+//
+// PyTorch models must be exported in training mode with
+// training=torch.onnx.TrainingMode.PRESERVE: an eval-mode export folds
+// BatchNormalization into the preceding Conv, and the BN parameters and
+// running statistics are lost (Derive refuses such a PyTorch graph for the
+// training kinds).
+//
+// Dropout is treated as the identity in every derived graph.
+package graphs

@@ -1,0 +1,155 @@
+package graphs
+
+import (
+	"github.com/slatrun/slatrun/onnx"
+)
+
+// Loss heads and the rules of the ops classifiers and attack losses use:
+// Softmax, LogSoftmax, TopK, ArgMax (no gradient).
+
+func init() {
+	gradRules["Softmax"] = softmaxGrad
+	gradRules["LogSoftmax"] = logSoftmaxGrad
+	gradRules["TopK"] = topKGrad
+	gradRules["ArgMax"] = noGrad
+	gradRules["ArgMin"] = noGrad
+	gradRules["Hardmax"] = noGrad
+}
+
+// onehot returns float32 one-hot rows [B,K] of int64 labels [B].
+func (d *deriver) onehot(labels string, k int64) string {
+	key := "onehot:" + labels
+	if s, ok := d.cache[key]; ok {
+		return s
+	}
+	ar := make([]int64, k)
+	for i := range ar {
+		ar[i] = int64(i)
+	}
+	arange := d.b.Int64s("classes", []int64{1, k}, ar)
+	col := labels
+	if len(d.shapeOrNil(labels)) != 2 {
+		col = d.op("Unsqueeze", []string{labels, d.ints(1)})
+	}
+	oh := d.op("Cast", []string{d.op("Equal", []string{col, arange})}, onnx.AttrInt("to", int64(onnx.Float)))
+	d.cache[key] = oh
+	return oh
+}
+
+func (d *deriver) shapeOrNil(s string) []int64 {
+	if t := d.g.info[s]; t != nil {
+		return t.shape
+	}
+	return nil
+}
+
+// emitHead emits the loss on the logits and returns the gradient of the
+// differentiated loss with respect to the logits.
+//
+//   - attack, train: loss = mean_i −log softmax(z_i)[y_i] (0-d);
+//     ∂loss/∂z = (softmax(z) − onehot(y))/B.
+//   - eval "ce": loss.each_i = −log softmax(z_i)[y_i]; seed softmax − onehot.
+//   - eval "cw": loss.each_i = max_{j≠y} z_ij − z_iy; seed onehot(j*) −
+//     onehot(y).
+//   - eval "dlr": loss.each_i = (max_{j≠y} z_j − z_y)/(z_π1 − z_π3 + 1e-12)
+//     with z sorted descending (π); needs K ≥ 3.
+func (d *deriver) emitHead() (string, error) {
+	z := d.g.output
+	zs := d.shape(z)
+	B, K := zs[0], zs[1]
+	oh := d.onehot("y", K)
+	loss := d.spec.Loss
+	if d.spec.Kind != Eval {
+		loss = "ce"
+	}
+	switch loss {
+	case "", "ce":
+		lsm := d.op("LogSoftmax", []string{z}, onnx.AttrInt("axis", 1))
+		picked := d.op("Mul", []string{lsm, oh})
+		diff := d.op("Sub", []string{d.op("Exp", []string{lsm}), oh})
+		if d.spec.Kind == Eval {
+			s := d.reduceSum(picked, []int64{1}, false)
+			d.b.Node("Neg", []string{s}, []string{"loss.each"})
+			d.output("logits", zs)
+			d.output("loss.each", []int64{B})
+			return diff, nil
+		}
+		s := d.reduceSum(picked, []int64{0, 1}, false)
+		d.b.Node("Mul", []string{s, d.scalar(-1 / float32(B))}, []string{"loss"})
+		d.output("loss", nil)
+		d.output("logits", zs)
+		return d.op("Mul", []string{diff, d.scalar(1 / float32(B))}), nil
+	case "cw", "dlr":
+		zy := d.reduceSum(d.op("Mul", []string{z, oh}), []int64{1}, false)
+		other := d.op("Sub", []string{z, d.op("Mul", []string{oh, d.scalar(1e9)})})
+		zmax := d.op("ReduceMax", []string{other, d.ints(1)}, onnx.AttrInt("keepdims", 0))
+		jstar := d.op("ArgMax", []string{other}, onnx.AttrInt("axis", 1), onnx.AttrInt("keepdims", 0))
+		margin := d.op("Sub", []string{zmax, zy})
+		dm := d.op("Sub", []string{d.onehot(jstar, K), oh})
+		d.output("logits", zs)
+		d.output("loss.each", []int64{B})
+		if loss == "cw" {
+			d.b.Node("Identity", []string{margin}, []string{"loss.each"})
+			return dm, nil
+		}
+		if K < 3 {
+			return "", &UnsupportedOpError{Node: "loss head", Op: "DLR", Detail: "the DLR loss needs at least 3 classes"}
+		}
+		outs := d.b.OpN("TopK", []string{z, d.ints(3)}, 2, onnx.AttrInt("axis", 1))
+		vals, idx := outs[0], outs[1]
+		c0 := d.b.Int64s("col", nil, []int64{0})
+		c2 := d.b.Int64s("col", nil, []int64{2})
+		v1 := d.op("Gather", []string{vals, c0}, onnx.AttrInt("axis", 1)) // [B]
+		v3 := d.op("Gather", []string{vals, c2}, onnx.AttrInt("axis", 1))
+		i1 := d.op("Gather", []string{idx, c0}, onnx.AttrInt("axis", 1))
+		i3 := d.op("Gather", []string{idx, c2}, onnx.AttrInt("axis", 1))
+		den := d.op("Add", []string{d.op("Sub", []string{v1, v3}), d.scalar(1e-12)})
+		d.b.Node("Div", []string{margin, den}, []string{"loss.each"})
+		// ∂/∂z = dm/den − margin/den² · (onehot(π1) − onehot(π3))
+		inv := d.op("Reciprocal", []string{den})
+		invc := d.reshape(inv, []int64{B, 1})
+		q := d.reshape(d.op("Mul", []string{"loss.each", inv}), []int64{B, 1})
+		dd := d.op("Sub", []string{d.onehot(i1, K), d.onehot(i3, K)})
+		return d.op("Sub", []string{d.op("Mul", []string{dm, invc}), d.op("Mul", []string{dd, q})}), nil
+	}
+	return "", nil
+}
+
+// softmaxGrad: dX = s·(dY − Σ_axis dY·s).
+func softmaxGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	s := n.out[0]
+	ax, err := normAxis(n.int("axis", -1), len(d.shape(s)))
+	if err != nil {
+		return nil, err
+	}
+	t := d.reduceSum(d.op("Mul", []string{dy[0], s}), []int64{ax}, true)
+	return []string{d.op("Mul", []string{s, d.op("Sub", []string{dy[0], t})})}, nil
+}
+
+// logSoftmaxGrad: dX = dY − exp(y)·Σ_axis dY.
+func logSoftmaxGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	y := n.out[0]
+	ax, err := normAxis(n.int("axis", -1), len(d.shape(y)))
+	if err != nil {
+		return nil, err
+	}
+	t := d.reduceSum(dy[0], []int64{ax}, true)
+	return []string{d.op("Sub", []string{dy[0], d.op("Mul", []string{d.op("Exp", []string{y}), t})})}, nil
+}
+
+// topKGrad scatters the values' gradient back to their positions.
+func topKGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	if dy[0] == "" {
+		return nil, nil
+	}
+	x := n.in[0]
+	ax, err := normAxis(n.int("axis", -1), len(d.shape(x)))
+	if err != nil {
+		return nil, err
+	}
+	if len(n.out) < 2 || n.out[1] == "" {
+		return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: "TopK without its indices output"}
+	}
+	dx := d.op("ScatterElements", []string{d.zeros(d.shape(x)), n.out[1], dy[0]}, onnx.AttrInt("axis", ax), onnx.AttrString("reduction", "add"))
+	return []string{dx}, nil
+}

@@ -1,0 +1,113 @@
+package graphs
+
+import (
+	"github.com/slatrun/slatrun/onnx"
+)
+
+// Batch normalization. In the training kinds (attack, train) a
+// BatchNormalization node becomes its training form, composed of standard
+// ops: batch mean μ and biased variance σ² over (N, spatial), x̂ =
+// (x − μ)/√(σ² + ε), y = γ·x̂ + β, as PyTorch's train mode computes. Its
+// backward is dedicated rather than composed:
+//
+//	dβ = Σ dy,  dγ = Σ dy·x̂,  dx = (γ/σ)·(dy − mean(dy) − x̂·mean(dy·x̂)),
+//
+// computed from the centred input xc without materializing x̂. The train
+// kind also outputs <stat>.next = (1−m)·old + m·batch, with the unbiased
+// variance for running_var (PyTorch's rule). In the eval kind BN keeps its
+// inference form (running statistics).
+
+func init() {
+	forwardRules["BatchNormalization"] = bnForward
+	gradRules["BatchNormalization"] = bnGrad
+}
+
+func bnAxes(rank int) []int64 { return append([]int64{0}, seq(2, rank)...) }
+
+func bnBroadcast(xs []int64) []int64 {
+	s := make([]int64, len(xs))
+	for i := range s {
+		s[i] = 1
+	}
+	s[1] = xs[1]
+	return s
+}
+
+func bnForward(d *deriver, n *node) error {
+	if !d.training {
+		d.copyNode(n)
+		return nil
+	}
+	x, scale, bias, mean, vr := n.in[0], n.in[1], n.in[2], n.input(3), n.input(4)
+	xs := d.shape(x)
+	C := xs[1]
+	axes := bnAxes(len(xs))
+	bs := bnBroadcast(xs)
+	cnt := onnx.NumElements(xs) / C
+	eps := n.float("epsilon", 1e-5)
+	mu := d.reduceMean(x, axes, true)
+	xc := d.sub(x, mu)
+	v := d.reduceMean(d.mul(xc, xc), axes, true)
+	invstd := d.op("Reciprocal", []string{d.op("Sqrt", []string{d.add(v, d.scalar(eps))})})
+	gam := d.reshape(scale, bs)
+	k := d.mul(invstd, gam)
+	d.b.Node("Add", []string{d.mul(xc, k), d.reshape(bias, bs)}, []string{n.out[0]})
+	d.saved[n] = map[string]string{"xc": xc, "invstd": invstd, "k": k}
+	if d.spec.Kind == Train && d.isInput[mean] && d.isInput[vr] {
+		m := d.spec.BNMomentum
+		if m == 0 {
+			m = 0.1
+		}
+		unb := float32(1)
+		if cnt > 1 {
+			unb = float32(cnt) / float32(cnt-1)
+		}
+		d.b.Node("Add", []string{d.mul(mean, d.scalar(1-m)), d.mul(d.reshape(mu, []int64{C}), d.scalar(m))}, []string{mean + ".next"})
+		d.b.Node("Add", []string{d.mul(vr, d.scalar(1-m)), d.mul(d.reshape(v, []int64{C}), d.scalar(m*unb))}, []string{vr + ".next"})
+		d.emitted[mean+".next"] = true
+		d.emitted[vr+".next"] = true
+	}
+	return nil
+}
+
+func bnGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	x, scale, bias := n.in[0], n.in[1], n.in[2]
+	xs := d.shape(x)
+	C := xs[1]
+	axes := bnAxes(len(xs))
+	bs := bnBroadcast(xs)
+	res := make([]string, len(n.in))
+	if !d.training {
+		// inference form: y = γ·(x − mean)/√(var + ε) + β
+		eps := n.float("epsilon", 1e-5)
+		inv := d.op("Reciprocal", []string{d.op("Sqrt", []string{d.add(n.in[4], d.scalar(eps))})})
+		if d.wants(x) {
+			res[0] = d.mul(dy[0], d.reshape(d.mul(scale, inv), bs))
+		}
+		if d.wants(scale) {
+			xhat := d.mul(d.sub(x, d.reshape(n.in[3], bs)), d.reshape(inv, bs))
+			res[1] = d.reduceSum(d.mul(dy[0], xhat), axes, false)
+		}
+		if d.wants(bias) {
+			res[2] = d.reduceSum(dy[0], axes, false)
+		}
+		return res, nil
+	}
+	sv := d.saved[n]
+	xc, invstd, k := sv["xc"], sv["invstd"], sv["k"]
+	cnt := float32(onnx.NumElements(xs) / C)
+	s1 := d.reduceSum(dy[0], axes, true)            // Σ dy
+	s2 := d.reduceSum(d.mul(dy[0], xc), axes, true) // Σ dy·xc
+	if d.wants(bias) {
+		res[2] = d.reshape(s1, []int64{C})
+	}
+	if d.wants(scale) {
+		res[1] = d.reshape(d.mul(s2, invstd), []int64{C})
+	}
+	if d.wants(x) {
+		c1 := d.mul(s1, d.scalar(1/cnt))
+		c2 := d.mul(s2, d.mul(d.mul(invstd, invstd), d.scalar(1/cnt)))
+		res[0] = d.mul(d.sub(d.sub(dy[0], c1), d.mul(xc, c2)), k)
+	}
+	return res, nil
+}

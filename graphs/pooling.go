@@ -1,0 +1,170 @@
+package graphs
+
+import (
+	"github.com/slatrun/slatrun/onnx"
+)
+
+// Pooling. MaxPool with non-overlapping windows (kernel = stride, no
+// padding, exact tiling) routes the gradient by comparing the input with the
+// pooled value through a reshape (no Indices, no scatter); overlapping
+// windows use the forward's Indices output and a ScatterElements add.
+// AveragePool with kernel = stride tiles dY with Expand; otherwise a
+// depthwise ConvTranspose with a ones kernel spreads dY divided by each
+// window's element count (computed here, so count_include_pad and borders
+// are exact).
+
+func init() {
+	gradRules["MaxPool"] = maxPoolGrad
+	gradRules["AveragePool"] = avgPoolGrad
+	gradRules["GlobalAveragePool"] = globalAvgPoolGrad
+	gradRules["GlobalMaxPool"] = globalMaxPoolGrad
+	forwardRules["MaxPool"] = maxPoolForward
+}
+
+// tiles reports whether a pool node's windows tile its 2-D input exactly
+// (kernel = stride, no padding, no dilation).
+func tiles(n *node, xs []int64) bool {
+	k := n.ints("kernel_shape", nil)
+	if len(k) != 2 || len(xs) != 4 {
+		return false
+	}
+	cg := geom(n, k)
+	for i := 0; i < 2; i++ {
+		if cg.s[i] != k[i] || cg.dil[i] != 1 || cg.p[i] != 0 || cg.p[i+2] != 0 || xs[2+i]%k[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func maxPoolForward(d *deriver, n *node) error {
+	if !d.wants(n.in[0]) || tiles(n, d.shape(n.in[0])) {
+		d.copyNode(n)
+		return nil
+	}
+	out := n.out
+	idx := ""
+	if len(out) > 1 && out[1] != "" {
+		idx = out[1]
+	} else {
+		idx = d.b.Fresh(n.out[0] + ".indices")
+		out = []string{n.out[0], idx}
+	}
+	d.b.Node("MaxPool", n.in, out, n.attrs...)
+	d.saved[n] = map[string]string{"indices": idx}
+	return nil
+}
+
+func maxPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	if dy[0] == "" {
+		return nil, nil
+	}
+	x, y := n.in[0], n.out[0]
+	xs, ys := d.shape(x), d.shape(y)
+	if tiles(n, xs) {
+		k := n.ints("kernel_shape", nil)
+		six := []int64{xs[0], xs[1], ys[2], k[0], ys[3], k[1]}
+		one := []int64{xs[0], xs[1], ys[2], 1, ys[3], 1}
+		mask := d.op("Equal", []string{d.reshape(x, six), d.reshape(y, one)})
+		dx := d.op("Where", []string{mask, d.reshape(dy[0], one), d.scalar(0)})
+		return one1(d.reshape(dx, xs)), nil
+	}
+	idx := d.saved[n]["indices"]
+	total := onnx.NumElements(xs)
+	flat := d.op("ScatterElements", []string{d.zeros([]int64{total}), d.reshape(idx, []int64{-1}), d.reshape(dy[0], []int64{-1})},
+		onnx.AttrInt("axis", 0), onnx.AttrString("reduction", "add"))
+	return one1(d.reshape(flat, xs)), nil
+}
+
+func one1(s string) []string { return []string{s} }
+
+// windowCounts returns, per output position, the number of elements a pool
+// window averages over: elements inside [0, in) or, with count_include_pad,
+// inside [−pb, in + pe).
+func windowCounts(in, out, k, s, pb, pe int64, includePad bool) []float32 {
+	lo, hi := int64(0), in
+	if includePad {
+		lo, hi = -pb, in+pe
+	}
+	c := make([]float32, out)
+	for o := range c {
+		st := int64(o)*s - pb
+		en := st + k
+		if st < lo {
+			st = lo
+		}
+		if en > hi {
+			en = hi
+		}
+		if en > st {
+			c[o] = float32(en - st)
+		}
+	}
+	return c
+}
+
+func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	x := n.in[0]
+	xs, ys := d.shape(x), d.shape(n.out[0])
+	k := n.ints("kernel_shape", nil)
+	cg := geom(n, k)
+	r := cg.r
+	if tiles(n, xs) {
+		six := []int64{xs[0], xs[1], ys[2], k[0], ys[3], k[1]}
+		one := []int64{xs[0], xs[1], ys[2], 1, ys[3], 1}
+		g := d.mul(d.reshape(dy[0], one), d.scalar(1/float32(k[0]*k[1])))
+		return one1(d.reshape(d.op("Expand", []string{g, d.ints(six...)}), xs)), nil
+	}
+	include := n.int("count_include_pad", 0) != 0
+	// counts [1,1,out...] as the outer product of per-axis counts
+	counts := []float32{1}
+	for i := 0; i < r; i++ {
+		ci := windowCounts(xs[2+i], ys[2+i], k[i], cg.s[i], cg.p[i], cg.p[i+r], include)
+		next := make([]float32, 0, len(counts)*len(ci))
+		for _, a := range counts {
+			for _, b := range ci {
+				next = append(next, a*b)
+			}
+		}
+		counts = next
+	}
+	inv := make([]float32, len(counts))
+	for i, c := range counts {
+		if c > 0 {
+			inv[i] = 1 / c
+		}
+	}
+	scaled := d.mul(dy[0], d.floats("pool_inv_counts", append([]int64{1, 1}, ys[2:]...), inv))
+	C := xs[1]
+	kn := onnx.NumElements(k)
+	ones := make([]float32, C*kn)
+	for i := range ones {
+		ones[i] = 1
+	}
+	w := d.floats("pool_ones", append([]int64{C, 1}, k...), ones)
+	pads := append([]int64(nil), cg.p...)
+	op := make([]int64, r)
+	for i := 0; i < r; i++ {
+		op[i] = xs[2+i] - (cg.s[i]*(ys[2+i]-1) + k[i] - pads[i] - pads[i+r])
+		if op[i] < 0 { // ceil_mode windows past the end: crop them
+			pads[i+r] -= op[i]
+			op[i] = 0
+		}
+	}
+	dx := d.op("ConvTranspose", []string{scaled, w},
+		onnx.AttrInts("kernel_shape", k...), onnx.AttrInts("strides", cg.s...),
+		onnx.AttrInts("pads", pads...), onnx.AttrInt("group", C), onnx.AttrInts("output_padding", op...))
+	return one1(dx), nil
+}
+
+func globalAvgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	xs := d.shape(n.in[0])
+	hw := onnx.NumElements(xs[2:])
+	g := d.mul(dy[0], d.scalar(1/float32(hw)))
+	return one1(d.op("Expand", []string{g, d.ints(xs...)})), nil
+}
+
+func globalMaxPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	mask := d.op("Equal", []string{n.in[0], n.out[0]})
+	return one1(d.op("Where", []string{mask, dy[0], d.scalar(0)})), nil
+}
