@@ -1,0 +1,282 @@
+package eval
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
+)
+
+// Names of the eval graph contract (DESIGN.md §3).
+const (
+	inX      = "x"
+	inY      = "y"
+	inTarget = "target"
+	outZ     = "logits"
+	outLoss  = "loss.each"
+	outGrad  = "grad.x"
+)
+
+// ErrGraph is wrapped by every error about an eval graph that does not keep
+// the contract.
+var ErrGraph = errors.New("eval graph")
+
+// Dims are the fixed sizes every eval graph of a Classifier shares: batch B,
+// images C×H×W, K classes.
+type Dims struct{ B, C, H, W, K int }
+
+// D returns the number of values of one image, C·H·W.
+func (d Dims) D() int { return d.C * d.H * d.W }
+
+// Classifier runs a model's eval graphs, one per loss head, in ONNX Runtime.
+// A session is made for a head the first time an attack needs it. A
+// Classifier is not safe for concurrent use.
+type Classifier struct {
+	dims   Dims
+	opts   ort.Options
+	graphs map[string]*onnx.Model
+	sess   map[string]*ort.Session
+	extra  map[string]int       // other float inputs (parameters, BN statistics) → length
+	values map[string][]float32 // their values, set by SetInput
+	closed bool
+}
+
+// NewClassifier checks that the eval graphs keep the contract and share the
+// batch size B, the image shape C×H×W and the number of classes K. Keys of
+// graphs are loss heads (HeadCE, HeadCW, HeadDLR, HeadDLRT); every graph has
+// inputs x float32 [B,C,H,W] and y int64 [B] (dlr-t also target int64 [B])
+// and outputs logits [B,K], loss.each [B] and grad.x [B,C,H,W]. A symbolic
+// batch dimension takes opts.Batch. Any further graph input (a parameter or
+// a BN statistic, when the weights are inputs rather than initializers) must
+// be float32 with a fixed shape and be given with SetInput before use.
+// opts.Outputs is ignored: the sessions fetch exactly the three outputs.
+func NewClassifier(graphs map[string]*onnx.Model, opts ort.Options) (*Classifier, error) {
+	if len(graphs) == 0 {
+		return nil, fmt.Errorf("eval: %w: no eval graphs given", ErrGraph)
+	}
+	c := &Classifier{
+		opts:   opts,
+		graphs: map[string]*onnx.Model{},
+		sess:   map[string]*ort.Session{},
+		extra:  map[string]int{},
+		values: map[string][]float32{},
+	}
+	c.opts.Outputs = []string{outZ, outLoss, outGrad}
+	first := ""
+	for _, head := range sortedKeys(graphs) {
+		m := graphs[head]
+		if m == nil || m.Graph() == nil {
+			return nil, fmt.Errorf("eval: %w %q: no model", ErrGraph, head)
+		}
+		d, err := c.check(head, m)
+		if err != nil {
+			return nil, err
+		}
+		if first == "" {
+			c.dims, first = d, head
+		} else if d != c.dims {
+			return nil, fmt.Errorf("eval: %w %q: sizes B=%d C=%d H=%d W=%d K=%d differ from graph %q's B=%d C=%d H=%d W=%d K=%d",
+				ErrGraph, head, d.B, d.C, d.H, d.W, d.K, first, c.dims.B, c.dims.C, c.dims.H, c.dims.W, c.dims.K)
+		}
+		c.graphs[head] = m
+	}
+	return c, nil
+}
+
+// check validates one graph and returns its sizes.
+func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
+	minK := map[string]int{HeadCE: 2, HeadCW: 2, HeadDLR: 3, HeadDLRT: 4}[head]
+	if minK == 0 {
+		return Dims{}, fmt.Errorf("eval: %w: unknown loss head %q (want ce, cw, dlr or dlr-t)", ErrGraph, head)
+	}
+	bad := func(format string, a ...any) (Dims, error) {
+		return Dims{}, fmt.Errorf("eval: %w %q: %s", ErrGraph, head, fmt.Sprintf(format, a...))
+	}
+	g := m.Graph()
+	inits := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	type value struct {
+		dt   onnx.DType
+		dims []int64
+	}
+	ins, outs := map[string]value{}, map[string]value{}
+	for _, vi := range g.GetInput() {
+		if inits[vi.GetName()] {
+			continue
+		}
+		dt, dims, ok := onnx.ValueShape(vi)
+		if !ok {
+			return bad("input %q has no tensor shape", vi.GetName())
+		}
+		ins[vi.GetName()] = value{dt, dims}
+	}
+	for _, vi := range g.GetOutput() {
+		dt, dims, _ := onnx.ValueShape(vi)
+		outs[vi.GetName()] = value{dt, dims}
+	}
+	batch := func(n int64) int64 {
+		if n < 0 {
+			return int64(c.opts.Batch)
+		}
+		return n
+	}
+	x, ok := ins[inX]
+	if !ok || x.dt != onnx.Float || len(x.dims) != 4 {
+		return bad(`needs input "x" float32 [B,C,H,W]`)
+	}
+	b := batch(x.dims[0])
+	if b <= 0 {
+		return bad("input x has a symbolic batch dimension; set ort.Options.Batch")
+	}
+	if c.opts.Batch > 0 && b != int64(c.opts.Batch) {
+		return bad("batch size %d differs from ort.Options.Batch %d", b, c.opts.Batch)
+	}
+	for _, v := range x.dims[1:] {
+		if v <= 0 {
+			return bad("input x has unknown image dimensions %v", x.dims)
+		}
+	}
+	d := Dims{B: int(b), C: int(x.dims[1]), H: int(x.dims[2]), W: int(x.dims[3])}
+	want := func(v value, ok bool, dt onnx.DType, dims ...int64) bool {
+		if !ok || v.dt != dt || len(v.dims) != len(dims) {
+			return false
+		}
+		for i := range dims {
+			if batch(v.dims[i]) != dims[i] && dims[i] >= 0 {
+				return false
+			}
+		}
+		return true
+	}
+	if y, ok := ins[inY]; !want(y, ok, onnx.Int64, b) {
+		return bad(`needs input "y" int64 [%d]`, b)
+	}
+	t, hasT := ins[inTarget]
+	if head == HeadDLRT && !want(t, hasT, onnx.Int64, b) {
+		return bad(`needs input "target" int64 [%d]`, b)
+	}
+	if head != HeadDLRT && hasT {
+		return bad(`has an input "target", which only the dlr-t head takes`)
+	}
+	z, ok := outs[outZ]
+	if !want(z, ok, onnx.Float, b, -1) || z.dims[1] <= 0 {
+		return bad(`needs output "logits" float32 [%d,K]`, b)
+	}
+	d.K = int(z.dims[1])
+	if d.K < minK {
+		return bad("%d classes; this head needs at least %d", d.K, minK)
+	}
+	if l, ok := outs[outLoss]; !want(l, ok, onnx.Float, b) {
+		return bad(`needs output "loss.each" float32 [%d]`, b)
+	}
+	if gx, ok := outs[outGrad]; !want(gx, ok, onnx.Float, b, int64(d.C), int64(d.H), int64(d.W)) {
+		return bad(`needs output "grad.x" float32 [%d,%d,%d,%d]`, b, d.C, d.H, d.W)
+	}
+	for name, v := range ins {
+		if name == inX || name == inY || name == inTarget {
+			continue
+		}
+		n := int64(1)
+		for _, k := range v.dims {
+			if k < 0 {
+				return bad("input %q has a symbolic dimension; eval needs fixed shapes for parameter inputs", name)
+			}
+			n *= k
+		}
+		if v.dt != onnx.Float {
+			return bad("input %q is %s; eval feeds only float32 parameter inputs", name, v.dt)
+		}
+		if old, ok := c.extra[name]; ok && old != int(n) {
+			return bad("input %q has %d values here and %d in another graph", name, n, old)
+		}
+		c.extra[name] = int(n)
+	}
+	return d, nil
+}
+
+// Dims returns the sizes the eval graphs share.
+func (c *Classifier) Dims() Dims { return c.dims }
+
+// Heads returns the loss heads the Classifier has, sorted.
+func (c *Classifier) Heads() []string { return sortedKeys(c.graphs) }
+
+// Has reports whether the Classifier has an eval graph for head.
+func (c *Classifier) Has(head string) bool { _, ok := c.graphs[head]; return ok }
+
+// SetInput sets the value of a graph input other than x, y and target (a
+// parameter or BN statistic of graphs that take their weights as inputs).
+// The value is copied, written into every session that has the input, and
+// kept for sessions made later.
+func (c *Classifier) SetInput(name string, v []float32) error {
+	n, ok := c.extra[name]
+	if !ok {
+		return fmt.Errorf("eval: no eval graph has a parameter input %q", name)
+	}
+	if len(v) != n {
+		return fmt.Errorf("eval: input %q takes %d values, got %d", name, n, len(v))
+	}
+	c.values[name] = append(c.values[name][:0], v...)
+	for _, s := range c.sess {
+		if s.Has(name) {
+			copy(s.Float(name), v)
+		}
+	}
+	return nil
+}
+
+// session returns the session of head, making it on first use.
+func (c *Classifier) session(head string) (*ort.Session, error) {
+	if s, ok := c.sess[head]; ok {
+		return s, nil
+	}
+	if c.closed {
+		return nil, errors.New("eval: the classifier is closed")
+	}
+	m, ok := c.graphs[head]
+	if !ok {
+		return nil, fmt.Errorf("eval: no %q eval graph (have %s)", head, strings.Join(c.Heads(), ", "))
+	}
+	s, err := ort.NewSession(m, c.opts)
+	if err != nil {
+		return nil, fmt.Errorf("eval: %q eval graph: %w", head, err)
+	}
+	for _, name := range s.Inputs() {
+		if name == inX || name == inY || name == inTarget {
+			continue
+		}
+		v, ok := c.values[name]
+		if !ok {
+			s.Close()
+			return nil, fmt.Errorf("eval: %q eval graph: input %q has no value; call Classifier.SetInput", head, name)
+		}
+		copy(s.Float(name), v)
+	}
+	c.sess[head] = s
+	return s, nil
+}
+
+// Close releases every session; the Classifier cannot be used afterwards.
+// It is safe to call twice.
+func (c *Classifier) Close() error {
+	c.closed = true
+	var errs []error
+	for _, head := range sortedKeys(c.sess) {
+		errs = append(errs, c.sess[head].Close())
+		delete(c.sess, head)
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

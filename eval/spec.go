@@ -1,0 +1,238 @@
+package eval
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Loss heads: the keys of the eval graphs a Classifier is made from. For
+// every head a higher loss is more adversarial.
+const (
+	HeadCE   = "ce"    // cross-entropy: logsumexp(z) − z_y
+	HeadCW   = "cw"    // CW margin: max_{j≠y} z_j − z_y
+	HeadDLR  = "dlr"   // −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12)
+	HeadDLRT = "dlr-t" // targeted: −(z_y − z_t) / (z_π1 − (z_π3+z_π4)/2 + 1e-12); input "target"
+)
+
+// Attack kinds.
+const (
+	KindFGSM  = "fgsm"   // one step of ε·sign(g) (L2: ε·g/‖g‖)
+	KindPGD   = "pgd"    // Madry et al.: random start, fixed step, restarts
+	KindAPGD  = "apgd"   // Croce & Hein 2020, untargeted (APGD-CE, APGD-DLR)
+	KindAPGDT = "apgd-t" // Croce & Hein 2020, targeted DLR over the top target classes
+)
+
+// StandardAttacks is the evaluation of /work/shared/SLAT.md: FGSM, PGD-50-10
+// with the CE and the CW loss, and the first two attacks of AutoAttack's
+// "standard" version.
+const StandardAttacks = "fgsm,pgd-50-10,pgd-cw-50-10,apgd-ce,apgd-t"
+
+// AttackSpec describes one attack completely; with the budget (Config.Eps,
+// Config.Norm) and the seed it fixes the result. ParseAttacks makes specs
+// from names; a hand-built spec is checked by Evaluate.
+type AttackSpec struct {
+	// Name labels the attack in reports, for example "pgd-50-10". Names in
+	// one Config must differ; the name also selects the attack's random
+	// streams, so the same attack draws the same random starts wherever it
+	// appears in a list.
+	Name string `json:"name"`
+	// Kind is KindFGSM, KindPGD, KindAPGD or KindAPGDT.
+	Kind string `json:"kind"`
+	// Loss is the loss head whose gradient the attack follows: HeadCE,
+	// HeadCW or HeadDLR, and HeadDLRT for (only) KindAPGDT.
+	Loss string `json:"loss"`
+	// Steps is the number of gradient steps per restart (per target for
+	// APGD-T); FGSM takes 1.
+	Steps int `json:"steps"`
+	// Restarts is the number of runs from fresh starting points (per target
+	// for APGD-T). A sample is robust only if it survives every one.
+	Restarts int `json:"restarts"`
+	// Step is the step size in units of ε: 1 for FGSM, 0.25 for PGD, and
+	// APGD's initial step size (2), which it then halves at checkpoints.
+	Step float32 `json:"step"`
+	// RandomStart starts each restart from a random point of the ε-ball
+	// instead of x (PGD: uniform in the ball; APGD: uniform on the L∞
+	// sphere or the L2 sphere, as AutoAttack does).
+	RandomStart bool `json:"random_start"`
+	// Targets is the number of target classes of APGD-T: the classes with
+	// the highest clean logits other than y (AutoAttack: 9; at most K−1 are
+	// used).
+	Targets int `json:"targets,omitempty"`
+}
+
+// Default numbers of the attacks ParseAttacks knows.
+const (
+	pgdStep     = 0.25 // PGD step ε/4 (SLAT.md)
+	apgdStep    = 2    // APGD's initial step 2ε
+	apgdIters   = 100  // AutoAttack "standard"
+	apgdTargets = 9    // AutoAttack "standard"
+)
+
+// ErrAttack is wrapped by every error about an attack name or spec.
+var ErrAttack = errors.New("bad attack")
+
+const acceptedForms = `accepted forms: clean, fgsm[-LOSS], pgd-K[-R], pgd-LOSS-K[-R], apgd-ce[-K], apgd-cw[-K], apgd-dlr[-K], apgd-t[-K] (LOSS: ce, cw or dlr; K steps ≥ 1; R restarts ≥ 1; e.g. "fgsm,pgd-50-10,pgd-cw-50,apgd-ce,apgd-t")`
+
+// ParseAttacks turns a comma-separated list of attack names into specs:
+//
+//	fgsm, fgsm-LOSS        one signed-gradient step of size ε
+//	pgd-K, pgd-K-R         PGD on CE, K steps of ε/4, R restarts (default 1), random start
+//	pgd-LOSS-K[-R]         the same on another loss head, e.g. pgd-cw-50-10
+//	apgd-ce[-K]            APGD on CE, K iterations (default 100), one restart
+//	apgd-dlr[-K], apgd-cw[-K]  APGD on the DLR or CW loss
+//	apgd-t[-K]             APGD-T: targeted DLR over 9 target classes, K iterations each
+//	clean                  accepted and dropped: clean accuracy is always reported
+//
+// LOSS is ce, cw or dlr. Step sizes are relative to ε, so the same specs serve
+// every ε. Names are case-insensitive and may be surrounded by spaces; an
+// empty list gives no attacks. An unknown or repeated name is an error that
+// lists the accepted forms.
+func ParseAttacks(list string) ([]AttackSpec, error) {
+	var specs []AttackSpec
+	seen := map[string]bool{}
+	for _, raw := range strings.Split(list, ",") {
+		name := strings.ToLower(strings.TrimSpace(raw))
+		if name == "" {
+			if strings.TrimSpace(list) == "" {
+				continue
+			}
+			return nil, fmt.Errorf("eval: %w: empty name in attack list %q; %s", ErrAttack, list, acceptedForms)
+		}
+		if name == "clean" {
+			continue
+		}
+		s, ok := parseAttack(name)
+		if !ok {
+			return nil, fmt.Errorf("eval: %w: unknown attack %q; %s", ErrAttack, name, acceptedForms)
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("eval: %w: attack %q is listed twice", ErrAttack, s.Name)
+		}
+		seen[s.Name] = true
+		specs = append(specs, s)
+	}
+	return specs, nil
+}
+
+// parseAttack parses one lower-case name and gives it its canonical name.
+func parseAttack(name string) (AttackSpec, bool) {
+	f := strings.Split(name, "-")
+	isLoss := func(s string) bool { return s == HeadCE || s == HeadCW || s == HeadDLR }
+	switch f[0] {
+	case "fgsm":
+		loss := HeadCE
+		switch {
+		case len(f) == 1:
+		case len(f) == 2 && isLoss(f[1]):
+			loss = f[1]
+		default:
+			return AttackSpec{}, false
+		}
+		s := AttackSpec{Name: "fgsm", Kind: KindFGSM, Loss: loss, Steps: 1, Restarts: 1, Step: 1}
+		if loss != HeadCE {
+			s.Name = "fgsm-" + loss
+		}
+		return s, true
+	case "pgd":
+		loss := HeadCE
+		nums := f[1:]
+		if len(nums) > 0 && isLoss(nums[0]) {
+			loss, nums = nums[0], nums[1:]
+		}
+		if len(nums) < 1 || len(nums) > 2 {
+			return AttackSpec{}, false
+		}
+		k, ok := positive(nums[0])
+		if !ok {
+			return AttackSpec{}, false
+		}
+		r := 1
+		if len(nums) == 2 {
+			if r, ok = positive(nums[1]); !ok {
+				return AttackSpec{}, false
+			}
+		}
+		s := AttackSpec{Kind: KindPGD, Loss: loss, Steps: k, Restarts: r, Step: pgdStep, RandomStart: true}
+		s.Name = "pgd-"
+		if loss != HeadCE {
+			s.Name += loss + "-"
+		}
+		s.Name += strconv.Itoa(k)
+		if r != 1 {
+			s.Name += "-" + strconv.Itoa(r)
+		}
+		return s, true
+	case "apgd":
+		if len(f) < 2 || len(f) > 3 {
+			return AttackSpec{}, false
+		}
+		k := apgdIters
+		if len(f) == 3 {
+			var ok bool
+			if k, ok = positive(f[2]); !ok {
+				return AttackSpec{}, false
+			}
+		}
+		s := AttackSpec{Kind: KindAPGD, Steps: k, Restarts: 1, Step: apgdStep, RandomStart: true}
+		switch {
+		case f[1] == "t":
+			s.Kind, s.Loss, s.Targets = KindAPGDT, HeadDLRT, apgdTargets
+		case isLoss(f[1]):
+			s.Loss = f[1]
+		default:
+			return AttackSpec{}, false
+		}
+		s.Name = "apgd-" + f[1]
+		if k != apgdIters {
+			s.Name += "-" + strconv.Itoa(k)
+		}
+		return s, true
+	}
+	return AttackSpec{}, false
+}
+
+// positive parses a positive decimal count without sign or leading zeros.
+func positive(s string) (int, bool) {
+	if s == "" || s[0] < '1' || s[0] > '9' || len(s) > 7 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0
+}
+
+// Validate reports whether the spec is complete and consistent.
+func (s *AttackSpec) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("eval: %w %q: %s", ErrAttack, s.Name, fmt.Sprintf(format, a...))
+	}
+	if s.Name == "" {
+		return fmt.Errorf("eval: %w: spec of kind %q has no name", ErrAttack, s.Kind)
+	}
+	switch s.Kind {
+	case KindFGSM, KindPGD, KindAPGD:
+		if s.Loss != HeadCE && s.Loss != HeadCW && s.Loss != HeadDLR {
+			return bad("loss %q; want ce, cw or dlr", s.Loss)
+		}
+	case KindAPGDT:
+		if s.Loss != HeadDLRT {
+			return bad("APGD-T uses the dlr-t loss, not %q", s.Loss)
+		}
+		if s.Targets < 1 {
+			return bad("APGD-T needs Targets ≥ 1")
+		}
+	default:
+		return bad("unknown kind %q; want fgsm, pgd, apgd or apgd-t", s.Kind)
+	}
+	if s.Steps < 1 || s.Restarts < 1 {
+		return bad("steps %d and restarts %d must be ≥ 1", s.Steps, s.Restarts)
+	}
+	if s.Kind == KindFGSM && (s.Steps != 1 || s.Restarts != 1 || s.RandomStart) {
+		return bad("FGSM is one step from x (steps 1, restarts 1, no random start)")
+	}
+	if !(s.Step > 0) || s.Step > 1e6 {
+		return bad("step %v (in units of ε) must be positive", s.Step)
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package orchestrator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/slatrun/slatrun/onnx"
+)
+
+// save writes model.onnx (ckpt), best.onnx (if best) and state.bin, in that
+// order, each atomically, then calls OnCheckpoint.
+func (t *Trainer) save(ckpt *onnx.Model, best bool) error {
+	if err := ckpt.Save(filepath.Join(t.cfg.Out, ModelFile)); err != nil {
+		return fmt.Errorf("orchestrator: %w", err)
+	}
+	if best {
+		if err := ckpt.Save(filepath.Join(t.cfg.Out, BestFile)); err != nil {
+			return fmt.Errorf("orchestrator: %w", err)
+		}
+	}
+	b, err := encodeState(t.snapshot())
+	if err != nil {
+		return fmt.Errorf("orchestrator: encode state: %w", err)
+	}
+	if err := t.write(StateFile, b); err != nil {
+		return err
+	}
+	if t.cfg.Hooks.OnCheckpoint != nil {
+		if err := t.cfg.Hooks.OnCheckpoint(t.cfg.Out, t.pass, best); err != nil {
+			return fmt.Errorf("orchestrator: OnCheckpoint hook: %w", err)
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) settingsJSON() []byte {
+	b, err := json.Marshal(t.r)
+	if err != nil {
+		panic(err) // plain data; cannot fail
+	}
+	return b
+}
+
+// snapshot collects the state to save.
+func (t *Trainer) snapshot() *snapshot {
+	rng, err := t.pcg.MarshalBinary()
+	if err != nil {
+		panic(err) // PCG's MarshalBinary cannot fail
+	}
+	s := &snapshot{settings: t.settingsJSON(), pass: t.pass, batch: t.batch, global: t.global,
+		sgdStarted: t.opt.Started, rng: rng,
+		bestRobust: t.bestRobust, bestClean: t.bestClean, lastClean: t.lastClean, bestEpoch: t.bestEpoch,
+		win: t.win, ep: t.ep, history: t.history}
+	for _, p := range t.params {
+		s.tensors = append(s.tensors, savedTensor{p.Name, roleParam, p.Data})
+	}
+	for _, p := range t.stats {
+		s.tensors = append(s.tensors, savedTensor{p.Name, roleStat, p.Data})
+	}
+	for i, p := range t.params {
+		s.tensors = append(s.tensors, savedTensor{p.Name, roleMomentum, t.opt.Bufs[i]})
+	}
+	if t.m.fam == free {
+		s.tensors = append(s.tensors, savedTensor{"delta.x", roleDelta, t.delta})
+	}
+	return s
+}
+
+// restore loads state.bin from the run directory into the Trainer.
+func (t *Trainer) restore() error {
+	path := filepath.Join(t.cfg.Out, StateFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("orchestrator: %w: %s does not exist (was the run started with this Out?)", ErrState, path)
+	}
+	if err != nil {
+		return fmt.Errorf("orchestrator: %w: %w", ErrState, err)
+	}
+	s, err := decodeState(b, path)
+	if err != nil {
+		return err
+	}
+	if diff := settingsDiff(s.settings, t.settingsJSON()); diff != "" {
+		return fmt.Errorf("orchestrator: %w %s: it was saved by a run with other settings: %s", ErrState, path, diff)
+	}
+	if s.pass > t.r.Passes || s.batch > t.r.BatchesEpoch {
+		return fmt.Errorf("orchestrator: %w %s: position epoch %d step %d is outside the run", ErrState, path, s.pass+1, s.batch)
+	}
+	if len(s.win.taps) != len(t.taps) || len(s.ep.taps) != len(t.taps) {
+		return fmt.Errorf("orchestrator: %w %s: corrupt: tap statistics for %d taps, the run has %d", ErrState, path, len(s.ep.taps), len(t.taps))
+	}
+	// Every tensor the run needs must be there with the right size.
+	type key struct {
+		role uint8
+		name string
+	}
+	want := map[key][]float32{}
+	add := func(role uint8, name string, dst []float32) { want[key{role, name}] = dst }
+	for i, p := range t.params {
+		add(roleParam, p.Name, p.Data)
+		add(roleMomentum, p.Name, t.opt.Bufs[i])
+	}
+	for _, p := range t.stats {
+		add(roleStat, p.Name, p.Data)
+	}
+	if t.m.fam == free {
+		add(roleDelta, "delta.x", t.delta)
+	}
+	roleName := [...]string{"parameter", "BN statistic", "momentum buffer", "perturbation"}
+	for _, st := range s.tensors {
+		if int(st.role) >= len(roleName) {
+			return fmt.Errorf("orchestrator: %w %s: corrupt: tensor %q has unknown role %d", ErrState, path, st.name, st.role)
+		}
+		k := key{st.role, st.name}
+		dst, ok := want[k]
+		if !ok {
+			return fmt.Errorf("orchestrator: %w %s: it holds %s %q, which the model does not have (a different model?)", ErrState, path, roleName[st.role], st.name)
+		}
+		if len(dst) != len(st.data) {
+			return fmt.Errorf("orchestrator: %w %s: %s %q has %d values, the model's has %d (a different model?)", ErrState, path, roleName[st.role], st.name, len(st.data), len(dst))
+		}
+		copy(dst, st.data)
+		delete(want, k)
+	}
+	for k := range want {
+		return fmt.Errorf("orchestrator: %w %s: %s %q is missing (a different model?)", ErrState, path, roleName[k.role], k.name)
+	}
+	if err := t.pcg.UnmarshalBinary(s.rng); err != nil {
+		return fmt.Errorf("orchestrator: %w %s: corrupt random number generator state: %w", ErrState, path, err)
+	}
+	t.pass, t.batch, t.global = s.pass, s.batch, s.global
+	t.opt.Started = s.sgdStarted
+	t.bestRobust, t.bestClean, t.lastClean, t.bestEpoch = s.bestRobust, s.bestClean, s.lastClean, s.bestEpoch
+	copy(t.win.taps, s.win.taps)
+	copy(t.ep.taps, s.ep.taps)
+	s.win.taps, s.ep.taps = t.win.taps, t.ep.taps
+	t.win, t.ep = s.win, s.ep
+	t.history = s.history
+	if t.global > 0 {
+		t.lastLR, t.lastMom = t.sched.At(t.global - 1)
+	}
+	return t.restoreMetrics()
+}
+
+// restoreMetrics reloads metrics.jsonl, keeping the lines the saved state
+// covers (a run that stopped on an error may have logged steps after its
+// last checkpoint).
+func (t *Trainer) restoreMetrics() error {
+	b, err := os.ReadFile(filepath.Join(t.cfg.Out, MetricsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("orchestrator: read %s: %w", MetricsFile, err)
+	}
+	var keep []byte
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		var head struct {
+			Kind       string `json:"kind"`
+			Epoch      int    `json:"epoch"`
+			GlobalStep int    `json:"global_step"`
+		}
+		if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &head) != nil {
+			continue // a torn last line of an older writer, or blank
+		}
+		if head.Kind == "epoch" && head.Epoch > t.pass || head.Kind == "step" && head.GlobalStep > t.global {
+			continue
+		}
+		keep = append(keep, bytes.TrimRight(line, "\n")...)
+		keep = append(keep, '\n')
+	}
+	t.metrics = keep
+	return nil
+}

@@ -1,0 +1,165 @@
+package orchestrator
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/slatrun/slatrun/perturb"
+)
+
+// The steps, one per method family (SLAT.md). Each starts with the clean
+// minibatch in t.x, t.y and ends with one or more trainPass calls, which
+// run the train graph and update the parameters. None allocates.
+
+// stepSLAT is SLAT: pass 1 (attack graph, clean x) gives ∂ℓ/∂x and ∂ℓ/∂h at
+// every tap; δx and δ_l follow from their signs; pass 2 (train graph) runs at
+// x+δx with δ_l added at each tap (domain clip inside the graph) and drives
+// SGD.
+func (t *Trainer) stepSLAT() error {
+	a, tr := t.attack, t.train
+	copy(a.x, t.x)
+	copy(a.y, t.y)
+	if err := a.s.Run(); err != nil {
+		return err
+	}
+	perturb.SLATInput(t.delta, a.gradX, t.x, t.eps, t.inputFrac)
+	perturb.Add(tr.x, t.x, t.delta)
+	for i, g := range a.taps {
+		perturb.SLATLatent(tr.taps[i], g, t.eta, t.latentStep, t.latentRadius)
+		t.info.TapGradL1[i] = perturb.MeanAbsSum(g, t.cfg.Batch)
+	}
+	return t.trainPass()
+}
+
+// stepStandard trains on the clean minibatch.
+func (t *Trainer) stepStandard() error {
+	copy(t.train.x, t.x)
+	return t.trainPass()
+}
+
+// stepSingle is the one-step attacks: FGSM (δ0 = 0, step ε), FGSM-RS (δ0
+// uniform in ±ε, step 1.25ε, clipped to ±ε) and N-FGSM (δ0 uniform in ±2ε,
+// step ε, no ±ε clip); one attack pass at x+δ0, one train pass at x+δ.
+func (t *Trainer) stepSingle() error {
+	a := t.attack
+	switch t.m.fam {
+	case fgsm:
+		clear(t.delta)
+	case fgsmRS:
+		perturb.RandomStart(t.rng, t.delta, t.x, t.eps)
+	case nfgsm:
+		perturb.Uniform(t.rng, t.delta, t.noise)
+	}
+	perturb.Add(a.x, t.x, t.delta)
+	copy(a.y, t.y)
+	if err := a.s.Run(); err != nil {
+		return err
+	}
+	if t.m.fam == nfgsm {
+		perturb.NFGSM(t.delta, a.gradX, t.x, t.inputStep)
+	} else {
+		perturb.FGSMRS(t.delta, a.gradX, t.x, t.eps, t.inputStep)
+	}
+	perturb.Add(t.train.x, t.x, t.delta)
+	return t.trainPass()
+}
+
+// stepPGD is PGD-K adversarial training: a uniform start in ±ε, K steps of
+// size α with projection to ±ε and [0,1], one train pass at the result.
+func (t *Trainer) stepPGD() error {
+	a := t.attack
+	perturb.RandomStart(t.rng, t.delta, t.x, t.eps)
+	copy(a.y, t.y)
+	for range t.m.k {
+		perturb.Add(a.x, t.x, t.delta)
+		if err := a.s.Run(); err != nil {
+			return err
+		}
+		perturb.LinfStep(t.delta, a.gradX, t.x, t.inputStep, t.eps)
+	}
+	perturb.Add(t.train.x, t.x, t.delta)
+	return t.trainPass()
+}
+
+// stepFree is Free-M (Shafahi et al.): the minibatch is replayed M times;
+// each replay is one train pass at x+δ, which gives both the parameter
+// gradients (an SGD step) and ∂ℓ/∂x, from which δ takes an ε step. δ is
+// carried across replays and minibatches (projected onto this minibatch's
+// ε-ball and box first).
+func (t *Trainer) stepFree() error {
+	tr := t.train
+	perturb.ProjectLinf(t.delta, t.x, t.eps)
+	for range t.m.k {
+		perturb.Add(tr.x, t.x, t.delta)
+		if err := t.trainPass(); err != nil {
+			return err
+		}
+		perturb.LinfStep(t.delta, tr.gradX, t.x, t.inputStep, t.eps)
+	}
+	return nil
+}
+
+// trainPass runs the train graph on the inputs the step has written, stops
+// on a non-finite loss, takes the BN statistics it returns and updates the
+// parameters with SGD at the schedule's learning rate and momentum.
+func (t *Trainer) trainPass() error {
+	tr := t.train
+	copy(tr.y, t.y)
+	if err := tr.s.Run(); err != nil {
+		return err
+	}
+	loss := tr.loss[0]
+	lr, mom := t.sched.At(t.global)
+	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
+		return &lossError{loss: loss, lr: lr, global: t.global}
+	}
+	for i, st := range t.stats {
+		copy(st.Data, t.statNext[i])
+	}
+	t.opt.Step(float32(lr), float32(mom))
+	t.global++
+	t.lastLR, t.lastMom = lr, mom
+	t.lastLoss = loss
+	t.lastCorrect = correct(tr.logits, t.y)
+	for _, a := range [...]*accum{&t.win, &t.ep} {
+		a.loss += float64(loss)
+		a.correct += int64(t.lastCorrect)
+		a.n += int64(len(t.y))
+		a.passes++
+	}
+	return nil
+}
+
+// lossError is the error of a non-finite training loss.
+type lossError struct {
+	loss   float32
+	lr     float64
+	global int
+	param  string // set when a parameter, not the loss, is non-finite
+}
+
+func (e *lossError) Error() string {
+	if e.param != "" {
+		return fmt.Sprintf("%s is %v after optimizer step %d (learning rate %.4g): training diverged", e.param, e.loss, e.global+1, e.lr)
+	}
+	return fmt.Sprintf("the training loss is %v at optimizer step %d (learning rate %.4g): training diverged; the parameters were not updated with it", e.loss, e.global+1, e.lr)
+}
+
+// correct counts the rows of logits whose argmax is the label.
+func correct(logits []float32, y []int64) int {
+	k := len(logits) / len(y)
+	n := 0
+	for i, label := range y {
+		row := logits[i*k : (i+1)*k]
+		best := 0
+		for j, v := range row {
+			if v > row[best] {
+				best = j
+			}
+		}
+		if int64(best) == label {
+			n++
+		}
+	}
+	return n
+}

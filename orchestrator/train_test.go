@@ -1,0 +1,583 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/graphs/zoo"
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
+	"github.com/slatrun/slatrun/perturb"
+)
+
+func TestMain(m *testing.M) {
+	if err := ort.Init(""); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// Test models: the zoo's mlp (1×8×8, tap "hidden") and a convnet of width
+// 4 (1×28×28, taps "stem" and "stage1"), both with 4 classes.
+const testClasses = 4
+
+func testModel(t testing.TB, name string) *onnx.Model {
+	t.Helper()
+	width := 16
+	if name == "convnet" {
+		width = 4
+	}
+	m, err := zoo.Build(name, zoo.Config{Width: width, Classes: testClasses, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// testData returns a training set of n and a held-out set of 64 synthetic
+// examples shaped for model name.
+func testData(name string, n int) (train, held *dataset.Set) {
+	hw := 8
+	if name == "convnet" {
+		hw = 28
+	}
+	return dataset.Synthetic(n, 1, hw, hw, testClasses, 1), dataset.Synthetic(64, 1, hw, hw, testClasses, 2)
+}
+
+// testConfig is a small, quick run of method on model name.
+func testConfig(t testing.TB, name, method string) Config {
+	c := DefaultConfig()
+	c.Forward = testModel(t, name)
+	c.Train, c.Holdout = testData(name, 256)
+	c.Method = method
+	c.Epochs = 3
+	c.Batch = 32
+	c.LR = 0.1
+	c.Eps = 0.1
+	c.Probe.N = 64
+	c.Probe.Steps = 3
+	c.Runtime = ort.Options{Threads: 1}
+	c.LogEvery = 0
+	return c
+}
+
+func newTrainer(t testing.TB, c Config) *Trainer {
+	t.Helper()
+	tr, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// TestMethodsLearn trains every method for a few epochs on synthetic data
+// and expects accuracy well above chance (25%).
+func TestMethodsLearn(t *testing.T) {
+	for _, c := range []struct{ model, method string }{
+		{"mlp", "standard"},
+		{"mlp", "fgsm"},
+		{"mlp", "fgsm-rs"},
+		{"mlp", "n-fgsm"},
+		{"mlp", "pgd-3"},
+		{"mlp", "free-3"},
+		{"convnet", "slat"},
+	} {
+		t.Run(c.method, func(t *testing.T) {
+			cfg := testConfig(t, c.model, c.method)
+			switch c.method {
+			case "free-3":
+				cfg.Epochs = 6 // two passes of three replays
+			case "slat":
+				// The convnet needs more steps than the mlp, and a smaller
+				// ε to learn this task in a few epochs.
+				cfg.Train, _ = testData("convnet", 640)
+				cfg.Epochs, cfg.Eps = 4, 0.05
+			}
+			res, err := newTrainer(t, cfg).Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			final := res.Final()
+			t.Logf("%s: train acc %.2f loss %.3f, probe clean %.2f robust %.2f, %.1f ms/step",
+				c.method, final.Accuracy, final.Loss, final.Probe.Clean, final.Probe.Robust, final.MsPerStep)
+			if final.Probe.Clean < 0.6 {
+				t.Errorf("probe clean accuracy %.2f after %d epochs, want ≥ 0.6", final.Probe.Clean, len(res.Epochs))
+			}
+			if len(res.Epochs) != cfg.Epochs/max(1, map[string]int{"free-3": 3}[c.method]) {
+				t.Errorf("%d epochs of metrics", len(res.Epochs))
+			}
+		})
+	}
+}
+
+// TestSLATStepByHand runs two SLAT steps of the Trainer and the same two
+// steps by hand: the attack graph run here, δx and δ_l from perturb, the
+// train graph run here, SGD in float64.
+func TestSLATStepByHand(t *testing.T) {
+	cfg := testConfig(t, "convnet", "slat")
+	cfg.Batch = 8
+	cfg.Schedule = "constant"
+	cfg.LR = 0.05
+	cfg.Holdout = nil
+	tr := newTrainer(t, cfg)
+
+	// The hand-run graphs, with their own parameter storage.
+	B := cfg.Batch
+	taps := zoo.DefaultTaps("convnet")
+	attackG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, stats, err := graphs.Parameters(cfg.Forward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := ort.Options{Threads: 1, Batch: B}
+	as, err := ort.NewSession(attackG, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	ts, err := ort.NewSession(trainG, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Close()
+	p64 := make([][]float64, len(params))
+	buf := make([][]float64, len(params))
+	for i, p := range params {
+		p64[i] = make([]float64, len(p.Data))
+		buf[i] = make([]float64, len(p.Data))
+		for j, v := range p.Data {
+			p64[i][j] = float64(v)
+		}
+	}
+	statNow := make([][]float32, len(stats))
+	for i, s := range stats {
+		statNow[i] = append([]float32(nil), s.Data...)
+	}
+	loader := dataset.NewLoader(cfg.Train, B, true, cfg.Seed)
+	loader.DropLast = true
+	x := make([]float32, len(tr.x))
+	y := make([]int64, B)
+	dx := make([]float32, len(x))
+	const eps, eta = 0.1, 0.1
+	wd, mom := float64(cfg.WeightDecay), float64(cfg.Momentum)
+
+	for step := range 2 {
+		// The Trainer's step.
+		if !tr.loader.Next(tr.x, tr.y) {
+			t.Fatal("no batch")
+		}
+		if err := tr.step(); err != nil {
+			t.Fatal(err)
+		}
+		// By hand. Parameters go in as float32, as the graph takes them.
+		loader.Next(x, y)
+		for i, p := range params {
+			for _, s := range []*ort.Session{as, ts} {
+				dst := s.Float(p.Name)
+				for j, v := range p64[i] {
+					dst[j] = float32(v)
+				}
+			}
+		}
+		for i, s := range stats {
+			copy(ts.Float(s.Name), statNow[i])
+		}
+		copy(as.Float("x"), x)
+		copy(as.Int64("y"), y)
+		if err := as.Run(); err != nil {
+			t.Fatal(err)
+		}
+		perturb.SLATInput(dx, as.Float("grad.x"), x, eps, 0.9)
+		perturb.Add(ts.Float("x"), x, dx)
+		copy(ts.Int64("y"), y)
+		for _, tap := range taps {
+			perturb.SLATLatent(ts.Float("delta."+tap), as.Float("grad."+tap), eta, 1.8*eta, eta)
+		}
+		if err := ts.Run(); err != nil {
+			t.Fatal(err)
+		}
+		// The first step's inputs are bit-identical; later ones differ by
+		// the rounding of float64 SGD.
+		if got, want := tr.lastLoss, ts.Float("loss")[0]; step == 0 && got != want || math.Abs(float64(got-want)) > 1e-5 {
+			t.Fatalf("step %d: Trainer loss %v, by hand %v", step, got, want)
+		}
+		for i, p := range params {
+			g := ts.Float("grad." + p.Name)
+			for j := range p64[i] {
+				d := float64(g[j]) + wd*p64[i][j]
+				if step == 0 {
+					buf[i][j] = d
+				} else {
+					buf[i][j] = mom*buf[i][j] + d
+				}
+				p64[i][j] -= float64(cfg.LR) * buf[i][j]
+			}
+		}
+		for i, s := range stats {
+			copy(statNow[i], ts.Float(s.Name+".next"))
+		}
+		// Compare.
+		var worst float64
+		for i, p := range tr.params {
+			for j, v := range p.Data {
+				worst = max(worst, math.Abs(float64(v)-p64[i][j])/(1e-3+math.Abs(p64[i][j])))
+			}
+		}
+		if worst > 1e-5 {
+			t.Fatalf("step %d: parameters differ from the hand computation by %.3g (relative)", step, worst)
+		}
+		for i, s := range tr.stats {
+			for j, v := range s.Data {
+				if want := statNow[i][j]; step == 0 && v != want || math.Abs(float64(v-want)) > 1e-5*(1+math.Abs(float64(want))) {
+					t.Fatalf("step %d: BN statistic %s[%d] = %v, the train graph's %s.next %v", step, s.Name, j, v, s.Name, want)
+				}
+			}
+		}
+		t.Logf("step %d: loss %.5f, worst relative parameter difference %.2g", step, tr.lastLoss, worst)
+	}
+}
+
+// TestStepAllocatesNothing checks each method's step in steady state.
+func TestStepAllocatesNothing(t *testing.T) {
+	for _, c := range []struct{ model, method string }{
+		{"mlp", "standard"}, {"mlp", "fgsm-rs"}, {"mlp", "n-fgsm"}, {"mlp", "pgd-2"}, {"mlp", "free-2"}, {"convnet", "slat"},
+	} {
+		cfg := testConfig(t, c.model, c.method)
+		cfg.Holdout = nil
+		tr := newTrainer(t, cfg)
+		step := func() {
+			if !tr.loader.Next(tr.x, tr.y) {
+				tr.loader.Epoch(0)
+				tr.loader.Next(tr.x, tr.y)
+			}
+			if err := tr.step(); err != nil {
+				t.Fatal(err)
+			}
+			tr.afterStep(0)
+		}
+		step()
+		if n := testing.AllocsPerRun(5, step); n != 0 {
+			t.Errorf("%s: %v allocations per step", c.method, n)
+		}
+	}
+}
+
+// comparable strips the timings from epoch metrics.
+func comparable(ms []EpochMetrics) []EpochMetrics {
+	out := append([]EpochMetrics(nil), ms...)
+	for i := range out {
+		out[i].Seconds, out[i].MsPerStep, out[i].ImagesPerSec = 0, 0, 0
+		if out[i].Probe != nil {
+			p := *out[i].Probe
+			p.Seconds = 0
+			out[i].Probe = &p
+		}
+	}
+	return out
+}
+
+// TestResume trains 2 epochs straight, and again with an interruption in
+// the middle of the first epoch (and one at its end) followed by resumes:
+// the final weights and metrics must be identical.
+func TestResume(t *testing.T) {
+	for _, c := range []struct{ model, method string }{{"mlp", "fgsm-rs"}, {"mlp", "free-2"}, {"convnet", "slat"}} {
+		t.Run(c.method, func(t *testing.T) {
+			cfg := testConfig(t, c.model, c.method)
+			cfg.Epochs = 2
+			if c.method == "free-2" {
+				cfg.Epochs = 4
+			}
+			cfg.LogEvery = 3
+			cfg.Out = t.TempDir()
+			straight := newTrainer(t, cfg)
+			want, err := straight.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMetrics, _ := os.ReadFile(filepath.Join(cfg.Out, MetricsFile))
+
+			// Interrupt at step 5 of epoch 1, then at the end of epoch 1
+			// (after its last step, before its probe), then finish.
+			cfg.Out = t.TempDir()
+			stops := []int{5, straight.r.BatchesEpoch}
+			for i := 0; ; i++ {
+				ctx, cancel := context.WithCancel(context.Background())
+				run := cfg
+				run.Resume = i > 0
+				if i < len(stops) {
+					stop := stops[i]
+					run.Hooks.OnStep = func(s StepInfo) error {
+						if s.Epoch == 1 && s.Step == stop {
+							cancel()
+						}
+						return nil
+					}
+				}
+				tr := newTrainer(t, run)
+				got, err := tr.Run(ctx)
+				cancel()
+				if i < len(stops) {
+					if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "resume") {
+						t.Fatalf("interrupted run: err = %v", err)
+					}
+					checkLoadable(t, cfg.Out)
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(comparable(got.Epochs), comparable(want.Epochs)) {
+					t.Errorf("metrics differ:\nresumed  %+v\nstraight %+v", comparable(got.Epochs), comparable(want.Epochs))
+				}
+				if !reflect.DeepEqual(tr.Weights(), straight.Weights()) {
+					t.Error("final weights differ from the uninterrupted run's")
+				}
+				gotMetrics, _ := os.ReadFile(filepath.Join(cfg.Out, MetricsFile))
+				if a, b := stripTimes(gotMetrics), stripTimes(wantMetrics); a != b {
+					t.Errorf("metrics.jsonl differs:\n%s\nwant\n%s", a, b)
+				}
+				break
+			}
+		})
+	}
+}
+
+// stripTimes removes the timing fields from metrics.jsonl text.
+func stripTimes(b []byte) string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var fields []string
+		for _, f := range strings.Split(line, ",") {
+			if strings.Contains(f, `"seconds"`) || strings.Contains(f, `"ms_per_step"`) || strings.Contains(f, `"images_per_s"`) {
+				continue
+			}
+			fields = append(fields, f)
+		}
+		out = append(out, strings.Join(fields, ","))
+	}
+	return strings.Join(out, "\n")
+}
+
+// checkLoadable checks that a run directory's model.onnx loads and runs in
+// ONNX Runtime and that state.bin decodes.
+func checkLoadable(t *testing.T, dir string) {
+	t.Helper()
+	m, err := onnx.Load(filepath.Join(dir, ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := graphs.Derive(m, graphs.Spec{Kind: graphs.Eval, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ort.NewSession(g, ort.Options{Threads: 1, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range s.Float("logits") {
+		if math.IsNaN(float64(v)) {
+			t.Fatal("checkpoint gives NaN logits")
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeState(b, StateFile); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResumeRejects checks that a state from other settings, or a corrupt
+// one, is refused with a clear error.
+func TestResumeRejects(t *testing.T) {
+	cfg := testConfig(t, "mlp", "fgsm")
+	cfg.Epochs = 1
+	cfg.Holdout = nil
+	cfg.Out = t.TempDir()
+	if _, err := newTrainer(t, cfg).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	other := cfg
+	other.Resume = true
+	other.Eps = 0.2
+	if _, err := New(other); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "eps was 0.1, now 0.2") {
+		t.Errorf("resume with another eps: %v", err)
+	}
+	other = cfg
+	other.Resume = true
+	other.Forward, _ = zoo.Build("mlp", zoo.Config{Width: 8, Classes: testClasses})
+	if _, err := New(other); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "different model") {
+		t.Errorf("resume with another model: %v", err)
+	}
+	path := filepath.Join(cfg.Out, StateFile)
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 0x40
+	os.WriteFile(path, b, 0o644)
+	resume := cfg
+	resume.Resume = true
+	if _, err := New(resume); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("resume from a corrupt state: %v", err)
+	}
+	resume.Out = t.TempDir()
+	if _, err := New(resume); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("resume from nothing: %v", err)
+	}
+}
+
+// TestNaNStops checks that a diverging run stops with a clear error and
+// leaves the last good checkpoint as it was.
+func TestNaNStops(t *testing.T) {
+	t.Run("huge learning rate", func(t *testing.T) {
+		cfg := testConfig(t, "mlp", "standard")
+		cfg.Schedule, cfg.LR = "constant", 1e30
+		cfg.Holdout = nil
+		_, err := newTrainer(t, cfg).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "diverged") || !strings.Contains(err.Error(), "learning rate") {
+			t.Fatalf("err = %v, want a divergence error", err)
+		}
+		t.Log(err)
+	})
+	t.Run("injected NaN", func(t *testing.T) {
+		cfg := testConfig(t, "mlp", "fgsm-rs")
+		cfg.Train = dataset.Synthetic(256, 1, 8, 8, testClasses, 1) // the test poisons it
+		cfg.Out = t.TempDir()
+		var saved map[string][]byte
+		cfg.Hooks.OnEpoch = func(e EpochMetrics) error {
+			if e.Epoch == 1 {
+				saved = readDir(t, cfg.Out)
+				for i := range cfg.Train.X {
+					cfg.Train.X[i] = float32(math.NaN())
+				}
+			}
+			return nil
+		}
+		_, err := newTrainer(t, cfg).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "NaN") || !strings.Contains(err.Error(), "checkpoint (epoch 1) is intact") {
+			t.Fatalf("err = %v, want a NaN error naming the intact checkpoint", err)
+		}
+		t.Log(err)
+		after := readDir(t, cfg.Out)
+		for _, name := range []string{ModelFile, BestFile, StateFile, ConfigFile} {
+			if !bytes.Equal(saved[name], after[name]) {
+				t.Errorf("%s changed after the NaN", name)
+			}
+		}
+		checkLoadable(t, cfg.Out)
+	})
+	t.Run("broken parameter at the end of an epoch", func(t *testing.T) {
+		cfg := testConfig(t, "mlp", "standard")
+		cfg.Out = t.TempDir()
+		var tr *Trainer
+		var saved map[string][]byte
+		cfg.Hooks.OnStep = func(s StepInfo) error {
+			if s.Epoch == 2 && s.Step == s.StepsPerEpoch {
+				saved = readDir(t, cfg.Out)
+				tr.params[0].Data[3] = float32(math.Inf(-1))
+			}
+			return nil
+		}
+		tr = newTrainer(t, cfg)
+		_, err := tr.Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "fc1.weight is -Inf") || !strings.Contains(err.Error(), "(epoch 1) is intact") {
+			t.Fatalf("err = %v, want an error naming the parameter and the intact checkpoint", err)
+		}
+		if after := readDir(t, cfg.Out); !bytes.Equal(saved[ModelFile], after[ModelFile]) || !bytes.Equal(saved[StateFile], after[StateFile]) {
+			t.Error("the checkpoint changed")
+		}
+	})
+}
+
+func readDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, name := range []string{ModelFile, BestFile, StateFile, ConfigFile, MetricsFile} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = b
+	}
+	return out
+}
+
+// TestRunDirectory checks the files of a run directory.
+func TestRunDirectory(t *testing.T) {
+	cfg := testConfig(t, "convnet", "slat")
+	cfg.Epochs = 1
+	cfg.LogEvery = 4
+	cfg.Out = t.TempDir()
+	var log bytes.Buffer
+	cfg.Logger = &log
+	tr := newTrainer(t, cfg)
+	res, err := tr.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := readDir(t, cfg.Out)
+	for _, want := range []string{`"onnxruntime": "` + ort.Version(), `"provider": "cpu"`, `"train": "`, `"attack": "`, `"taps": [`, `"latent_eta": 0.1`} {
+		if !bytes.Contains(files[ConfigFile], []byte(want)) {
+			t.Errorf("config.json lacks %s:\n%s", want, files[ConfigFile])
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(string(files[MetricsFile])), "\n")
+	if len(lines) != tr.r.BatchesEpoch/4+1 {
+		t.Errorf("metrics.jsonl has %d lines, want %d", len(lines), tr.r.BatchesEpoch/4+1)
+	}
+	for _, want := range []string{`"kind":"epoch"`, `"tap_grad_l1":{"stage1":`, `"probe":{"n":64`, `"best":true`} {
+		if !strings.Contains(lines[len(lines)-1], want) {
+			t.Errorf("epoch line lacks %s: %s", want, lines[len(lines)-1])
+		}
+	}
+	if !bytes.Equal(files[ModelFile], files[BestFile]) {
+		t.Error("after one epoch best.onnx should be model.onnx")
+	}
+	if res.BestEpoch != 1 || res.Final().TapGradL1["stem"] <= 0 {
+		t.Errorf("result %+v", res)
+	}
+	if !strings.Contains(log.String(), "epoch 1/1 done") || !strings.Contains(log.String(), "probe clean") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	checkLoadable(t, cfg.Out)
+}
+
+// TestCatastrophicFlag feeds endEpoch's rule a collapse.
+func TestCatastrophicFlag(t *testing.T) {
+	cfg := testConfig(t, "mlp", "fgsm")
+	tr := newTrainer(t, cfg)
+	tr.bestRobust, tr.bestClean, tr.bestEpoch = 0.5, 0.8, 1
+	var log bytes.Buffer
+	tr.cfg.Logger = &log
+	tr.probe.eps = 0.5 // a probe no model survives: robust 0
+	tr.bestClean = 0   // so the clean accuracy "holds"
+	if err := tr.endEpoch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e := tr.history[len(tr.history)-1]
+	if !e.Catastrophic || !strings.Contains(log.String(), "catastrophic overfitting") {
+		t.Errorf("no flag: %+v, log %s", e, log.String())
+	}
+}

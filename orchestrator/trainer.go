@@ -1,0 +1,375 @@
+package orchestrator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
+)
+
+// PCG streams (the second word of rand.NewPCG; the seed is the first) of
+// the run's random number generators.
+const (
+	streamTrain = 0x736c61742d747261 // random starts of the training attacks
+	streamProbe = 0x736c61742d707262 // the probe's random starts, plus the epoch
+)
+
+// session is an ONNX Runtime session with the slices the steps use.
+type session struct {
+	s      *ort.Session
+	x      []float32
+	y      []int64
+	loss   []float32 // loss[0]
+	logits []float32
+	gradX  []float32   // attack; train with InputGrad
+	taps   [][]float32 // attack: grad.<tap>; train: delta.<tap>
+}
+
+func bindSession(s *ort.Session, taps []string, tapPrefix string, gradX bool) *session {
+	b := &session{s: s, x: s.Float("x"), y: s.Int64("y"), loss: s.Float("loss"), logits: s.Float("logits")}
+	if gradX {
+		b.gradX = s.Float("grad.x")
+	}
+	for _, tap := range taps {
+		b.taps = append(b.taps, s.Float(tapPrefix+tap))
+	}
+	return b
+}
+
+// Trainer runs one training run. Make it with New, call Run once, and Close
+// it. It is not safe for concurrent use.
+type Trainer struct {
+	cfg   Config
+	m     method
+	r     resolved
+	taps  []string
+	graph map[string]string // kind → sha256 of the derived graph
+	fwd   *onnx.Model
+
+	// The model's state: the slices are bound as the sessions' inputs
+	// (Options.Shared), so the attack and train graphs read them in place.
+	params, stats []graphs.Tensor
+	statNext      [][]float32
+	opt           *SGD
+	sched         Schedule
+
+	attack, train *session
+	step          func() error // the method's step
+
+	loader *dataset.Loader
+	pcg    *rand.PCG
+	rng    *rand.Rand
+
+	// Minibatch buffers: the clean batch and the input perturbation.
+	x     []float32
+	y     []int64
+	delta []float32
+	// Settings of the step, resolved.
+	eps, inputStep, inputFrac, noise float32
+	eta, latentStep, latentRadius    float32
+
+	// Progress: pass (epoch) and minibatch index, optimizer steps.
+	pass, batch, global int
+	lastLR, lastMom     float64
+	lastLoss            float32
+	lastCorrect         int
+	win, ep             accum
+
+	// Probe and best checkpoint.
+	probe                            *prober
+	bestRobust, bestClean, lastClean float64
+	bestEpoch                        int
+	history                          []EpochMetrics
+	metrics                          []byte // metrics.jsonl contents
+	info                             StepInfo
+	closed                           bool
+}
+
+// New checks cfg, derives the graphs the method needs (once), creates their
+// ONNX Runtime sessions with the parameters shared between them, and, with
+// cfg.Resume, restores the state saved in cfg.Out. ort.Init must have been
+// called.
+func New(cfg Config) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, _ := parseMethod(cfg.Method)
+	t := &Trainer{cfg: cfg, m: m, fwd: cfg.Forward, graph: map[string]string{}}
+	if m.fam == slat {
+		t.taps = cfg.Taps
+		if len(t.taps) == 0 {
+			if v, ok := cfg.Forward.Metadata(graphs.MetaTaps); ok && v != "" {
+				t.taps = strings.Split(v, ",")
+			}
+		}
+		if len(t.taps) == 0 {
+			return nil, errors.New("orchestrator: slat needs taps: the forward graph has no slatrun.taps metadata, so set Config.Taps to the latent tensors to perturb")
+		}
+	}
+	t.r = resolve(&cfg, m, t.taps)
+	if t.r.BatchesEpoch == 0 {
+		return nil, fmt.Errorf("orchestrator: %d training examples make no full batch of %d", cfg.Train.N, cfg.Batch)
+	}
+	if err := t.setup(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if cfg.Resume {
+		if err := t.restore(); err != nil {
+			t.Close()
+			return nil, err
+		}
+	} else if cfg.Out != "" {
+		if err := t.writeConfig(); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// setup derives the graphs and builds sessions, optimizer, loader and
+// buffers.
+func (t *Trainer) setup() error {
+	cfg, B := &t.cfg, t.cfg.Batch
+	var err error
+	t.params, t.stats, err = graphs.Parameters(cfg.Forward)
+	if err != nil {
+		return fmt.Errorf("orchestrator: %w", err)
+	}
+	if len(t.params) == 0 {
+		return errors.New("orchestrator: the forward graph has no trainable parameters")
+	}
+	// The Go-side storage of the model: fresh copies, bound to every
+	// session that reads them.
+	shared := map[string][]float32{}
+	for _, list := range [][]graphs.Tensor{t.params, t.stats} {
+		for i := range list {
+			list[i].Data = append([]float32(nil), list[i].Data...)
+			shared[list[i].Name] = list[i].Data
+		}
+	}
+	opts := cfg.Runtime
+	opts.Batch, opts.Shared, opts.Outputs = B, shared, nil
+
+	noTaps := []string{} // not nil: nil would mean the forward's default taps
+	taps := noTaps
+	if t.m.fam == slat {
+		taps = t.taps
+	}
+	if t.m.fam != standard && t.m.fam != free {
+		s, err := t.session("attack", graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps}, opts)
+		if err != nil {
+			return err
+		}
+		t.attack = bindSession(s, taps, "grad.", true)
+	}
+	s, err := t.session("train", graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps,
+		NoDomainClip: !cfg.DomainClip, InputGrad: t.m.fam == free}, opts)
+	if err != nil {
+		return err
+	}
+	t.train = bindSession(s, taps, "delta.", t.m.fam == free)
+	if err := t.checkData(s); err != nil {
+		return err
+	}
+
+	grads := make([][]float32, len(t.params))
+	values := make([][]float32, len(t.params))
+	for i, p := range t.params {
+		values[i] = p.Data
+		grads[i] = s.Float("grad." + p.Name)
+	}
+	for _, st := range t.stats {
+		t.statNext = append(t.statNext, s.Float(st.Name+".next"))
+	}
+	t.opt = NewSGD(values, grads, cfg.WeightDecay)
+	t.sched = Schedule{Kind: cfg.Schedule, LR: float64(cfg.LR), Momentum: float64(cfg.Momentum),
+		BaseMomentum: float64(cfg.BaseMomentum), Steps: t.r.TotalSteps,
+		StepsPerEpoch: t.r.BatchesEpoch * t.r.Replays}
+
+	t.loader = dataset.NewLoader(cfg.Train, B, true, cfg.Seed)
+	t.loader.DropLast = true
+	t.loader.Augment = cfg.Augment
+	t.pcg = rand.NewPCG(cfg.Seed, streamTrain)
+	t.rng = rand.New(t.pcg)
+	d := cfg.Train.C * cfg.Train.H * cfg.Train.W
+	t.x = make([]float32, B*d)
+	t.y = make([]int64, B)
+	t.delta = make([]float32, B*d)
+
+	t.eps = cfg.Eps
+	t.inputStep = t.r.InputStep
+	t.inputFrac = 0.9 // SLAT's default, exactly as perturb.SLATInput's reference use
+	if cfg.InputStep != Auto && cfg.Eps > 0 {
+		t.inputFrac = cfg.InputStep / cfg.Eps
+	}
+	t.noise = t.r.NoiseRadius
+	t.eta, t.latentStep, t.latentRadius = t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius
+
+	t.win.taps = make([]float64, len(t.taps))
+	t.ep.taps = make([]float64, len(t.taps))
+	t.info.TapGradL1 = make([]float64, len(t.taps))
+	t.bestRobust, t.bestClean, t.lastClean = -1, 0, 0
+
+	switch t.m.fam {
+	case standard:
+		t.step = t.stepStandard
+	case fgsm, fgsmRS, nfgsm:
+		t.step = t.stepSingle
+	case pgd:
+		t.step = t.stepPGD
+	case free:
+		t.step = t.stepFree
+	case slat:
+		t.step = t.stepSLAT
+	}
+	if cfg.Holdout != nil && t.r.ProbeN > 0 {
+		t.probe = newProber(cfg.Holdout.Slice(0, t.r.ProbeN), min(B, t.r.ProbeN), t.r, cfg.Runtime)
+	}
+	return nil
+}
+
+// session derives one graph and opens a session over it.
+func (t *Trainer) session(name string, spec graphs.Spec, opts ort.Options) (*ort.Session, error) {
+	g, err := graphs.Derive(t.cfg.Forward, spec)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: derive the %s graph: %w", name, err)
+	}
+	b, err := g.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: encode the %s graph: %w", name, err)
+	}
+	sum := sha256.Sum256(b)
+	t.graph[name] = hex.EncodeToString(sum[:])
+	s, err := ort.NewSession(g, opts)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: the %s graph: %w", name, err)
+	}
+	return s, nil
+}
+
+// checkData checks the data against the train graph's x and logits.
+func (t *Trainer) checkData(s *ort.Session) error {
+	xs, ls := s.Shape("x"), s.Shape("logits")
+	if len(xs) != 4 || len(ls) != 2 {
+		return fmt.Errorf("orchestrator: the model takes x %v and gives logits %v; slatrun trains image classifiers (x [N,C,H,W], logits [N,K])", xs, ls)
+	}
+	for _, set := range []*dataset.Set{t.cfg.Train, t.cfg.Holdout} {
+		if set == nil {
+			continue
+		}
+		if err := dataset.CheckShape(set, int(xs[1]), int(xs[2]), int(xs[3])); err != nil {
+			return fmt.Errorf("orchestrator: %w", err)
+		}
+		for i, y := range set.Y {
+			if y < 0 || y >= ls[1] {
+				return fmt.Errorf("orchestrator: label %d of example %d is outside the model's %d classes", y, i, ls[1])
+			}
+		}
+	}
+	return nil
+}
+
+// Close releases the ONNX Runtime sessions. It is safe to call twice.
+func (t *Trainer) Close() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	var errs []error
+	for _, s := range []*session{t.attack, t.train} {
+		if s != nil {
+			errs = append(errs, s.s.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Weights returns the current parameters and BN statistics by name (the
+// Trainer's own slices; do not modify them while it runs).
+func (t *Trainer) Weights() map[string][]float32 {
+	w := make(map[string][]float32, len(t.params)+len(t.stats))
+	for _, list := range [][]graphs.Tensor{t.params, t.stats} {
+		for _, p := range list {
+			w[p.Name] = p.Data
+		}
+	}
+	return w
+}
+
+// Checkpoint returns the forward graph with the current weights and BN
+// statistics (what model.onnx holds).
+func (t *Trainer) Checkpoint() (*onnx.Model, error) {
+	m, err := graphs.WithWeights(t.fwd, t.Weights())
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: checkpoint: %w", err)
+	}
+	return m, nil
+}
+
+// Taps returns the latent tensors SLAT perturbs (nil for other methods).
+func (t *Trainer) Taps() []string { return t.taps }
+
+// GraphHashes returns the sha256 (hex) of each derived graph's bytes, by
+// kind ("attack", "train").
+func (t *Trainer) GraphHashes() map[string]string { return t.graph }
+
+// configFile is config.json.
+type configFile struct {
+	Settings    resolved          `json:"settings"`
+	Model       string            `json:"model,omitempty"`
+	Params      int               `json:"params"`
+	ONNXRuntime string            `json:"onnxruntime"`
+	Provider    string            `json:"provider"`
+	Threads     int               `json:"threads"`
+	Spinning    bool              `json:"spinning"`
+	Graphs      map[string]string `json:"graphs_sha256"`
+	Forward     string            `json:"forward_sha256"`
+}
+
+func (t *Trainer) writeConfig() error {
+	if err := os.MkdirAll(t.cfg.Out, 0o755); err != nil {
+		return fmt.Errorf("orchestrator: run directory: %w", err)
+	}
+	fb, err := t.fwd.Encode()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(fb)
+	n := 0
+	for _, p := range t.params {
+		n += len(p.Data)
+	}
+	provider := t.cfg.Runtime.Provider
+	if provider == "" {
+		provider = "cpu"
+	}
+	model, _ := t.fwd.Metadata("slatrun.model")
+	c := configFile{Settings: t.r, Model: model, Params: n, ONNXRuntime: ort.Version(),
+		Provider: provider, Threads: t.cfg.Runtime.Threads, Spinning: t.cfg.Runtime.Spinning,
+		Graphs: t.graph, Forward: hex.EncodeToString(sum[:])}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return t.write(ConfigFile, append(b, '\n'))
+}
+
+// write writes a file of the run directory atomically.
+func (t *Trainer) write(name string, data []byte) error {
+	if err := onnx.WriteFileAtomic(filepath.Join(t.cfg.Out, name), data); err != nil {
+		return fmt.Errorf("orchestrator: write %s: %w", name, err)
+	}
+	return nil
+}

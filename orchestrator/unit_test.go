@@ -1,0 +1,284 @@
+package orchestrator
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/onnx"
+)
+
+// TestCyclicMatchesPyTorch checks the cyclic schedule against values of
+// PyTorch's CyclicLR(base_lr=0, max_lr=0.2, step_size_up=steps·2/5,
+// step_size_down=steps·3/5, cycle_momentum=True, base_momentum=0.8,
+// max_momentum=0.9) computed by hand from its formula:
+//
+//	cycle = floor(1 + i/total); x = 1 + i/total − cycle
+//	scale = x/ratio if x ≤ ratio else (x−1)/(ratio−1)
+//	lr = 0.2·scale; momentum = 0.9 − 0.1·scale
+func TestCyclicMatchesPyTorch(t *testing.T) {
+	cases := []struct {
+		steps, i int
+		lr, mom  float64
+	}{
+		{100, 0, 0, 0.9},                       // PyTorch's first step has lr 0
+		{100, 10, 0.05, 0.875},                 // scale 0.1/0.4
+		{100, 20, 0.1, 0.85},                   // halfway up
+		{100, 40, 0.2, 0.8},                    // the peak, at 40%
+		{100, 70, 0.1, 0.85},                   // scale (0.7−1)/(0.4−1) = 0.5
+		{100, 99, 0.2 / 60, 0.9 - 0.1/60},      // scale 0.01/0.6
+		{100, 100, 0, 0.9},                     // a second cycle would start at 0
+		{7, 3, 0.2 * 20 / 21, 0.9 - 0.1*20/21}, // x = 3/7 > 0.4: scale (4/7)/0.6 = 20/21
+		{7, 2, 0.2 * (2.0 / 7) / 0.4, 0.9 - 0.1*(2.0/7)/0.4},
+		{5, 2, 0.2, 0.8}, // up = 2 exactly
+	}
+	for _, c := range cases {
+		s := Schedule{Kind: "cyclic", LR: 0.2, Momentum: 0.9, BaseMomentum: 0.8, Steps: c.steps, StepsPerEpoch: 1}
+		lr, mom := s.At(c.i)
+		if math.Abs(lr-c.lr) > 1e-12 || math.Abs(mom-c.mom) > 1e-12 {
+			t.Errorf("cyclic steps %d, step %d: lr %v momentum %v, want %v and %v", c.steps, c.i, lr, mom, c.lr, c.mom)
+		}
+	}
+}
+
+func TestOtherSchedules(t *testing.T) {
+	// 10 epochs of 5 steps.
+	pw := Schedule{Kind: "piecewise", LR: 0.01, Momentum: 0.9, Steps: 50, StepsPerEpoch: 5}
+	for _, c := range []struct {
+		i  int
+		lr float64
+	}{{0, 0.01}, {14, 0.01}, {15, 0.001}, {29, 0.001}, {30, 1e-4}, {39, 1e-4}, {40, 1e-5}, {49, 1e-5}} {
+		lr, mom := pw.At(c.i)
+		if math.Abs(lr-c.lr) > 1e-15 || mom != 0.9 {
+			t.Errorf("piecewise step %d: lr %v momentum %v, want %v and 0.9", c.i, lr, mom, c.lr)
+		}
+	}
+	cos := Schedule{Kind: "cosine", LR: 0.2, Momentum: 0.9, Steps: 100, StepsPerEpoch: 10}
+	for _, c := range []struct {
+		i  int
+		lr float64
+	}{{0, 0.2}, {50, 0.1}, {100, 0}, {25, 0.1 * (1 + math.Sqrt2/2)}} {
+		if lr, _ := cos.At(c.i); math.Abs(lr-c.lr) > 1e-12 {
+			t.Errorf("cosine step %d: lr %v, want %v", c.i, lr, c.lr)
+		}
+	}
+	con := Schedule{Kind: "constant", LR: 0.05, Momentum: 0.5, Steps: 10}
+	if lr, mom := con.At(7); lr != 0.05 || mom != 0.5 {
+		t.Errorf("constant: %v %v", lr, mom)
+	}
+}
+
+// TestSGDMatchesHand runs three SGD steps with changing learning rate and
+// momentum and compares with torch.optim.SGD's update written out in
+// float64.
+func TestSGDMatchesHand(t *testing.T) {
+	p := [][]float32{{1, -2, 0.5}, {3}}
+	g := [][]float32{{0.1, 0.2, -0.3}, {-1}}
+	o := NewSGD(p, g, 0.01)
+	want := [][]float64{{1, -2, 0.5}, {3}}
+	buf := [][]float64{{0, 0, 0}, {0}}
+	steps := []struct {
+		lr, mom float64
+		grads   [][]float32
+	}{
+		{0.1, 0.9, [][]float32{{0.1, 0.2, -0.3}, {-1}}},
+		{0.2, 0.85, [][]float32{{-0.5, 0, 1}, {2}}},
+		{0.05, 0.8, [][]float32{{0.25, -0.75, 0}, {0.5}}},
+	}
+	for k, st := range steps {
+		for i := range g {
+			copy(g[i], st.grads[i])
+		}
+		o.Step(float32(st.lr), float32(st.mom))
+		for i := range want {
+			for j := range want[i] {
+				d := float64(st.grads[i][j]) + 0.01*want[i][j]
+				if k == 0 {
+					buf[i][j] = d
+				} else {
+					buf[i][j] = st.mom*buf[i][j] + d
+				}
+				want[i][j] -= st.lr * buf[i][j]
+				if math.Abs(float64(p[i][j])-want[i][j]) > 1e-6 {
+					t.Fatalf("step %d: p[%d][%d] = %v, want %v", k, i, j, p[i][j], want[i][j])
+				}
+				if math.Abs(float64(o.Bufs[i][j])-buf[i][j]) > 1e-6 {
+					t.Fatalf("step %d: buf[%d][%d] = %v, want %v", k, i, j, o.Bufs[i][j], buf[i][j])
+				}
+			}
+		}
+	}
+	if allocs := testing.AllocsPerRun(10, func() { o.Step(0.1, 0.9) }); allocs != 0 {
+		t.Errorf("SGD.Step allocates %v times", allocs)
+	}
+}
+
+func TestParseMethod(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		err      string
+	}{
+		{"slat", "slat", ""}, {"SLAT", "slat", ""}, {"fgsm", "fgsm", ""}, {"fgsm-rs", "fgsm-rs", ""},
+		{"n-fgsm", "n-fgsm", ""}, {"standard", "standard", ""}, {"pgd-7", "pgd-7", ""}, {"free-8", "free-8", ""},
+		{"pgd", "", "unknown method"}, {"pgd-0", "", "N ≥ 1"}, {"pgd-x", "", "whole number"}, {"adam", "", "unknown method"},
+	} {
+		m, err := parseMethod(c.in)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%q: %v", c.in, err)
+		case c.err == "" && m.String() != c.want:
+			t.Errorf("%q parsed as %q", c.in, m)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%q: err %v, want it to mention %q", c.in, err, c.err)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	base := func() Config {
+		c := DefaultConfig()
+		c.Forward = &onnx.Model{}
+		c.Train = dataset.Synthetic(100, 1, 8, 8, 4, 1)
+		c.Batch = 10
+		c.Epochs = 2
+		return c
+	}
+	if c := base(); c.Validate() != nil {
+		t.Fatalf("valid config rejected: %v", c.Validate())
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no model", func(c *Config) { c.Forward = nil }, "Forward is nil"},
+		{"no data", func(c *Config) { c.Train = nil }, "Train is nil"},
+		{"method", func(c *Config) { c.Method = "sgd" }, "unknown method"},
+		{"epochs", func(c *Config) { c.Epochs = 0 }, "Epochs = 0"},
+		{"free epochs", func(c *Config) { c.Method = "free-8" }, "at least 8"},
+		{"batch", func(c *Config) { c.Batch = 101 }, "larger than the training set"},
+		{"lr", func(c *Config) { c.LR = float32(math.NaN()) }, "LR = NaN"},
+		{"schedule", func(c *Config) { c.Schedule = "onecycle" }, "Schedule \"onecycle\""},
+		{"momentum", func(c *Config) { c.Momentum = 1 }, "Momentum = 1"},
+		{"eps", func(c *Config) { c.Eps = 8 }, "Eps = 8"},
+		{"latent radius", func(c *Config) { c.LatentRadius = -2 }, "LatentRadius = -2"},
+		{"probe steps", func(c *Config) { c.Probe.Steps = 0 }, "Probe.Steps = 0"},
+		{"resume", func(c *Config) { c.Resume = true }, "Resume needs Out"},
+		{"taps", func(c *Config) { c.Method = "fgsm"; c.Taps = []string{"stem"} }, "only slat"},
+		{"holdout shape", func(c *Config) { c.Holdout = dataset.Synthetic(10, 3, 8, 8, 4, 1) }, "Holdout images are 3×8×8"},
+	} {
+		cfg := base()
+		c.edit(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", c.name, err, c.want)
+		}
+	}
+	// Every problem is reported at once.
+	cfg := base()
+	cfg.Epochs, cfg.LR = 0, 0
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "Epochs") || !strings.Contains(err.Error(), "LR") {
+		t.Errorf("two problems: %v", err)
+	}
+}
+
+func TestResolveDefaults(t *testing.T) {
+	c := DefaultConfig()
+	c.Train = dataset.Synthetic(1000, 1, 8, 8, 4, 1)
+	c.Eps = 0.1
+	for _, tc := range []struct {
+		method string
+		step   float32
+	}{{"slat", 0.09}, {"fgsm", 0.1}, {"fgsm-rs", 0.125}, {"n-fgsm", 0.1}, {"pgd-10", 0.025}, {"free-2", 0.1}} {
+		m, _ := parseMethod(tc.method)
+		r := resolve(&c, m, []string{"a"})
+		if math.Abs(float64(r.InputStep-tc.step)) > 1e-7 {
+			t.Errorf("%s: input step %v, want %v", tc.method, r.InputStep, tc.step)
+		}
+	}
+	m, _ := parseMethod("slat")
+	r := resolve(&c, m, []string{"a"})
+	if r.LatentEta != 0.1 || math.Abs(float64(r.LatentStep-0.18)) > 1e-7 || r.LatentRadius != 0.1 || r.ProbeStep != 0.025 {
+		t.Errorf("slat defaults: %+v", r)
+	}
+	c.LatentRadius = 0
+	if r := resolve(&c, m, nil); r.LatentRadius != 0 {
+		t.Errorf("LatentRadius 0 (no clip) resolved to %v", r.LatentRadius)
+	}
+	m, _ = parseMethod("n-fgsm")
+	if r := resolve(&c, m, nil); math.Abs(float64(r.NoiseRadius-0.2)) > 1e-7 {
+		t.Errorf("n-fgsm noise radius %v", r.NoiseRadius)
+	}
+	c.Epochs = 17
+	m, _ = parseMethod("free-8")
+	if r := resolve(&c, m, nil); r.Passes != 2 || r.TotalSteps != 2*7*8 {
+		t.Errorf("free-8 over 17 epochs: %d passes, %d steps", r.Passes, r.TotalSteps)
+	}
+}
+
+func testSnapshot() *snapshot {
+	return &snapshot{
+		settings: []byte(`{"method":"slat","seed":1}`), pass: 2, batch: 7, global: 99, sgdStarted: true,
+		rng: []byte{1, 2, 3}, bestRobust: 0.5, bestClean: 0.75, lastClean: 0.7, bestEpoch: 2,
+		win:     accum{loss: 1.5, correct: 3, n: 4, passes: 5, batches: 6, seconds: 0.25, taps: []float64{1, 2}},
+		ep:      accum{loss: 2.5, taps: []float64{3, 4}},
+		history: []EpochMetrics{{Kind: "epoch", Epoch: 1, Loss: 1}, {Kind: "epoch", Epoch: 2, Loss: 0.5}},
+		tensors: []savedTensor{{"w", roleParam, []float32{1, 2, 3}}, {"w", roleMomentum, []float32{-1, 0, float32(math.Inf(1))}}},
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	s := testSnapshot()
+	b, err := encodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeState(b, "state.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := encodeState(got)
+	if string(b) != string(b2) {
+		t.Fatal("state does not survive a round trip")
+	}
+	if got.pass != 2 || got.batch != 7 || got.global != 99 || !got.sgdStarted || got.bestEpoch != 2 ||
+		got.win.taps[1] != 2 || got.history[1].Loss != 0.5 || got.tensors[1].data[2] != float32(math.Inf(1)) {
+		t.Fatalf("decoded %+v", got)
+	}
+}
+
+func TestStateRejectsBadFiles(t *testing.T) {
+	good, _ := encodeState(testSnapshot())
+	flip := append([]byte(nil), good...)
+	flip[40] ^= 1
+	version := append([]byte(nil), good...)
+	version[8] = 9
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"empty", nil, "not a slatrun state file"},
+		{"text", []byte("hello, this is not a state file at all, not at all, no"), "not a slatrun state file"},
+		{"truncated", good[:len(good)-5], "checksum"},
+		{"bit flip", flip, "checksum"},
+		{"version", version, "version 9"},
+	} {
+		_, err := decodeState(c.b, "run/state.bin")
+		if err == nil || !errors.Is(err, ErrState) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "run/state.bin") {
+			t.Errorf("%s: err = %v, want ErrState mentioning %q and the path", c.name, err, c.want)
+		}
+	}
+}
+
+func TestSettingsDiff(t *testing.T) {
+	if d := settingsDiff([]byte(`{"a":1,"b":"x"}`), []byte(`{"a":1,"b":"x"}`)); d != "" {
+		t.Errorf("equal settings differ: %s", d)
+	}
+	d := settingsDiff([]byte(`{"method":"slat","eps":0.1}`), []byte(`{"method":"fgsm","eps":0.1}`))
+	if d != `method was "slat", now "fgsm"` {
+		t.Errorf("diff %q", d)
+	}
+}
