@@ -88,9 +88,9 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	}
 	if spec.Kind == Eval {
 		switch spec.Loss {
-		case "", "ce", "cw", "dlr":
+		case "", "ce", "cw", "dlr", "dlr-t":
 		default:
-			return nil, fmt.Errorf("graphs: derive: unknown eval loss %q (want ce, cw or dlr)", spec.Loss)
+			return nil, fmt.Errorf("graphs: derive: unknown eval loss %q (want ce, cw, dlr or dlr-t)", spec.Loss)
 		}
 	}
 	g, err := loadGraph(forward, int64(spec.Batch))

@@ -56,7 +56,9 @@ type Spec struct {
 	InputGrad bool
 	// Loss is the eval kind's per-example loss: "ce" (default), "cw" (the
 	// CW margin max_{j≠y} z_j − z_y) or "dlr" (Croce & Hein's
-	// difference-of-logits ratio, −(z_y − max_{j≠y} z_j)/(z_π1 − z_π3)).
+	// difference-of-logits ratio, −(z_y − max_{j≠y} z_j)/(z_π1 − z_π3)) or
+	// "dlr-t" (its targeted form −(z_y − z_t)/(z_π1 − (z_π3+z_π4)/2), with
+	// an extra int64 input "target" [Batch]).
 	Loss string
 	// BNMomentum is the running-statistics momentum in PyTorch's
 	// convention (new = (1−m)·old + m·batch); 0 means 0.1.

@@ -53,6 +53,8 @@ func (d *deriver) shapeOrNil(s string) []int64 {
 //     onehot(y).
 //   - eval "dlr": loss.each_i = (max_{j≠y} z_j − z_y)/(z_π1 − z_π3 + 1e-12)
 //     with z sorted descending (π); needs K ≥ 3.
+//   - eval "dlr-t": loss.each_i = (z_t − z_y)/(z_π1 − (z_π3+z_π4)/2 + 1e-12)
+//     for the target class t (input "target", int64 [B]); needs K ≥ 4.
 func (d *deriver) emitHead() (string, error) {
 	z := d.g.output
 	zs := d.shape(z)
@@ -110,6 +112,37 @@ func (d *deriver) emitHead() (string, error) {
 		invc := d.reshape(inv, []int64{B, 1})
 		q := d.reshape(d.op("Mul", []string{"loss.each", inv}), []int64{B, 1})
 		dd := d.op("Sub", []string{d.onehot(i1, K), d.onehot(i3, K)})
+		return d.op("Sub", []string{d.op("Mul", []string{dm, invc}), d.op("Mul", []string{dd, q})}), nil
+	case "dlr-t":
+		if K < 4 {
+			return "", &UnsupportedOpError{Node: "loss head", Op: "DLR-T", Detail: "the targeted DLR loss needs at least 4 classes"}
+		}
+		d.input("target", onnx.Int64, []int64{B})
+		ot := d.onehot("target", K)
+		zy := d.reduceSum(d.op("Mul", []string{z, oh}), []int64{1}, false)
+		zt := d.reduceSum(d.op("Mul", []string{z, ot}), []int64{1}, false)
+		outs := d.b.OpN("TopK", []string{z, d.ints(4)}, 2, onnx.AttrInt("axis", 1))
+		vals, idx := outs[0], outs[1]
+		col := func(i int64) (string, string) {
+			c := d.b.Int64s("col", nil, []int64{i})
+			return d.op("Gather", []string{vals, c}, onnx.AttrInt("axis", 1)), d.op("Gather", []string{idx, c}, onnx.AttrInt("axis", 1))
+		}
+		v1, i1 := col(0)
+		v3, i3 := col(2)
+		v4, i4 := col(3)
+		// den = z_π1 − (z_π3 + z_π4)/2 + 1e-12; loss = (z_t − z_y)/den.
+		half := d.op("Mul", []string{d.op("Add", []string{v3, v4}), d.scalar(0.5)})
+		den := d.op("Add", []string{d.op("Sub", []string{v1, half}), d.scalar(1e-12)})
+		d.b.Node("Div", []string{d.op("Sub", []string{zt, zy}), den}, []string{"loss.each"})
+		d.output("logits", zs)
+		d.output("loss.each", []int64{B})
+		// ∂/∂z = (onehot(t) − onehot(y))/den − loss/den · (onehot(π1) − (onehot(π3)+onehot(π4))/2)
+		inv := d.op("Reciprocal", []string{den})
+		invc := d.reshape(inv, []int64{B, 1})
+		q := d.reshape(d.op("Mul", []string{"loss.each", inv}), []int64{B, 1})
+		dm := d.op("Sub", []string{ot, oh})
+		h34 := d.op("Mul", []string{d.op("Add", []string{d.onehot(i3, K), d.onehot(i4, K)}), d.scalar(0.5)})
+		dd := d.op("Sub", []string{d.onehot(i1, K), h34})
 		return d.op("Sub", []string{d.op("Mul", []string{dm, invc}), d.op("Mul", []string{dd, q})}), nil
 	}
 	return "", nil

@@ -148,6 +148,28 @@ func ceEach(logits []float32, y []int64) []float64 {
 	return out
 }
 
+// dlrEach is Croce & Hein's DLR loss per example; with target ≥ 0 the
+// targeted form (z_t − z_y)/(z_π1 − (z_π3+z_π4)/2).
+func dlrEach(logits []float32, y, target []int64) []float64 {
+	B := len(y)
+	K := len(logits) / B
+	out := make([]float64, B)
+	for i := 0; i < B; i++ {
+		row := make([]float64, K)
+		for j := range row {
+			row[j] = float64(logits[i*K+j])
+		}
+		sorted := append([]float64(nil), row...)
+		sort.Sort(sort.Reverse(sort.Float64Slice(sorted)))
+		if target == nil {
+			out[i] = (cwEach(logits[i*K:(i+1)*K], y[i:i+1])[0]) / (sorted[0] - sorted[2] + 1e-12)
+		} else {
+			out[i] = (row[target[i]] - row[y[i]]) / (sorted[0] - (sorted[2]+sorted[3])/2 + 1e-12)
+		}
+	}
+	return out
+}
+
 func cwEach(logits []float32, y []int64) []float64 {
 	B := len(y)
 	K := len(logits) / B
@@ -310,17 +332,29 @@ func TestConvNetWholeGraph(t *testing.T) {
 	defer fw.Close()
 	copy(fw.Float("x"), x)
 	run(t, fw)
-	for _, lossName := range []string{"ce", "cw"} {
+	target := make([]int64, len(y))
+	for i := range y {
+		target[i] = (y[i] + 1) % 10
+	}
+	for _, lossName := range []string{"ce", "cw", "dlr", "dlr-t"} {
 		ev := session(t, m, graphs.Spec{Kind: graphs.Eval, Batch: B, Loss: lossName})
 		copy(ev.Float("x"), x)
 		copy(ev.Int64("y"), y)
+		if lossName == "dlr-t" {
+			copy(ev.Int64("target"), target)
+		}
 		run(t, ev)
 		if e := maxDiff(ev.Float("logits"), fw.Float("logits")); e > 1e-5 {
 			t.Errorf("eval logits differ from the forward graph's by %g", e)
 		}
 		each := ceEach
-		if lossName == "cw" {
+		switch lossName {
+		case "cw":
 			each = cwEach
+		case "dlr":
+			each = func(z []float32, y []int64) []float64 { return dlrEach(z, y, nil) }
+		case "dlr-t":
+			each = func(z []float32, y []int64) []float64 { return dlrEach(z, y, target) }
 		}
 		want := each(ev.Float("logits"), y)
 		for i, v := range ev.Float("loss.each") {
