@@ -23,7 +23,7 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 	inputGrad := fs.Bool("input-grad", false, "train kind: also output grad.x (Free-m)")
 	out := fs.StringP("out", "o", "", "output ONNX file")
 	var z zooFlags
-	z.add(fs)
+	z.add(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -26,12 +26,16 @@ type zooFlags struct {
 	seed    uint64
 }
 
-func (z *zooFlags) add(fs *pflag.FlagSet) {
+// add defines the flags; withSeed adds --seed (commands with a seed of their
+// own pass false and set z.seed themselves).
+func (z *zooFlags) add(fs *pflag.FlagSet, withSeed bool) {
 	fs.IntVar(&z.width, "width", 0, "model width (convnet: stem channels, default 16; wrn-28-10: widen factor)")
 	fs.IntVar(&z.classes, "classes", 0, "number of classes (default 10)")
 	fs.StringVar(&z.mean, "mean", "", "per-channel input mean, comma-separated (default: the model's data set)")
 	fs.StringVar(&z.std, "std", "", "per-channel input std, comma-separated")
-	fs.Uint64Var(&z.seed, "seed", 0, "seed of the initial weights")
+	if withSeed {
+		fs.Uint64Var(&z.seed, "seed", 0, "seed of the initial weights")
+	}
 }
 
 func (z *zooFlags) config() (zoo.Config, error) {
@@ -101,7 +105,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	model := fs.String("model", "", "zoo model: "+strings.Join(zoo.Names(), ", "))
 	out := fs.StringP("out", "o", "", "output ONNX file")
 	var z zooFlags
-	z.add(fs)
+	z.add(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/graphs/zoo"
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
+	"github.com/slatrun/slatrun/orchestrator"
+)
+
+func init() {
+	register(command{name: "train", summary: "train a model with SLAT or a baseline; writes a run directory", run: runTrain})
+}
+
+// argsFile keeps the command line of a run, so --resume DIR alone continues it.
+const argsFile = "cli-args.json"
+
+func runTrain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train", "train --model (NAME | forward.onnx) --data SPEC --method METHOD [flags]", stderr)
+	cfg := orchestrator.DefaultConfig()
+	model := fs.String("model", "convnet", "zoo model ("+strings.Join(zoo.Names(), ", ")+") or a forward ONNX file")
+	data := fs.String("data", "fashion-mnist", "training data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
+	fs.StringVar(&cfg.Method, "method", cfg.Method, "training method: "+orchestrator.Methods)
+	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs")
+	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "minibatch size")
+	fracVar(fs, &cfg.LR, "lr", cfg.LR, false, "peak (cyclic, cosine) or initial (piecewise, constant) learning rate")
+	fs.StringVar(&cfg.Schedule, "schedule", cfg.Schedule, "learning-rate schedule: cyclic, piecewise, cosine or constant")
+	fracVar(fs, &cfg.Momentum, "momentum", cfg.Momentum, false, "SGD momentum (cyclic: the top of the momentum cycle)")
+	fracVar(fs, &cfg.WeightDecay, "wd", cfg.WeightDecay, false, "weight decay")
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed of every random choice (data order, starts, initial weights of zoo models)")
+	fracVar(fs, &cfg.Eps, "eps", cfg.Eps, false, "L∞ budget of the input perturbation in pixel units, e.g. 8/255 or 0.1")
+	fracVar(fs, &cfg.InputStep, "input-step", cfg.InputStep, true, "input step (auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε)")
+	fracVar(fs, &cfg.NoiseRadius, "noise-radius", cfg.NoiseRadius, true, "N-FGSM's uniform start half-width (auto: 2ε)")
+	taps := fs.String("taps", "", "SLAT: comma-separated latent tensors to perturb (default: the model's taps)")
+	fracVar(fs, &cfg.LatentEta, "latent-eta", cfg.LatentEta, true, "SLAT: latent budget η in activation units (auto: ε)")
+	fracVar(fs, &cfg.LatentStep, "latent-step", cfg.LatentStep, true, "SLAT: latent step (auto: 1.8η)")
+	fracVar(fs, &cfg.LatentRadius, "latent-radius", cfg.LatentRadius, true, "SLAT: ±clip of the latent step (auto: η; 0: no clip)")
+	fs.BoolVar(&cfg.DomainClip, "domain-clip", cfg.DomainClip, "SLAT: keep perturbed activations in the clean activation's per-channel range")
+	augment := fs.String("augment", "auto", "pad-crop and flip augmentation: on, off or auto (on for CIFAR)")
+	trainN := fs.Int("train-n", 0, "train on the first N training examples (0: all that are not held out)")
+	valN := fs.Int("val-n", 1000, "held-out training examples for the per-epoch PGD probe (0: no probe)")
+	fs.IntVar(&cfg.Probe.Steps, "probe-steps", cfg.Probe.Steps, "PGD steps of the per-epoch probe")
+	out := fs.String("out", "", "run directory (default runs/MODEL-METHOD)")
+	resume := fs.String("resume", "", "continue the run saved in this directory (its flags are reused; later flags override)")
+	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps (0: epochs only)")
+	var rt runtimeFlags
+	rt.add(fs)
+	var z zooFlags
+	z.add(fs, false)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *resume != "" {
+		saved, err := os.ReadFile(filepath.Join(*resume, argsFile))
+		if err != nil {
+			return fmt.Errorf("train: --resume %s: %w (is it a slatrun run directory?)", *resume, err)
+		}
+		var prev []string
+		if err := json.Unmarshal(saved, &prev); err != nil {
+			return fmt.Errorf("train: --resume %s: %s is corrupt: %w", *resume, argsFile, err)
+		}
+		// Saved flags first, then this command line on top.
+		if err := parse(fs, append(prev, args...)); err != nil {
+			return err
+		}
+		*out, cfg.Resume = *resume, true
+	}
+	z.seed = cfg.Seed
+	if fs.NArg() > 0 {
+		return usagef("train: unexpected arguments %q", fs.Args())
+	}
+	if *out == "" {
+		*out = filepath.Join("runs", strings.TrimSuffix(filepath.Base(*model), ".onnx")+"-"+cfg.Method)
+	}
+	cfg.Taps = parseTaps(*taps)
+	if err := ort.Init(rt.ortLib); err != nil {
+		return err
+	}
+	if strings.EqualFold(rt.provider, "cuda") {
+		if err := ort.CheckCUDA(rt.device); err != nil {
+			return err
+		}
+	}
+	cfg.Runtime = ort.Options{Provider: rt.provider, DeviceID: rt.device, Threads: rt.threads, Spinning: rt.spinning}
+
+	fwd, err := loadModel(*model, &z)
+	if err != nil {
+		return err
+	}
+	cfg.Forward = fwd
+	full, err := dataset.Open(*data, "train", cfg.Seed)
+	if err != nil {
+		return err
+	}
+	if err := checkDataFitsModel(full, fwd); err != nil {
+		return err
+	}
+	if *valN < 0 || *valN >= full.N {
+		return usagef("train: --val-n %d must be in [0, %d)", *valN, full.N)
+	}
+	train, held := dataset.Split(full, *valN)
+	if *trainN > 0 && *trainN < train.N {
+		train = train.Slice(0, *trainN)
+	}
+	cfg.Train = train
+	if held.N > 0 {
+		cfg.Holdout = held
+	}
+	switch *augment {
+	case "on":
+		cfg.Augment = dataset.DefaultAugment()
+	case "auto":
+		if strings.HasPrefix(*data, "cifar") {
+			cfg.Augment = dataset.DefaultAugment()
+		}
+	case "off":
+	default:
+		return usagef("train: --augment %q: want on, off or auto", *augment)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	cfg.Out = *out
+	if !cfg.Resume {
+		b, _ := json.Marshal(withoutResume(args))
+		if err := onnx.WriteFileAtomic(filepath.Join(*out, argsFile), b); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	}
+
+	bar := newProgress(stdout, isTerminal(stdout))
+	cfg.Logger = bar
+	cfg.Hooks.OnStep = func(s orchestrator.StepInfo) error { bar.step(s); return nil }
+
+	fmt.Fprintf(stdout, "slatrun train: %s on %s (%d examples, %d held out), method %s, ε=%.4g, %d epochs, batch %d → %s\n",
+		*model, *data, train.N, held.N, cfg.Method, cfg.Eps, cfg.Epochs, cfg.Batch, *out)
+	tr, err := orchestrator.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := tr.Run(ctx)
+	bar.clear()
+	if err != nil {
+		if errors.Is(err, orchestrator.ErrInterrupted) {
+			fmt.Fprintf(stdout, "interrupted: checkpoint saved in %s; continue with: slatrun train --resume %s\n", *out, *out)
+		}
+		return err
+	}
+	writeSummary(stdout, res)
+	return nil
+}
+
+// withoutResume drops --resume and its value from a command line.
+func withoutResume(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--resume" {
+			i++
+			continue
+		}
+		if strings.HasPrefix(a, "--resume=") {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// checkDataFitsModel compares the data's image shape with the model's input.
+func checkDataFitsModel(s *dataset.Set, m *onnx.Model) error {
+	for _, in := range onnx.Inspect(m).Inputs {
+		if len(in.Shape) == 4 {
+			return dataset.CheckShape(s, int(in.Shape[1]), int(in.Shape[2]), int(in.Shape[3]))
+		}
+	}
+	return fmt.Errorf("the model has no [N,C,H,W] image input")
+}
+
+func writeSummary(w io.Writer, res *orchestrator.Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "epoch\tloss\ttrain acc\tprobe clean\tprobe robust\ts/epoch\timg/s\t")
+	for _, e := range res.Epochs {
+		clean, robust := "-", "-"
+		if e.Probe != nil {
+			clean, robust = fmt.Sprintf("%.2f%%", 100*e.Probe.Clean), fmt.Sprintf("%.2f%%", 100*e.Probe.Robust)
+		}
+		flag := ""
+		if e.Best {
+			flag += " best"
+		}
+		if e.Catastrophic {
+			flag += " COLLAPSE"
+		}
+		fmt.Fprintf(tw, "%d\t%.4f\t%.2f%%\t%s\t%s\t%.1f\t%.0f\t%s\n", e.Epoch, e.Loss, 100*e.Accuracy, clean, robust, e.Seconds, e.ImagesPerSec, flag)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "done in %s; model.onnx", time.Duration(res.Seconds*float64(time.Second)).Round(time.Second))
+	if res.BestEpoch > 0 {
+		fmt.Fprintf(w, ", best.onnx (epoch %d: probe clean %.2f%%, robust %.2f%%)", res.BestEpoch, 100*res.BestClean, 100*res.BestRobust)
+	}
+	fmt.Fprintf(w, " in %s\n", res.Dir)
+	if res.Catastrophic {
+		fmt.Fprintln(w, "WARNING: catastrophic overfitting was detected (see metrics.jsonl)")
+	}
+}
+
+// progress draws a one-line progress bar on a terminal and passes log lines
+// through; elsewhere it only passes log lines.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	shown bool
+	start time.Time
+	last  time.Time
+}
+
+func newProgress(w io.Writer, tty bool) *progress { return &progress{w: w, tty: tty} }
+
+// Write prints a log line, clearing the bar first.
+func (p *progress) Write(b []byte) (int, error) {
+	p.clear()
+	return p.w.Write(b)
+}
+
+func (p *progress) clear() {
+	if p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.shown = false
+	}
+}
+
+func (p *progress) step(s orchestrator.StepInfo) {
+	if !p.tty {
+		return
+	}
+	now := time.Now()
+	if s.Step == 1 || p.start.IsZero() {
+		p.start = now
+	}
+	if now.Sub(p.last) < 200*time.Millisecond && s.Step != s.StepsPerEpoch {
+		return
+	}
+	p.last = now
+	const width = 24
+	filled := width * s.Step / max(1, s.StepsPerEpoch)
+	bar := strings.Repeat("█", filled) + strings.Repeat("·", width-filled)
+	el := now.Sub(p.start)
+	eta := time.Duration(float64(el) / float64(s.Step) * float64(s.StepsPerEpoch-s.Step))
+	ips := float64(s.Batch) / s.Duration.Seconds()
+	fmt.Fprintf(p.w, "\r\033[Kepoch %d %s %d/%d loss %.4f acc %5.1f%% %5.0f img/s ETA %s",
+		s.Epoch, bar, s.Step, s.StepsPerEpoch, s.Loss, 100*float64(s.Correct)/float64(max(1, s.Batch)), ips, eta.Round(time.Second))
+	p.shown = true
+}
