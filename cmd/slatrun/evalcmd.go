@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/eval"
+	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
+)
+
+func init() {
+	register(command{name: "eval", summary: "measure clean and robust accuracy of a model under attacks", run: runEval})
+}
+
+func runEval(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("eval", "eval --model M.onnx --data SPEC --eps 8/255 --attacks fgsm,pgd-50-10,... [--n 1000] [--out eval.json]", stderr)
+	model := fs.String("model", "", "a slatrun checkpoint (model.onnx, best.onnx), any ONNX image classifier, or a zoo model name")
+	data := fs.String("data", "fashion-mnist", "test data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
+	split := fs.String("split", "test", "which split of the data: test or train")
+	var eps float32
+	fracVar(fs, &eps, "eps", 8.0/255, false, "perturbation radius in pixel units, e.g. 8/255 or 0.1")
+	norm := fs.String("norm", "linf", "threat model: linf or l2")
+	attacks := fs.String("attacks", eval.StandardAttacks, "comma-separated attacks: fgsm, pgd-K[-R], pgd-cw-K[-R], apgd-ce, apgd-t, ...")
+	n := fs.Int("n", 1000, "evaluate the first N examples (0: all)")
+	batch := fs.Int("batch", 250, "batch size of the eval graphs")
+	seed := fs.Uint64("seed", 0, "seed of the random starts")
+	cascade := fs.Bool("cascade", false, "attack only samples every earlier attack left robust (faster; accuracies become cumulative)")
+	linearity := fs.Bool("linearity", false, "also report the local-linearity probe (GradAlign's cosine)")
+	out := fs.String("out", "", "write the report as JSON to this file")
+	var rt runtimeFlags
+	rt.add(fs)
+	var z zooFlags
+	z.add(fs, false)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *model == "" {
+		return usagef("eval: --model is required")
+	}
+	if eps < 0 || eps > 1 {
+		return usagef("eval: --eps %g is outside [0, 1] (pixel units; 8/255 is written 8/255)", eps)
+	}
+	if !oneOf(*norm, eval.NormLinf, eval.NormL2) {
+		return usagef("eval: --norm %q: want linf or l2", *norm)
+	}
+	if *batch < 1 {
+		return usagef("eval: --batch must be at least 1")
+	}
+	specs, err := eval.ParseAttacks(*attacks)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if err := ort.Init(rt.ortLib); err != nil {
+		return err
+	}
+	if strings.EqualFold(rt.provider, "cuda") {
+		if err := ort.CheckCUDA(rt.device); err != nil {
+			return err
+		}
+	}
+	fwd, err := loadModel(*model, &z)
+	if err != nil {
+		return err
+	}
+	set, err := dataset.Open(*data, *split, *seed)
+	if err != nil {
+		return err
+	}
+	if err := checkDataFitsModel(set, fwd); err != nil {
+		return err
+	}
+	if *n > 0 && *n < set.N {
+		set = set.Slice(0, *n)
+	}
+	b := min(*batch, set.N)
+	heads := neededHeads(specs)
+	evalGraphs := map[string]*onnx.Model{}
+	for _, h := range heads {
+		g, err := graphs.Derive(fwd, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h})
+		if err != nil {
+			return err
+		}
+		evalGraphs[h] = g
+	}
+	c, err := eval.NewClassifier(evalGraphs, ort.Options{Provider: rt.provider, DeviceID: rt.device, Threads: rt.threads, Spinning: rt.spinning})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := eval.Config{Eps: eps, Norm: strings.ToLower(*norm), Attacks: specs, Seed: *seed, Cascade: *cascade, Linearity: *linearity}
+	if isTerminal(stdout) {
+		cfg.Progress = func(attack string, done, total int) {
+			fmt.Fprintf(stdout, "\r\033[K%s %d/%d", attack, done, total)
+		}
+	}
+	fmt.Fprintf(stdout, "slatrun eval: %s on %s/%s, %d examples, ε=%.4g (%s)\n", *model, *data, *split, set.N, eps, cfg.Norm)
+	rep, err := eval.Evaluate(ctx, c, set.X, set.Y, cfg)
+	if cfg.Progress != nil {
+		fmt.Fprint(stdout, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, rep.Table())
+	if *out != "" {
+		doc := struct {
+			Model string `json:"model"`
+			Data  string `json:"data"`
+			Split string `json:"split"`
+			*eval.Report
+		}{*model, *data, *split, rep}
+		b, err := json.MarshalIndent(doc, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := onnx.WriteFileAtomic(*out, append(b, '\n')); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", *out)
+	}
+	return nil
+}
+
+// neededHeads lists the loss heads the attacks follow, and "ce", which the
+// clean pass and the local-linearity probe use.
+func neededHeads(specs []eval.AttackSpec) []string {
+	seen := map[string]bool{}
+	var heads []string
+	add := func(h string) {
+		if !seen[h] {
+			seen[h] = true
+			heads = append(heads, h)
+		}
+	}
+	add(eval.HeadCE) // clean accuracy runs on any head; CE is always cheap
+	for _, s := range specs {
+		add(s.Loss)
+	}
+	return heads
+}
