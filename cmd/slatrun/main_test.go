@@ -48,6 +48,15 @@ func TestCLI(t *testing.T) {
 		{"derive no taps", []string{"derive", "--model", "mlp", "--kind", "attack", "--taps", "none", "-o", filepath.Join(dir, "a.onnx")}, 0, "taps []", "", false},
 		{"derive bad kind", []string{"derive", "--model", "mlp", "--kind", "loss", "-o", filepath.Join(dir, "x.onnx")}, 2, "", "want train, attack", false},
 		{"derive bad tap", []string{"derive", "--model", "mlp", "--taps", "nope", "-o", filepath.Join(dir, "x.onnx")}, 1, "", "nope", false},
+		{"train mlp", []string{"train", "--model", "mlp", "--data", "synthetic:1x8x8", "--method", "fgsm-rs", "--epochs", "1", "--val-n", "100", "--train-n", "256", "--batch", "32", "--eps", "8/255", "--out", filepath.Join(dir, "run")}, 0, "best.onnx", "", false},
+		{"train again refuses", []string{"train", "--model", "mlp", "--data", "synthetic:1x8x8", "--epochs", "1", "--out", filepath.Join(dir, "run")}, 2, "", "--resume", false},
+		{"train resume finished", []string{"train", "--resume", filepath.Join(dir, "run")}, 0, "epoch", "", false},
+		{"train wrong shape", []string{"train", "--model", "mlp", "--data", "synthetic", "--epochs", "1", "--out", filepath.Join(dir, "run2")}, 1, "", "shape mismatch", false},
+		{"train bad method", []string{"train", "--model", "mlp", "--data", "synthetic:1x8x8", "--method", "sgd", "--out", filepath.Join(dir, "run3")}, 1, "", "method", false},
+		{"eval", []string{"eval", "--model", filepath.Join(dir, "run", "model.onnx"), "--data", "synthetic:1x8x8", "--eps", "0.1", "--attacks", "fgsm,pgd-5,apgd-t-5", "--n", "64", "--batch", "32", "--out", filepath.Join(dir, "eval.json")}, 0, "worst case", "", false},
+		{"eval bad eps", []string{"eval", "--model", "mlp", "--data", "synthetic:1x8x8", "--eps", "8"}, 2, "", "outside [0, 1]", false},
+		{"eval bad attack", []string{"eval", "--model", "mlp", "--data", "synthetic:1x8x8", "--attacks", "pgd-x"}, 2, "", "unknown attack", false},
+		{"train cuda here", []string{"train", "--model", "mlp", "--data", "synthetic:1x8x8", "--provider", "cuda", "--out", filepath.Join(dir, "run4")}, 1, "", "CUDA provider unavailable", false},
 		{"derive corrupt", []string{"derive", "--model", corrupt, "-o", filepath.Join(dir, "x.onnx")}, 1, "", "truncated", false},
 	}
 	for _, c := range cases {

@@ -55,6 +55,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Probe.Steps, "probe-steps", cfg.Probe.Steps, "PGD steps of the per-epoch probe")
 	out := fs.String("out", "", "run directory (default runs/MODEL-METHOD)")
 	resume := fs.String("resume", "", "continue the run saved in this directory (its flags are reused; later flags override)")
+	overwrite := fs.Bool("overwrite", false, "start afresh even if --out already holds a run")
 	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps (0: epochs only)")
 	var rt runtimeFlags
 	rt.add(fs)
@@ -129,6 +130,11 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	case "off":
 	default:
 		return usagef("train: --augment %q: want on, off or auto", *augment)
+	}
+	if !cfg.Resume && !*overwrite {
+		if _, err := os.Stat(filepath.Join(*out, orchestrator.StateFile)); err == nil {
+			return usagef("train: %s already holds a run: continue it with --resume %s, or pass --overwrite, or choose another --out", *out, *out)
+		}
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return fmt.Errorf("train: %w", err)
