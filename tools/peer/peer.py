@@ -410,7 +410,8 @@ def bench_runs(args, combos):
     return [stats(args, m, fmt, times, cpu) for m, fmt, _, _, times, cpu in runs]
 
 
-# Defaults measured on the 2-core AMD EPYC dev box (README): the faster format.
+# Defaults measured on the 2-core AMD EPYC dev box (README): channels_last is
+# clearly faster for convnet; for preactresnet18 the loaded box could not tell.
 DEFAULT_FORMAT = {"convnet": "channels_last", "preactresnet18": "channels_last"}
 
 
@@ -572,8 +573,9 @@ def train(args):
     if args.json:
         print(json.dumps(res), flush=True)
     else:
-        print("%s eps %g: clean %.2f%%, %s %s%% on %d test images; train %.1fs, eval %.1fs" % (
-            args.method, eps, res["clean_acc"], res["pgd"], res["pgd_acc"], m,
+        print("%s eps %g: clean %.2f%%, %s %s on %d test images; train %.1fs, eval %.1fs" % (
+            args.method, eps, res["clean_acc"], res["pgd"],
+            "-" if res["pgd_acc"] is None else "%.2f%%" % res["pgd_acc"], m,
             res["train_s"], res["eval_s"]))
 
 
