@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/graphs/zoo"
 	"github.com/slatrun/slatrun/onnx"
@@ -30,37 +32,12 @@ const argsFile = "cli-args.json"
 
 func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", "train --model (NAME | forward.onnx) --data SPEC --method METHOD [flags]", stderr)
-	cfg := orchestrator.DefaultConfig()
-	model := fs.String("model", "convnet", "zoo model ("+strings.Join(zoo.Names(), ", ")+") or a forward ONNX file")
-	data := fs.String("data", "fashion-mnist", "training data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
-	fs.StringVar(&cfg.Method, "method", cfg.Method, "training method: "+orchestrator.Methods)
-	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs")
-	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "minibatch size")
-	fracVar(fs, &cfg.LR, "lr", cfg.LR, false, "peak (cyclic, cosine) or initial (piecewise, constant) learning rate")
-	fs.StringVar(&cfg.Schedule, "schedule", cfg.Schedule, "learning-rate schedule: cyclic, piecewise, cosine or constant")
-	fracVar(fs, &cfg.Momentum, "momentum", cfg.Momentum, false, "SGD momentum (cyclic: the top of the momentum cycle)")
-	fracVar(fs, &cfg.WeightDecay, "wd", cfg.WeightDecay, false, "weight decay")
-	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed of every random choice (data order, starts, initial weights of zoo models)")
-	fracVar(fs, &cfg.Eps, "eps", cfg.Eps, false, "L∞ budget of the input perturbation in pixel units, e.g. 8/255 or 0.1")
-	fracVar(fs, &cfg.InputStep, "input-step", cfg.InputStep, true, "input step (auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε)")
-	fracVar(fs, &cfg.NoiseRadius, "noise-radius", cfg.NoiseRadius, true, "N-FGSM's uniform start half-width (auto: 2ε)")
-	taps := fs.String("taps", "", "SLAT: comma-separated latent tensors to perturb (default: the model's taps)")
-	fracVar(fs, &cfg.LatentEta, "latent-eta", cfg.LatentEta, true, "SLAT: latent budget η in activation units (auto: ε)")
-	fracVar(fs, &cfg.LatentStep, "latent-step", cfg.LatentStep, true, "SLAT: latent step (auto: 1.8η)")
-	fracVar(fs, &cfg.LatentRadius, "latent-radius", cfg.LatentRadius, true, "SLAT: ±clip of the latent step (auto: η; 0: no clip)")
-	fs.BoolVar(&cfg.DomainClip, "domain-clip", cfg.DomainClip, "SLAT: keep perturbed activations in the clean activation's per-channel range")
-	augment := fs.String("augment", "auto", "pad-crop and flip augmentation: on, off or auto (on for CIFAR)")
-	trainN := fs.Int("train-n", 0, "train on the first N training examples (0: all that are not held out)")
-	valN := fs.Int("val-n", 1000, "held-out training examples for the per-epoch PGD probe (0: no probe)")
-	fs.IntVar(&cfg.Probe.Steps, "probe-steps", cfg.Probe.Steps, "PGD steps of the per-epoch probe")
+	var tf trainFlags
+	tf.add(fs)
+	cfg := &tf.cfg
 	out := fs.String("out", "", "run directory (default runs/MODEL-METHOD)")
 	resume := fs.String("resume", "", "continue the run saved in this directory (its flags are reused; later flags override)")
 	overwrite := fs.Bool("overwrite", false, "start afresh even if --out already holds a run")
-	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps (0: epochs only)")
-	var rt runtimeFlags
-	rt.add(fs)
-	var z zooFlags
-	z.add(fs, false)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -79,57 +56,14 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		}
 		*out, cfg.Resume = *resume, true
 	}
-	z.seed = cfg.Seed
 	if fs.NArg() > 0 {
 		return usagef("train: unexpected arguments %q", fs.Args())
 	}
 	if *out == "" {
-		*out = filepath.Join("runs", strings.TrimSuffix(filepath.Base(*model), ".onnx")+"-"+cfg.Method)
+		*out = filepath.Join("runs", strings.TrimSuffix(filepath.Base(tf.model), ".onnx")+"-"+cfg.Method)
 	}
-	cfg.Taps = parseTaps(*taps)
-	if err := ort.Init(rt.ortLib); err != nil {
+	if err := tf.build(dataset.Open); err != nil {
 		return err
-	}
-	if strings.EqualFold(rt.provider, "cuda") {
-		if err := ort.CheckCUDA(rt.device); err != nil {
-			return err
-		}
-	}
-	cfg.Runtime = ort.Options{Provider: rt.provider, DeviceID: rt.device, Threads: rt.threads, Spinning: rt.spinning}
-
-	fwd, err := loadModel(*model, &z)
-	if err != nil {
-		return err
-	}
-	cfg.Forward = fwd
-	full, err := dataset.Open(*data, "train", cfg.Seed)
-	if err != nil {
-		return err
-	}
-	if err := checkDataFitsModel(full, fwd); err != nil {
-		return err
-	}
-	if *valN < 0 || *valN >= full.N {
-		return usagef("train: --val-n %d must be in [0, %d)", *valN, full.N)
-	}
-	train, held := dataset.Split(full, *valN)
-	if *trainN > 0 && *trainN < train.N {
-		train = train.Slice(0, *trainN)
-	}
-	cfg.Train = train
-	if held.N > 0 {
-		cfg.Holdout = held
-	}
-	switch *augment {
-	case "on":
-		cfg.Augment = dataset.DefaultAugment()
-	case "auto":
-		if strings.HasPrefix(*data, "cifar") {
-			cfg.Augment = dataset.DefaultAugment()
-		}
-	case "off":
-	default:
-		return usagef("train: --augment %q: want on, off or auto", *augment)
 	}
 	if !cfg.Resume && !*overwrite {
 		if _, err := os.Stat(filepath.Join(*out, orchestrator.StateFile)); err == nil {
@@ -146,14 +80,18 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("train: %w", err)
 		}
 	}
+	heldN := 0
+	if cfg.Holdout != nil {
+		heldN = cfg.Holdout.N
+	}
 
 	bar := newProgress(stdout, isTerminal(stdout))
 	cfg.Logger = bar
 	cfg.Hooks.OnStep = func(s orchestrator.StepInfo) error { bar.step(s); return nil }
 
 	fmt.Fprintf(stdout, "slatrun train: %s on %s (%d examples, %d held out), method %s, ε=%.4g, %d epochs, batch %d → %s\n",
-		*model, *data, train.N, held.N, cfg.Method, cfg.Eps, cfg.Epochs, cfg.Batch, *out)
-	tr, err := orchestrator.New(cfg)
+		tf.model, tf.data, cfg.Train.N, heldN, cfg.Method, cfg.Eps, cfg.Epochs, cfg.Batch, *out)
+	tr, err := orchestrator.New(*cfg)
 	if err != nil {
 		return err
 	}
@@ -170,6 +108,106 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	writeSummary(stdout, res)
+	return nil
+}
+
+// trainFlags are the flags of "slatrun train" that configure a run (all but
+// --out, --resume and --overwrite). "slatrun sweep" defines the same flags
+// and parses one command line per cell of its grid.
+type trainFlags struct {
+	cfg     orchestrator.Config
+	model   string
+	data    string
+	taps    string
+	augment string
+	trainN  int
+	valN    int
+	rt      runtimeFlags
+	z       zooFlags
+}
+
+// add defines the flags on fs, with DefaultConfig's values as defaults.
+func (tf *trainFlags) add(fs *pflag.FlagSet) {
+	tf.cfg = orchestrator.DefaultConfig()
+	cfg := &tf.cfg
+	fs.StringVar(&tf.model, "model", "convnet", "zoo model ("+strings.Join(zoo.Names(), ", ")+") or a forward ONNX file")
+	fs.StringVar(&tf.data, "data", "fashion-mnist", "training data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
+	fs.StringVar(&cfg.Method, "method", cfg.Method, "training method: "+orchestrator.Methods)
+	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs")
+	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "minibatch size")
+	fracVar(fs, &cfg.LR, "lr", cfg.LR, false, "peak (cyclic, cosine) or initial (piecewise, constant) learning rate")
+	fs.StringVar(&cfg.Schedule, "schedule", cfg.Schedule, "learning-rate schedule: cyclic, piecewise, cosine or constant")
+	fracVar(fs, &cfg.Momentum, "momentum", cfg.Momentum, false, "SGD momentum (cyclic: the top of the momentum cycle)")
+	fracVar(fs, &cfg.WeightDecay, "wd", cfg.WeightDecay, false, "weight decay")
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed of every random choice (data order, starts, initial weights of zoo models)")
+	fracVar(fs, &cfg.Eps, "eps", cfg.Eps, false, "L∞ budget of the input perturbation in pixel units, e.g. 8/255 or 0.1")
+	fracVar(fs, &cfg.InputStep, "input-step", cfg.InputStep, true, "input step (auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε)")
+	fracVar(fs, &cfg.NoiseRadius, "noise-radius", cfg.NoiseRadius, true, "N-FGSM's uniform start half-width (auto: 2ε)")
+	fs.StringVar(&tf.taps, "taps", "", "SLAT: comma-separated latent tensors to perturb (default: the model's taps)")
+	fracVar(fs, &cfg.LatentEta, "latent-eta", cfg.LatentEta, true, "SLAT: latent budget η in activation units (auto: ε)")
+	fracVar(fs, &cfg.LatentStep, "latent-step", cfg.LatentStep, true, "SLAT: latent step (auto: 1.8η)")
+	fracVar(fs, &cfg.LatentRadius, "latent-radius", cfg.LatentRadius, true, "SLAT: ±clip of the latent step (auto: η; 0: no clip)")
+	fs.BoolVar(&cfg.DomainClip, "domain-clip", cfg.DomainClip, "SLAT: keep perturbed activations in the clean activation's per-channel range")
+	fs.StringVar(&tf.augment, "augment", "auto", "pad-crop and flip augmentation: on, off or auto (on for CIFAR)")
+	fs.IntVar(&tf.trainN, "train-n", 0, "train on the first N training examples (0: all that are not held out)")
+	fs.IntVar(&tf.valN, "val-n", 1000, "held-out training examples for the per-epoch PGD probe (0: no probe)")
+	fs.IntVar(&cfg.Probe.Steps, "probe-steps", cfg.Probe.Steps, "PGD steps of the per-epoch probe")
+	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps (0: epochs only)")
+	tf.rt.add(fs)
+	tf.z.add(fs, false)
+}
+
+// build completes tf.cfg from the parsed flags: it initializes ONNX Runtime,
+// loads the model and the training data (through open), checks that they
+// fit, and splits off the held-out slice. Out, Resume, Logger and Hooks are
+// left to the caller.
+func (tf *trainFlags) build(open func(spec, split string, seed uint64) (*dataset.Set, error)) error {
+	cfg := &tf.cfg
+	tf.z.seed = cfg.Seed
+	cfg.Taps = parseTaps(tf.taps)
+	if err := ort.Init(tf.rt.ortLib); err != nil {
+		return err
+	}
+	if strings.EqualFold(tf.rt.provider, "cuda") {
+		if err := ort.CheckCUDA(tf.rt.device); err != nil {
+			return err
+		}
+	}
+	cfg.Runtime = ort.Options{Provider: tf.rt.provider, DeviceID: tf.rt.device, Threads: tf.rt.threads, Spinning: tf.rt.spinning}
+	fwd, err := loadModel(tf.model, &tf.z)
+	if err != nil {
+		return err
+	}
+	cfg.Forward = fwd
+	full, err := open(tf.data, "train", cfg.Seed)
+	if err != nil {
+		return err
+	}
+	if err := checkDataFitsModel(full, fwd); err != nil {
+		return err
+	}
+	if tf.valN < 0 || tf.valN >= full.N {
+		return usagef("train: --val-n %d must be in [0, %d)", tf.valN, full.N)
+	}
+	train, held := dataset.Split(full, tf.valN)
+	if tf.trainN > 0 && tf.trainN < train.N {
+		train = train.Slice(0, tf.trainN)
+	}
+	cfg.Train = train
+	if held.N > 0 {
+		cfg.Holdout = held
+	}
+	switch tf.augment {
+	case "on":
+		cfg.Augment = dataset.DefaultAugment()
+	case "auto":
+		if strings.HasPrefix(tf.data, "cifar") {
+			cfg.Augment = dataset.DefaultAugment()
+		}
+	case "off":
+	default:
+		return usagef("train: --augment %q: want on, off or auto", tf.augment)
+	}
 	return nil
 }
 

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
+	"github.com/slatrun/slatrun/orchestrator"
+	"github.com/slatrun/slatrun/sweep"
+)
+
+func init() {
+	register(command{name: "sweep", summary: "train and evaluate a grid of runs (methods × ε × seeds × …); report, plots, shards, Kubernetes", run: runSweep})
+}
+
+// sweepOwn are the training flags a sweep replaces with its own axes.
+var sweepOwn = []string{"method", "eps", "seed"}
+
+// runtimeFlagNames are the flags of runtimeFlags: how a cell runs, not
+// what it computes, so they are not part of a cell's flags.
+var runtimeFlagNames = []string{"ort-lib", "provider", "device", "threads", "spinning"}
+
+const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.1,0.2 --seeds 0,1 --epochs E [--grid FLAG=V1,V2]... --out sweeps/NAME [training flags]
+       slatrun sweep ... --shard I/N --out DIR           run one shard's share of the cells
+       slatrun sweep --merge DIR... [--out DIR]          build the report from shard directories
+       slatrun sweep ... --emit-k8s job.json --k8s-shards N --k8s-image IMG --out NAME   write a Kubernetes Indexed Job`
+
+func runSweep(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sweep", sweepSynopsis, stderr)
+	methods := fs.String("methods", "slat,fgsm,fgsm-rs,n-fgsm,pgd-7", "comma-separated training methods: "+orchestrator.Methods)
+	epsList := fs.String("eps", "", "comma-separated L∞ budgets in pixel units, e.g. 0.1,0.2 or 8/255 (required)")
+	seedList := fs.String("seeds", "0,1,2", "comma-separated seeds")
+	grid := fs.StringArray("grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps and domain-clip apply to slat only, noise-radius to n-fgsm only")
+	attacks := fs.String("attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
+	testN := fs.Int("test-n", 1000, "evaluate on the first N test examples (0: all)")
+	evalBatch := fs.Int("eval-batch", 250, "batch size of the eval graphs")
+	collapseShare := fs.Float64("collapse-share", sweep.DefaultCollapse.RobustShare, "a run collapsed if its final robust accuracy is below this share of its clean accuracy (or the probe flagged it)")
+	collapseClean := fs.Float64("collapse-min-clean", sweep.DefaultCollapse.MinClean, "… while that clean accuracy is at least this")
+	workers := fs.Int("workers", 1, "cells trained at once (each with --threads ONNX Runtime threads)")
+	out := fs.String("out", "", "sweep directory (default sweeps/MODEL)")
+	shardFlag := fs.String("shard", "", "run only share I/N of the cells (I = env: from $JOB_COMPLETION_INDEX); merge the shards with --merge")
+	merge := fs.Bool("merge", false, "build report.md/report.json/plots from the sweep or shard directories given as arguments (into --out, default the first)")
+	partial := fs.Bool("partial", false, "with --merge: write the report even if cells are missing")
+	emit := fs.String("emit-k8s", "", "write a Kubernetes Indexed Job manifest (JSON, valid YAML) running the sweep as shards to this file (- for stdout), and run nothing")
+	k8sShards := fs.Int("k8s-shards", 4, "--emit-k8s: number of shards (pods)")
+	k8sImage := fs.String("k8s-image", "slatrun:latest", "--emit-k8s: container image with slatrun and ONNX Runtime")
+	k8sCommand := fs.String("k8s-command", "slatrun", "--emit-k8s: the command that starts slatrun in the image (space-separated)")
+	k8sName := fs.String("k8s-name", "", "--emit-k8s: job name (default slatrun-sweep-<name of --out>)")
+	k8sPVC := fs.String("k8s-pvc", "slatrun-results", "--emit-k8s: PersistentVolumeClaim (ReadWriteMany) for the results")
+	k8sMount := fs.String("k8s-mount", "/results", "--emit-k8s: where the volume is mounted; the sweep writes to MOUNT/<name of --out>")
+	k8sCPU := fs.String("k8s-cpu", "2", "--emit-k8s: CPU request and limit of each pod")
+	k8sMem := fs.String("k8s-memory", "8Gi", "--emit-k8s: memory request and limit of each pod")
+
+	// The training flags, shared by every cell.
+	tfs := pflag.NewFlagSet("train", pflag.ContinueOnError)
+	var base trainFlags
+	base.add(tfs)
+	tfs.VisitAll(func(f *pflag.Flag) {
+		if !slices.Contains(sweepOwn, f.Name) {
+			fs.AddFlag(f)
+		}
+	})
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+
+	if *merge {
+		return runMerge(fs.Args(), *out, *partial, stdout)
+	}
+	if fs.NArg() > 0 {
+		return usagef("sweep: unexpected arguments %q (directories go with --merge)", fs.Args())
+	}
+
+	// The spec: the grid and the flags every cell shares.
+	spec := sweep.Spec{Methods: splitList(*methods), Eps: splitList(*epsList),
+		Eval:     sweep.EvalSpec{Data: base.data, Attacks: *attacks, N: *testN, Batch: *evalBatch},
+		Collapse: sweep.CollapseRule{RobustShare: *collapseShare, MinClean: *collapseClean}}
+	if len(spec.Eps) == 0 {
+		return usagef("sweep: --eps is required, e.g. --eps 0.05,0.1,0.15,0.2")
+	}
+	for _, s := range splitList(*seedList) {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return usagef("sweep: --seeds: %q is not a whole number ≥ 0", s)
+		}
+		spec.Seeds = append(spec.Seeds, v)
+	}
+	for _, g := range *grid {
+		a, err := sweep.ParseAxis(g)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		switch {
+		case slices.Contains(sweepOwn, a.Flag):
+			return usagef("sweep: --grid %s: --%s has its own flag (--%ss)", g, a.Flag, a.Flag)
+		case slices.Contains(runtimeFlagNames, a.Flag) || tfs.Lookup(a.Flag) == nil:
+			return usagef("sweep: --grid %s: --%s is not a training flag of slatrun train", g, a.Flag)
+		case fs.Changed(a.Flag):
+			return usagef("sweep: --grid %s: --%s is also set for every cell; give it once", g, a.Flag)
+		}
+		spec.Axes = append(spec.Axes, a)
+	}
+	var rtArgs []string
+	fs.Visit(func(f *pflag.Flag) {
+		if tfs.Lookup(f.Name) == nil || slices.Contains(sweepOwn, f.Name) {
+			return
+		}
+		arg := "--" + f.Name + "=" + f.Value.String()
+		if slices.Contains(runtimeFlagNames, f.Name) {
+			rtArgs = append(rtArgs, arg)
+		} else {
+			spec.Base = append(spec.Base, arg)
+		}
+	})
+	cells, err := spec.Cells()
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if _, err := parseCell(cells[0].Args, rtArgs); err != nil {
+		return err
+	}
+	for _, c := range cells[1:] {
+		if _, err := parseCell(c.Args, rtArgs); err != nil {
+			return fmt.Errorf("sweep: cell %s: %w", c.Name, err)
+		}
+	}
+	if *out == "" {
+		*out = filepath.Join("sweeps", strings.TrimSuffix(filepath.Base(base.model), ".onnx"))
+	}
+
+	if *emit != "" {
+		name := *k8sName
+		if name == "" {
+			name = "slatrun-sweep-" + dnsName(filepath.Base(filepath.Clean(*out)))
+		}
+		var jobArgs []string
+		fs.Visit(func(f *pflag.Flag) {
+			switch {
+			case f.Name == "out" || f.Name == "shard" || f.Name == "emit-k8s" || strings.HasPrefix(f.Name, "k8s-"):
+			case f.Name == "grid":
+				for _, g := range *grid {
+					jobArgs = append(jobArgs, "--grid="+g)
+				}
+			default:
+				jobArgs = append(jobArgs, "--"+f.Name+"="+f.Value.String())
+			}
+		})
+		b, err := sweep.K8sJob(sweep.K8sOptions{Name: name, Shards: *k8sShards, Image: *k8sImage, Command: strings.Fields(*k8sCommand),
+			Args: jobArgs, PVC: *k8sPVC, Mount: *k8sMount, Dir: filepath.Base(filepath.Clean(*out)), CPU: *k8sCPU, Memory: *k8sMem})
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		if *emit == "-" {
+			_, err = stdout.Write(b)
+			return err
+		}
+		if err := onnx.WriteFileAtomic(*emit, b); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		dir := strings.TrimSuffix(*k8sMount, "/") + "/" + filepath.Base(filepath.Clean(*out))
+		fmt.Fprintf(stdout, "wrote %s: Indexed Job %s, %d pods (%d cells, about %d each), results in PVC %s at %s\n"+
+			"run it with: kubectl apply -f %s; then: slatrun sweep --merge %s (in a pod with the volume, or on a copy of it)\n",
+			*emit, name, *k8sShards, len(cells), (len(cells)+*k8sShards-1) / *k8sShards, *k8sPVC, dir, *emit, dir)
+		return nil
+	}
+
+	var shard sweep.Shard
+	if *shardFlag != "" {
+		if shard, err = sweep.ParseShard(*shardFlag, os.Getenv); err != nil {
+			return usageError{err.Error()}
+		}
+	}
+	if *workers < 1 {
+		return usagef("sweep: --workers must be at least 1")
+	}
+	rt := base.rt
+	if err := ort.Init(rt.ortLib); err != nil {
+		return err
+	}
+	if strings.EqualFold(rt.provider, "cuda") {
+		if err := ort.CheckCUDA(rt.device); err != nil {
+			return err
+		}
+	}
+	open := sweep.CacheData(dataset.Open)
+	evalFn, err := sweep.NewEvaluator(spec.Eval, ort.Options{Provider: rt.provider, DeviceID: rt.device, Threads: rt.threads, Spinning: rt.spinning}, open)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	n := 0
+	for _, c := range cells {
+		if shard.Has(c) {
+			n++
+		}
+	}
+	fmt.Fprintf(stdout, "slatrun sweep: %d cells (%d in shard %s), %d workers → %s\n", len(cells), n, shard, *workers, *out)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := sweep.Run(ctx, spec, sweep.Options{Out: *out, Workers: *workers, Shard: shard, Log: stdout, Eval: evalFn,
+		Train: func(ctx context.Context, c sweep.Cell, dir string, resume bool, log io.Writer) error {
+			return trainCell(ctx, c, rtArgs, dir, resume, log, open)
+		}})
+	if sum != nil {
+		fmt.Fprintf(stdout, "sweep: %d cells: %d trained, %d resumed, %d already done; %d checkpoints evaluated\n",
+			sum.Cells, sum.Trained, sum.Resumed, sum.Skipped, sum.Evals)
+	}
+	if err != nil && !errors.Is(err, sweep.ErrFailed) {
+		return err
+	}
+	if shard.N > 1 {
+		fmt.Fprintf(stdout, "shard %s done in %s; once every shard is: slatrun sweep --merge DIR... (the shards' --out)\n", shard, *out)
+		return err
+	}
+	rep, cerr := sweep.Collect(*out)
+	if cerr != nil {
+		return cerr
+	}
+	if werr := writeReport(*out, rep, stdout); werr != nil {
+		return werr
+	}
+	return err
+}
+
+// parseCell parses a cell's training flags (and the runtime flags) as
+// "slatrun train" does.
+func parseCell(cellArgs, rtArgs []string) (*trainFlags, error) {
+	fs := pflag.NewFlagSet("train", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	tf := &trainFlags{}
+	tf.add(fs)
+	if err := fs.Parse(append(slices.Clone(cellArgs), rtArgs...)); err != nil {
+		return nil, usagef("sweep: %v", err)
+	}
+	return tf, nil
+}
+
+// trainCell trains one cell into dir like "slatrun train --out dir" (or
+// --resume dir) would.
+func trainCell(ctx context.Context, c sweep.Cell, rtArgs []string, dir string, resume bool, log io.Writer, open sweep.OpenFunc) error {
+	tf, err := parseCell(c.Args, rtArgs)
+	if err != nil {
+		return err
+	}
+	if err := tf.build(open); err != nil {
+		return err
+	}
+	cfg := tf.cfg
+	cfg.Out, cfg.Resume, cfg.Logger = dir, resume, log
+	if !resume {
+		// So that "slatrun train --resume DIR" continues a cell, too.
+		b, _ := json.Marshal(c.Args)
+		if err := onnx.WriteFileAtomic(filepath.Join(dir, argsFile), b); err != nil {
+			return err
+		}
+	}
+	tr, err := orchestrator.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	res, err := tr.Run(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "done: %d epochs, %d steps in %.1fs\n", len(res.Epochs), res.Steps, res.Seconds)
+	return nil
+}
+
+// runMerge builds the report from sweep or shard directories.
+func runMerge(dirs []string, out string, partial bool, stdout io.Writer) error {
+	if len(dirs) == 0 {
+		return usagef("sweep: --merge needs the sweep or shard directories as arguments")
+	}
+	if out == "" {
+		out = dirs[0]
+	}
+	rep, err := sweep.Collect(dirs...)
+	if err != nil {
+		return err
+	}
+	if len(rep.Missing) > 0 && !partial {
+		return fmt.Errorf("sweep: %d of %d cells are not finished in %s: %s (run their shards again, or pass --partial)",
+			len(rep.Missing), len(rep.Missing)+len(rep.Cells), strings.Join(dirs, ", "), strings.Join(rep.Missing, ", "))
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	return writeReport(out, rep, stdout)
+}
+
+// writeReport writes the report files and prints the robust accuracy and
+// collapse summary.
+func writeReport(out string, rep *sweep.Report, stdout io.Writer) error {
+	if err := sweep.WriteReport(out, rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-32s %8s %16s %16s %9s\n", "method, ε", "runs", "final clean %", "final robust %", "collapsed")
+	for _, g := range rep.Groups {
+		fmt.Fprintf(stdout, "%-32s %8d %16s %16s %9s\n", g.Variant+", "+g.Eps, g.Runs,
+			meanStd(g.FinalClean), meanStd(g.FinalRobust), fmt.Sprintf("%d/%d", g.Collapsed, g.Runs))
+	}
+	if len(rep.Missing) > 0 {
+		fmt.Fprintf(stdout, "missing: %s\n", strings.Join(rep.Missing, ", "))
+	}
+	fmt.Fprintf(stdout, "wrote %s, %s and %s\n", filepath.Join(out, "report.md"), filepath.Join(out, "report.json"), filepath.Join(out, "plots"))
+	return nil
+}
+
+func meanStd(s sweep.Stat) string {
+	return fmt.Sprintf("%.1f ± %.1f", 100*s.Mean, 100*s.Std)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// dnsName turns s into a DNS label fragment (lower case, [a-z0-9-]).
+func dnsName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-")
+	if len(name) > 40 {
+		name = strings.Trim(name[:40], "-")
+	}
+	if name == "" {
+		name = "run"
+	}
+	return name
+}

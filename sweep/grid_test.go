@@ -1,0 +1,182 @@
+package sweep
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestCells(t *testing.T) {
+	ax, err := ParseAxis("latent-radius=auto,8/255")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := ParseAxis("fgsm:schedule=cyclic,piecewise")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Methods: []string{"slat", "fgsm", "pgd-7"}, Eps: []string{"0.1", "8/255"}, Seeds: []uint64{0, 1},
+		Axes: []Axis{ax, sched}, Base: []string{"--model=mlp", "--epochs=1"}}
+	cells, err := spec.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// slat: 2 ε × 2 radii × 2 seeds; fgsm: 2 ε × 2 schedules × 2 seeds; pgd-7: 2 ε × 2 seeds.
+	if len(cells) != 8+8+4 {
+		t.Fatalf("%d cells, want 20", len(cells))
+	}
+	names := map[string]bool{}
+	for i, c := range cells {
+		if c.Index != i {
+			t.Errorf("cell %d has index %d", i, c.Index)
+		}
+		if names[c.Name] {
+			t.Errorf("duplicate name %s", c.Name)
+		}
+		names[c.Name] = true
+		if strings.ContainsAny(c.Name, "/ ") {
+			t.Errorf("name %q is not one safe path element", c.Name)
+		}
+	}
+	first := cells[0]
+	if first.Name != "slat_eps=0.1_latent-radius=auto_seed=0" {
+		t.Errorf("first cell %q", first.Name)
+	}
+	wantArgs := []string{"--model=mlp", "--epochs=1", "--method=slat", "--eps=0.1", "--seed=0", "--latent-radius=auto"}
+	if !slices.Equal(first.Args, wantArgs) {
+		t.Errorf("args %q, want %q", first.Args, wantArgs)
+	}
+	if cells[1].Seed != 1 || cells[1].Variant() != first.Variant() {
+		t.Errorf("seeds should be neighbours: %+v", cells[1])
+	}
+	if c := cells[3]; c.Name != "slat_eps=0.1_latent-radius=8%2F255_seed=1" || c.Variant() != "slat latent-radius=8/255" {
+		t.Errorf("cell 3: %q, variant %q", c.Name, c.Variant())
+	}
+	for _, c := range cells {
+		switch c.Method {
+		case "fgsm":
+			if len(c.Axes) != 1 || c.Axes[0].Flag != "schedule" {
+				t.Errorf("fgsm cell %s: axes %v, want only the schedule", c.Name, c.Axes)
+			}
+		case "pgd-7":
+			if len(c.Axes) != 0 {
+				t.Errorf("pgd-7 cell %s has axes %v (latent-radius is slat-only)", c.Name, c.Axes)
+			}
+		}
+	}
+	if v := cells[4].EpsValue(); cells[4].Eps != "8/255" || v < 0.0313 || v > 0.0314 {
+		t.Errorf("cell 4 ε %q = %v", cells[4].Eps, v)
+	}
+	// The same spec gives the same grid (shards rely on it).
+	again, _ := spec.Cells()
+	if !sameGrid(cells, again) {
+		t.Error("the grid is not deterministic")
+	}
+}
+
+func TestSpecErrors(t *testing.T) {
+	for _, c := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Eps: []string{"0.1"}, Seeds: []uint64{0}}, "no methods"},
+		{Spec{Methods: []string{"slat"}, Eps: []string{"x"}, Seeds: []uint64{0}}, `ε "x"`},
+		{Spec{Methods: []string{"slat"}, Eps: []string{"0.1"}}, "no seeds"},
+		{Spec{Methods: []string{"slat", "slat"}, Eps: []string{"0.1"}, Seeds: []uint64{0}}, "listed twice"},
+		{Spec{Methods: []string{"slat"}, Eps: []string{"0.1"}, Seeds: []uint64{0}, Axes: []Axis{{Flag: "eps", Values: []string{"1"}}}}, "own flags"},
+		{Spec{Methods: []string{"slat"}, Eps: []string{"0.1"}, Seeds: []uint64{0}, Axes: []Axis{{Flag: "lr", Values: []string{"0.1", "0.1"}}}}, "two cells"},
+	} {
+		_, err := c.spec.Cells()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.spec, err, c.want)
+		}
+	}
+}
+
+func TestParseAxis(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		flag    string
+		values  []string
+		methods []string
+	}{
+		{"lr=0.1,0.2", "lr", []string{"0.1", "0.2"}, nil},
+		{"--latent-radius=auto,8/255", "latent-radius", []string{"auto", "8/255"}, []string{"slat"}},
+		{"fgsm+FGSM-RS:schedule=cyclic, piecewise", "schedule", []string{"cyclic", "piecewise"}, []string{"fgsm", "fgsm-rs"}},
+		{"taps=conv1;conv1,layer1", "taps", []string{"conv1", "conv1,layer1"}, []string{"slat"}},
+	} {
+		a, err := ParseAxis(c.in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		if a.Flag != c.flag || !slices.Equal(a.Values, c.values) || !slices.Equal(a.Methods, c.methods) {
+			t.Errorf("%s: got %+v", c.in, a)
+		}
+		if b, err := ParseAxis(a.String()); err != nil || b.Flag != a.Flag || !slices.Equal(b.Values, a.Values) || !slices.Equal(b.Methods, a.Methods) {
+			t.Errorf("%s: String %q does not parse back: %+v %v", c.in, a.String(), b, err)
+		}
+	}
+	for _, bad := range []string{"lr", "=1,2", "lr=", "lr=,"} {
+		if _, err := ParseAxis(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestShards(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == IndexEnv {
+				return v
+			}
+			return ""
+		}
+	}
+	if s, err := ParseShard("2/3", env("")); err != nil || s != (Shard{2, 3}) {
+		t.Errorf("2/3: %v %v", s, err)
+	}
+	if s, err := ParseShard("env/4", env("3")); err != nil || s != (Shard{3, 4}) {
+		t.Errorf("env/4: %v %v", s, err)
+	}
+	for _, bad := range []string{"3/3", "-1/2", "1", "a/b", "0/0"} {
+		if _, err := ParseShard(bad, env("")); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if _, err := ParseShard("env/4", env("")); err == nil || !strings.Contains(err.Error(), IndexEnv) {
+		t.Errorf("env without the variable: %v", err)
+	}
+	spec := Spec{Methods: []string{"slat", "fgsm"}, Eps: []string{"0.1", "0.2", "0.3"}, Seeds: []uint64{0, 1}}
+	cells, _ := spec.Cells()
+	seen := map[string]int{}
+	for i := range 3 {
+		n := 0
+		for _, c := range cells {
+			if (Shard{i, 3}).Has(c) {
+				seen[c.Name]++
+				n++
+			}
+		}
+		if n != 4 {
+			t.Errorf("shard %d/3 has %d of 12 cells", i, n)
+		}
+	}
+	for _, c := range cells {
+		if seen[c.Name] != 1 {
+			t.Errorf("%s is in %d shards", c.Name, seen[c.Name])
+		}
+		if !(Shard{}).Has(c) {
+			t.Errorf("the zero shard lacks %s", c.Name)
+		}
+	}
+}
+
+func TestStat(t *testing.T) {
+	s := stat([]float64{0.5, 0.7, 0.9})
+	if s.N != 3 || s.Mean < 0.6999 || s.Mean > 0.7001 || s.Std < 0.1999 || s.Std > 0.2001 {
+		t.Errorf("stat = %+v, want mean 0.7, sample std 0.2", s)
+	}
+	if s := stat([]float64{0.4}); s.Std != 0 || s.Mean != 0.4 {
+		t.Errorf("one value: %+v", s)
+	}
+}
