@@ -5,10 +5,12 @@ import (
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
 
-// Convolutions. Conv's backward uses ConvTranspose for dX and, for dW, a
-// Conv of the transposed input by the transposed output gradient with the
-// forward strides and dilations swapped (see ONNX-NOTES.md: without the
-// swap dW is silently wrong whenever stride ≠ dilation).
+// Convolutions. Conv's backward uses ConvTranspose for dX and, for dW of a
+// group-1 Conv, one Gemm per kernel offset (convWeightGradGemm); grouped
+// Convs and ConvTranspose's dW use a Conv of the transposed input by the
+// transposed output gradient with the forward strides and dilations swapped
+// (see ONNX-NOTES.md: without the swap dW is silently wrong whenever
+// stride ≠ dilation).
 
 func init() {
 	gradRules["Conv"] = convGrad
@@ -80,6 +82,76 @@ func (d *deriver) convWeightGrad(in string, inShape []int64, g string, gShape []
 	return d.op("Transpose", []string{c}, onnx.AttrInts("perm", swap01(r+2)...))
 }
 
+// convWeightGradGemm computes the weight gradient of a group-1 Conv as one
+// Gemm per kernel offset k:
+//
+//	dW[:, :, k] = dYᵀ · S_k,   dYᵀ [M, N·O], S_k [C, N·O]
+//
+// where S_k is the padded input, channels first ([C, N, H, W]), sliced at
+// offset k·dil with step s: exactly the input values that kernel tap k
+// multiplies into each output position. Unlike the Conv of the transposed
+// tensors (convWeightGrad), whose "kernel" is the whole output map and whose
+// im2col buffer has one tiny row per (n, c, position), every Gemm here has a
+// long reduction over N·O, no strided positions are wasted (the dilated
+// Conv computes a (k−1)·s+1 window and slices it), and the only large copies
+// are one transpose of x and of dY and the slices.
+func (d *deriver) convWeightGradGemm(in string, inShape []int64, g string, gShape []int64, cg convGeom) string {
+	r := cg.r
+	N, C, M := inShape[0], inShape[1], gShape[1]
+	O := onnx.NumElements(gShape[2:])
+	xt := d.op("Transpose", []string{in}, onnx.AttrInts("perm", swap01(r+2)...)) // [C, N, ...]
+	padded := false
+	for _, p := range cg.p {
+		padded = padded || p != 0
+	}
+	ext := clone64(inShape[2:])
+	if padded {
+		pads := make([]int64, 2*(r+2))
+		for i := 0; i < r; i++ {
+			pads[2+i], pads[r+4+i] = cg.p[i], cg.p[r+i]
+			ext[i] += cg.p[i] + cg.p[r+i]
+		}
+		xt = d.op("Pad", []string{xt, d.ints(pads...)})
+	}
+	gt := d.reshape(d.op("Transpose", []string{g}, onnx.AttrInts("perm", swap01(r+2)...)), []int64{M, N * O})
+	axes := seq(2, r+2)
+	var parts []string
+	k := make([]int64, r) // the kernel offset, last axis fastest
+	for {
+		starts, ends := make([]int64, r), make([]int64, r)
+		whole := true
+		for i := 0; i < r; i++ {
+			starts[i] = k[i] * cg.dil[i]
+			ends[i] = starts[i] + cg.s[i]*(gShape[2+i]-1) + 1
+			whole = whole && starts[i] == 0 && ends[i] == ext[i] && cg.s[i] == 1
+		}
+		sl := xt
+		if !whole {
+			sl = d.op("Slice", []string{xt, d.ints(starts...), d.ints(ends...), d.ints(axes...), d.ints(cg.s...)})
+		}
+		gk := d.op("Gemm", []string{gt, d.reshape(sl, []int64{C, N * O})}, onnx.AttrInt("transB", 1)) // [M, C]
+		parts = append(parts, gk)
+		i := r - 1
+		for ; i >= 0; i-- {
+			if k[i]++; k[i] < cg.k[i] {
+				break
+			}
+			k[i] = 0
+		}
+		if i < 0 {
+			break
+		}
+	}
+	kn := int64(len(parts))
+	if kn == 1 {
+		return d.reshape(parts[0], append([]int64{M, C}, cg.k...))
+	}
+	// [K, M, C] → [M, C, K] → [M, C, k...]
+	stacked := d.op("Concat", parts, onnx.AttrInt("axis", 0))
+	t := d.op("Transpose", []string{d.reshape(stacked, []int64{kn, M, C})}, onnx.AttrInts("perm", 1, 2, 0))
+	return d.reshape(t, append([]int64{M, C}, cg.k...))
+}
+
 func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	x, w, b := n.in[0], n.in[1], n.input(2)
 	xs, ws, ys := d.shape(x), d.shape(w), d.shape(n.out[0])
@@ -97,7 +169,11 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 			onnx.AttrInt("group", cg.group), onnx.AttrInts("output_padding", op...))
 	}
 	if d.wants(w) {
-		res[1] = d.convWeightGrad(x, xs, dy[0], ys, cg)
+		if cg.group == 1 {
+			res[1] = d.convWeightGradGemm(x, xs, dy[0], ys, cg)
+		} else {
+			res[1] = d.convWeightGrad(x, xs, dy[0], ys, cg)
+		}
 	}
 	if d.wants(b) {
 		res[2] = d.reduceSum(dy[0], append([]int64{0}, seq(2, r+2)...), false)

@@ -3,6 +3,7 @@ package graphs
 import (
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/slatrun/slatrun/onnx"
@@ -34,12 +35,16 @@ func TestDomainClip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// expose the unperturbed and perturbed tap
+	// expose the unperturbed (the forward node's output, renamed h.pre…)
+	// and the perturbed tap
 	pre := ""
 	for _, n := range m.Graph().GetNode() {
-		if n.GetOutput()[0] == "h" {
-			pre = n.GetInput()[0]
+		if o := n.GetOutput()[0]; strings.HasPrefix(o, "h.pre") {
+			pre = o
 		}
+	}
+	if pre == "" {
+		t.Fatal("no h.pre tensor in the train graph")
 	}
 	m.Graph().Output = append(m.Graph().Output, onnx.ValueInfo(pre, onnx.Float, B, 3, 5, 5), onnx.ValueInfo("h", onnx.Float, B, 3, 5, 5))
 	s, err := ort.NewSession(m, ort.Options{Threads: 1})

@@ -24,6 +24,9 @@
 // the parameter gradients and the next BN statistics; SGD (exactly
 // PyTorch's, momentum and weight decay included) updates the parameters at
 // the schedule's learning rate and momentum. The step allocates nothing.
+// Trainer.Step runs one step outside Run, on a given minibatch, and
+// Trainer.Times splits the time of those steps into attack passes, train
+// passes and Go (slatrun bench).
 //
 // A run directory (Config.Out) holds config.json, metrics.jsonl,
 // model.onnx (the forward graph with the trained weights), best.onnx (the

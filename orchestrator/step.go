@@ -19,7 +19,7 @@ func (t *Trainer) stepSLAT() error {
 	a, tr := t.attack, t.train
 	copy(a.x, t.x)
 	copy(a.y, t.y)
-	if err := a.s.Run(); err != nil {
+	if err := t.runAttack(); err != nil {
 		return err
 	}
 	perturb.SLATInput(t.delta, a.gradX, t.x, t.eps, t.inputFrac)
@@ -52,7 +52,7 @@ func (t *Trainer) stepSingle() error {
 	}
 	perturb.Add(a.x, t.x, t.delta)
 	copy(a.y, t.y)
-	if err := a.s.Run(); err != nil {
+	if err := t.runAttack(); err != nil {
 		return err
 	}
 	if t.m.fam == nfgsm {
@@ -72,7 +72,7 @@ func (t *Trainer) stepPGD() error {
 	copy(a.y, t.y)
 	for range t.m.k {
 		perturb.Add(a.x, t.x, t.delta)
-		if err := a.s.Run(); err != nil {
+		if err := t.runAttack(); err != nil {
 			return err
 		}
 		perturb.LinfStep(t.delta, a.gradX, t.x, t.inputStep, t.eps)
@@ -105,7 +105,7 @@ func (t *Trainer) stepFree() error {
 func (t *Trainer) trainPass() error {
 	tr := t.train
 	copy(tr.y, t.y)
-	if err := tr.s.Run(); err != nil {
+	if err := t.runTrain(); err != nil {
 		return err
 	}
 	loss := tr.loss[0]

@@ -92,6 +92,7 @@ type Trainer struct {
 	history                          []EpochMetrics
 	metrics                          []byte // metrics.jsonl contents
 	info                             StepInfo
+	times                            StepTimes // of Step (bench.go)
 	closed                           bool
 }
 
@@ -252,6 +253,9 @@ func (t *Trainer) session(name string, spec graphs.Spec, opts ort.Options) (*ort
 	}
 	sum := sha256.Sum256(b)
 	t.graph[name] = hex.EncodeToString(sum[:])
+	if opts.Profile != "" { // one profile per session
+		opts.Profile += "-" + name
+	}
 	s, err := ort.NewSession(g, opts)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: the %s graph: %w", name, err)

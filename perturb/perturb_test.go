@@ -455,6 +455,38 @@ func TestSLATLatent(t *testing.T) {
 	}
 }
 
+// TestSLATLatentLanes checks the two-lane loop of SLATLatent against
+// SignStep, element by element, on every special value in every lane and
+// on odd lengths (the scalar tail).
+func TestSLATLatentLanes(t *testing.T) {
+	sub := math.Float32frombits(1) // smallest subnormal
+	vals := []float32{0, float32(math.Copysign(0, -1)), 1, -1, sub, -sub, inf, -inf, nan,
+		math.Float32frombits(0xffc00001), 3e38, -3e38, 1e-30, -2.5}
+	var g []float32
+	for _, a := range vals {
+		for _, b := range vals {
+			g = append(g, a, b)
+		}
+	}
+	for _, n := range []int{len(g), len(g) - 1, 1, 0, -3} { // -3: g[1:], not 8-byte aligned
+		g := g
+		if n < 0 {
+			g, n = g[1:], len(g)-1
+		}
+		for _, step := range []float32{0.1, 0, 1.8} {
+			got := make([]float32, n)
+			want := make([]float32, n)
+			perturb.SLATLatent(got, g[:n], 1, step, 0)
+			perturb.SignStep(want, g[:n], step)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d step=%v: SLATLatent(%v) = %v, SignStep gives %v", n, step, g[i], got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
 func TestDomainClip(t *testing.T) {
 	// n=1, c=2, hw=3. Channel 0 spans [0, 2], channel 1 spans [-1, 5].
 	h := []float32{0, 1, 2, -1, -1, 5}

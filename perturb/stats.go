@@ -10,11 +10,21 @@ func MeanAbsSum(g []float32, n int) float64 {
 	if n <= 0 || len(g)%n != 0 {
 		panicSamples("MeanAbsSum", len(g), n)
 	}
-	var s float64
-	for _, v := range g {
-		s += math.Abs(float64(v))
+	// Four independent float64 sums: one sum's add latency, not memory,
+	// bounded the single-accumulator loop (4× slower on a 1.6M-element tap).
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(g); i += 4 {
+		v := g[i : i+4 : i+4]
+		s0 += math.Abs(float64(v[0]))
+		s1 += math.Abs(float64(v[1]))
+		s2 += math.Abs(float64(v[2]))
+		s3 += math.Abs(float64(v[3]))
 	}
-	return s / float64(n)
+	for ; i < len(g); i++ {
+		s0 += math.Abs(float64(g[i]))
+	}
+	return ((s0 + s1) + (s2 + s3)) / float64(n)
 }
 
 // MeanCosine returns the mean over the n samples of a and b of the cosine

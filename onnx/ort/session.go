@@ -38,6 +38,13 @@ type Options struct {
 	// Profile, if set, enables ONNX Runtime's profiler with this file
 	// prefix; the JSON is written when the session is closed.
 	Profile string
+	// MemPattern turns on ONNX Runtime's memory pattern (its planned
+	// single block for the intermediate tensors, reallocated per run). Off
+	// by default: on this CPU build the block is page-faulted in again on
+	// every run once it is large (preactresnet18 at batch 128: ~119,000
+	// minor faults and ~11% of a training step; with it off, ~0), and on
+	// smaller graphs it made no measurable difference.
+	MemPattern bool
 }
 
 // Session is an ONNX Runtime session with its input and output tensors bound
@@ -92,6 +99,9 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 	}
 	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
 		return fail(fmt.Errorf("ort: spinning: %w", err))
+	}
+	if err := so.SetMemPattern(o.MemPattern); err != nil {
+		return fail(fmt.Errorf("ort: memory pattern: %w", err))
 	}
 	lvl, err := optLevel(o.OptLevel)
 	if err != nil {
