@@ -69,6 +69,13 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// betterProbe reports whether probe p beats the best so far: by robust
+// accuracy, and on a tie (for example 0% throughout standard training) by
+// clean accuracy.
+func betterProbe(p ProbeResult, bestRobust, bestClean float64) bool {
+	return p.Robust > bestRobust || p.Robust == bestRobust && p.Clean > bestClean
+}
+
 // afterStep accumulates a finished minibatch's statistics, calls OnStep and
 // writes a metrics line every LogEvery minibatches.
 func (t *Trainer) afterStep(d time.Duration) error {
@@ -133,7 +140,7 @@ func (t *Trainer) endEpoch(ctx context.Context) error {
 			p.Clean >= t.bestClean-float64(t.cfg.Probe.Floor) {
 			em.Catastrophic = true
 		}
-		if p.Robust > t.bestRobust {
+		if betterProbe(p, t.bestRobust, t.bestClean) {
 			em.Best = true
 			t.bestRobust, t.bestClean, t.bestEpoch = p.Robust, p.Clean, t.pass+1
 		}

@@ -282,3 +282,23 @@ func TestSettingsDiff(t *testing.T) {
 		t.Errorf("diff %q", d)
 	}
 }
+
+func TestBetterProbe(t *testing.T) {
+	cases := []struct {
+		name               string
+		p                  ProbeResult
+		bestRobust, bestCl float64
+		want               bool
+	}{
+		{"first epoch", ProbeResult{Robust: 0, Clean: 0.5}, -1, 0, true},
+		{"more robust", ProbeResult{Robust: 0.4, Clean: 0.6}, 0.3, 0.9, true},
+		{"less robust", ProbeResult{Robust: 0.2, Clean: 0.99}, 0.3, 0.5, false},
+		{"tie, cleaner", ProbeResult{Robust: 0, Clean: 0.93}, 0, 0.79, true},
+		{"tie, not cleaner", ProbeResult{Robust: 0.5, Clean: 0.7}, 0.5, 0.7, false},
+	}
+	for _, c := range cases {
+		if got := betterProbe(c.p, c.bestRobust, c.bestCl); got != c.want {
+			t.Errorf("%s: betterProbe = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
