@@ -18,7 +18,7 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 	kind := fs.String("kind", "train", "graph kind: train, attack, eval or forward")
 	taps := fs.String("taps", "", "comma-separated latent tensors to perturb (default: the model's own taps; \"none\" for no taps)")
 	batch := fs.Int("batch", 128, "batch size the derived graph is specialized to")
-	loss := fs.String("loss", "ce", "eval kind's per-example loss: ce, cw or dlr")
+	loss := fs.String("loss", "ce", "eval kind's per-example loss: ce, cw, dlr or dlr-t")
 	noClip := fs.Bool("no-domain-clip", false, "train kind: add latent perturbations without SLAT's domain clip")
 	inputGrad := fs.Bool("input-grad", false, "train kind: also output grad.x (Free-m)")
 	out := fs.StringP("out", "o", "", "output ONNX file")
