@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
 )
 
 func TestCLI(t *testing.T) {
@@ -61,6 +62,9 @@ func TestCLI(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.name == "train cuda here" && ort.CheckCUDA(0) == nil {
+				t.Skip("CUDA works on this machine")
+			}
 			var out, errb bytes.Buffer
 			code := run(c.args, &out, &errb)
 			if code != c.code {
