@@ -14,6 +14,7 @@ import (
 
 func init() {
 	gradRules["Conv"] = convGrad
+	forwardRules["Conv"] = convForward
 	gradRules["ConvTranspose"] = convTransposeGrad
 }
 
@@ -159,6 +160,9 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	r := cg.r
 	res := make([]string, 3)
 	if d.wants(x) {
+		res[0] = d.nchwcInputGrad(n, dy[0], w, xs, ws, cg)
+	}
+	if res[0] == "" && d.wants(x) {
 		op := make([]int64, r)
 		for i := 0; i < r; i++ {
 			op[i] = xs[2+i] - (cg.s[i]*(ys[2+i]-1) + (cg.k[i]-1)*cg.dil[i] + 1 - cg.p[i] - cg.p[i+r])
@@ -311,4 +315,93 @@ func matMulGrad(d *deriver, n *node, dy []string) ([]string, error) {
 		res[1] = d.unbroadcast(g, full, bs)
 	}
 	return res, nil
+}
+
+// NCHWc convolutions. ONNX Runtime's CPU provider has blocked-layout
+// ("NCHWc") convolution kernels, which its optimizer uses only for Convs
+// with constant weights; the training graphs take the weights as inputs, so
+// with Spec.NCHWcBlock set the deriver emits the blocked form itself:
+// ReorderInput → com.microsoft.nchwc Conv → ReorderOutput, with the weight
+// reordered in the graph. On the convnet's 28×28×16 layers this runs a
+// convolution about 1.7× faster than the plain Conv with runtime weights.
+
+// nchwcOK reports whether a 2-D, group-1 convolution from c to m channels
+// can run in the NCHWc kernels.
+func (d *deriver) nchwcOK(n *node, c, m int64, cg convGeom) bool {
+	B := int64(d.spec.NCHWcBlock)
+	if B <= 0 || cg.r != 2 || cg.group != 1 || c%B != 0 || m%B != 0 {
+		return false
+	}
+	ap := n.str("auto_pad", "NOTSET")
+	return ap == "NOTSET" || ap == ""
+}
+
+// nchwcWeight reorders w [M, C, kh, kw] into the OIHWBiBo layout of the
+// NCHWc Conv kernel ([M/B, C/B, kh, kw, Bi, Bo] in memory), keeping the
+// 4-D shape the kernel checks.
+func (d *deriver) nchwcWeight(w string, ws []int64) string {
+	B := int64(d.spec.NCHWcBlock)
+	M, C, kh, kw := ws[0], ws[1], ws[2], ws[3]
+	r := d.reshape(w, []int64{M / B, B, C / B, B, kh, kw})
+	t := d.op("Transpose", []string{r}, onnx.AttrInts("perm", 0, 2, 4, 5, 3, 1))
+	return d.reshape(t, ws)
+}
+
+// nchwcConv emits out = Conv(x, w[, bias]) (2-D, group 1) through the NCHWc
+// kernels; wb is w already reordered by nchwcWeight and m its output
+// channel count. out "" gives a fresh name.
+func (d *deriver) nchwcConv(x, wb, bias string, m int64, k, s, dil, pads []int64, out string) string {
+	in := []string{d.b.OpIn(onnx.NCHWcDomain, "ReorderInput", []string{x}), wb}
+	if bias != "" {
+		in = append(in, bias)
+	}
+	y := d.b.OpIn(onnx.NCHWcDomain, "Conv", in,
+		onnx.AttrInts("kernel_shape", k...), onnx.AttrInts("strides", s...),
+		onnx.AttrInts("dilations", dil...), onnx.AttrInts("pads", pads...))
+	if out == "" {
+		return d.b.OpIn(onnx.NCHWcDomain, "ReorderOutput", []string{y}, onnx.AttrInt("channels", m))
+	}
+	d.b.NodeIn(onnx.NCHWcDomain, "ReorderOutput", []string{y}, []string{out}, onnx.AttrInt("channels", m))
+	return out
+}
+
+// convForward emits a forward Conv in the NCHWc kernels when it can, and
+// unchanged otherwise.
+func convForward(d *deriver, n *node) error {
+	xs, ws := d.shape(n.in[0]), d.shape(n.in[1])
+	cg := geom(n, ws[2:])
+	if !d.nchwcOK(n, xs[1], ws[0], cg) {
+		d.copyNode(n)
+		return nil
+	}
+	d.nchwcConv(n.in[0], d.nchwcWeight(n.in[1], ws), n.input(2), ws[0], cg.k, cg.s, cg.dil, cg.p, n.out[0])
+	return nil
+}
+
+// nchwcInputGrad computes dX of a stride-1, dilation-1 Conv as an NCHWc
+// Conv of dY with the kernel transposed and flipped and pads k−1−p, or
+// returns "" when that form does not apply.
+func (d *deriver) nchwcInputGrad(n *node, dy, w string, xs, ws []int64, cg convGeom) string {
+	if !d.nchwcOK(n, xs[1], ws[0], cg) {
+		return ""
+	}
+	pads := make([]int64, 4)
+	for i := 0; i < 2; i++ {
+		if cg.s[i] != 1 || cg.dil[i] != 1 || cg.p[i] > cg.k[i]-1 || cg.p[i+2] > cg.k[i]-1 {
+			return ""
+		}
+		pads[i], pads[i+2] = cg.k[i]-1-cg.p[i], cg.k[i]-1-cg.p[i+2]
+	}
+	key := "nchwc dX " + w
+	wb, ok := d.cache[key]
+	if !ok {
+		wt := d.op("Transpose", []string{w}, onnx.AttrInts("perm", 1, 0, 2, 3)) // [C, M, kh, kw]
+		if cg.k[0] > 1 || cg.k[1] > 1 {
+			end := int64(-1) << 62
+			wt = d.op("Slice", []string{wt, d.ints(-1, -1), d.ints(end, end), d.ints(2, 3), d.ints(-1, -1)})
+		}
+		wb = d.nchwcWeight(wt, []int64{ws[1], ws[0], ws[2], ws[3]})
+		d.cache[key] = wb
+	}
+	return d.nchwcConv(dy, wb, "", xs[1], cg.k, cg.s, cg.dil, pads, "")
 }

@@ -63,6 +63,13 @@ type Spec struct {
 	// BNMomentum is the running-statistics momentum in PyTorch's
 	// convention (new = (1−m)·old + m·batch); 0 means 0.1.
 	BNMomentum float32
+	// NCHWcBlock, if positive, runs every eligible convolution (2-D,
+	// group 1, channel counts multiples of it; and, for the input gradient,
+	// stride and dilation 1) in ONNX Runtime's blocked NCHWc CPU kernels
+	// with this channel block size, the weights reordered inside the graph.
+	// It must equal the loaded library's block size (ort.NCHWcBlock); such
+	// graphs run only on ONNX Runtime's CPU provider.
+	NCHWcBlock int
 }
 
 // Info is what a derived graph's metadata says about it.

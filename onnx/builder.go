@@ -13,6 +13,7 @@ import (
 type Builder struct {
 	g     *onnxpb.GraphProto
 	opset int64
+	doms  []*onnxpb.OperatorSetIdProto // imports of non-default domains
 	meta  [][2]string
 	used  map[string]bool
 	next  int
@@ -28,6 +29,11 @@ func NewBuilder(name string) *Builder {
 func Edit(m *Model) *Builder {
 	c := m.Clone()
 	b := &Builder{g: c.Proto.Graph, opset: m.Opset(), used: map[string]bool{}}
+	for _, o := range c.Proto.GetOpsetImport() {
+		if d := o.GetDomain(); d != "" && d != "ai.onnx" {
+			b.doms = append(b.doms, o)
+		}
+	}
 	for _, p := range c.Proto.GetMetadataProps() {
 		b.meta = append(b.meta, [2]string{p.GetKey(), p.GetValue()})
 	}
@@ -131,6 +137,32 @@ func (b *Builder) Op(op string, inputs []string, attrs ...*onnxpb.AttributeProto
 	return out
 }
 
+// NCHWcDomain is the operator domain of ONNX Runtime's blocked-layout CPU
+// kernels (ReorderInput, ReorderOutput, Conv, pooling).
+const NCHWcDomain = "com.microsoft.nchwc"
+
+// OpIn appends a node of a non-default operator domain (for example ONNX
+// Runtime's "com.microsoft.nchwc") with one fresh output; the model imports
+// that domain at version 1.
+func (b *Builder) OpIn(domain, op string, inputs []string, attrs ...*onnxpb.AttributeProto) string {
+	out := b.Fresh(op + "_out")
+	b.NodeIn(domain, op, inputs, []string{out}, attrs...)
+	return out
+}
+
+// NodeIn is Node for an op of a non-default domain (see OpIn).
+func (b *Builder) NodeIn(domain, op string, inputs, outputs []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+	n := b.Node(op, inputs, outputs, attrs...)
+	n.Domain = proto.String(domain)
+	for _, d := range b.doms {
+		if d.GetDomain() == domain {
+			return n
+		}
+	}
+	b.doms = append(b.doms, &onnxpb.OperatorSetIdProto{Domain: proto.String(domain), Version: proto.Int64(1)})
+	return n
+}
+
 // OpN appends a node with n fresh outputs.
 func (b *Builder) OpN(op string, inputs []string, n int, attrs ...*onnxpb.AttributeProto) []string {
 	outs := make([]string, n)
@@ -161,6 +193,7 @@ func (b *Builder) Model() *Model {
 		Graph:        b.g,
 		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(b.opset)}},
 	}
+	mp.OpsetImport = append(mp.OpsetImport, b.doms...)
 	for _, kv := range b.meta {
 		mp.MetadataProps = append(mp.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(kv[0]), Value: proto.String(kv[1])})
 	}

@@ -42,7 +42,8 @@ func newProber(set *dataset.Set, batch int, r resolved, runtime ort.Options) *pr
 // an uninterrupted one.
 func (p *prober) run(ctx context.Context, ckpt *onnx.Model, pass int) (ProbeResult, error) {
 	start := time.Now()
-	g, err := graphs.Derive(ckpt, graphs.Spec{Kind: graphs.Eval, Batch: p.batch, Loss: eval.HeadCE, Taps: []string{}})
+	g, err := graphs.Derive(ckpt, graphs.Spec{Kind: graphs.Eval, Batch: p.batch, Loss: eval.HeadCE, Taps: []string{},
+		NCHWcBlock: p.runtime.NCHWc()})
 	if err != nil {
 		return ProbeResult{}, fmt.Errorf("orchestrator: probe: derive the eval graph: %w", err)
 	}

@@ -136,11 +136,14 @@ func TestSLATStepByHand(t *testing.T) {
 	// The hand-run graphs, with their own parameter storage.
 	B := cfg.Batch
 	taps := zoo.DefaultTaps("convnet")
-	attackG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps})
+	// (the same graphs the Trainer derives: NCHWc convolutions where the
+	// library has them)
+	blk := cfg.Runtime.NCHWc()
+	attackG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps, NCHWcBlock: blk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trainG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps})
+	trainG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps, NCHWcBlock: blk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -243,6 +243,7 @@ func (t *Trainer) setup() error {
 
 // session derives one graph and opens a session over it.
 func (t *Trainer) session(name string, spec graphs.Spec, opts ort.Options) (*ort.Session, error) {
+	spec.NCHWcBlock = opts.NCHWc()
 	g, err := graphs.Derive(t.cfg.Forward, spec)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: derive the %s graph: %w", name, err)
@@ -338,6 +339,7 @@ type configFile struct {
 	Provider    string            `json:"provider"`
 	Threads     int               `json:"threads"`
 	Spinning    bool              `json:"spinning"`
+	NCHWcBlock  int               `json:"nchwc_block"` // 0: plain NCHW convolutions
 	Graphs      map[string]string `json:"graphs_sha256"`
 	Forward     string            `json:"forward_sha256"`
 }
@@ -362,7 +364,7 @@ func (t *Trainer) writeConfig() error {
 	model, _ := t.fwd.Metadata("slatrun.model")
 	c := configFile{Settings: t.r, Model: model, Params: n, ONNXRuntime: ort.Version(),
 		Provider: provider, Threads: t.cfg.Runtime.Threads, Spinning: t.cfg.Runtime.Spinning,
-		Graphs: t.graph, Forward: hex.EncodeToString(sum[:])}
+		NCHWcBlock: t.cfg.Runtime.NCHWc(), Graphs: t.graph, Forward: hex.EncodeToString(sum[:])}
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err

@@ -50,7 +50,7 @@ func Robustness(ctx context.Context, forward *onnx.Model, x []float32, y []int64
 	}
 	gs := map[string]*onnx.Model{}
 	for _, h := range heads {
-		g, err := graphs.Derive(forward, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h})
+		g, err := graphs.Derive(forward, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h, NCHWcBlock: opts.Runtime.NCHWc()})
 		if err != nil {
 			return nil, fmt.Errorf("predict: robustness: %w", err)
 		}

@@ -82,7 +82,7 @@ func NewEvaluator(spec EvalSpec, runtime ort.Options, open OpenFunc) (EvalFunc, 
 		b := min(spec.Batch, set.N)
 		gs := map[string]*onnx.Model{}
 		for _, h := range heads {
-			g, err := graphs.Derive(fwd, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h, Taps: []string{}})
+			g, err := graphs.Derive(fwd, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h, Taps: []string{}, NCHWcBlock: runtime.NCHWc()})
 			if err != nil {
 				return nil, err
 			}

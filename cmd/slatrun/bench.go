@@ -59,6 +59,7 @@ type benchResult struct {
 	AllocsStep   float64 `json:"allocs_per_step"`
 	FaultsStep   float64 `json:"page_faults_per_step"` // minor faults of the process
 	Spinning     bool    `json:"spinning"`
+	NCHWc        int     `json:"nchwc_block"`
 	OptLevel     string  `json:"opt_level"`
 	ORT          string  `json:"onnxruntime"`
 }
@@ -132,8 +133,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		if strings.HasPrefix(method, "free-") {
 			cfg.Epochs *= 16
 		}
-		cfg.Runtime = ort.Options{Provider: rt.provider, DeviceID: rt.device, Threads: rt.threads,
-			Spinning: rt.spinning, OptLevel: *optLevel}
+		cfg.Runtime = rt.options()
+		cfg.Runtime.OptLevel = *optLevel
 		if *profile != "" {
 			cfg.Runtime.Profile = *profile + "-" + method
 		}
@@ -250,7 +251,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			AttackMs: round3(median(m.attack)), AttackPasses: float64(m.attackPasses) / n,
 			TrainMs: round3(median(m.train)), TrainPasses: float64(m.trainPasses) / n,
 			GoMs: round3(median(m.goSide)), AllocsStep: float64(m.mallocs) / n, FaultsStep: float64(m.faults) / n,
-			Spinning: rt.spinning, OptLevel: *optLevel, ORT: ort.Version()}
+			Spinning: rt.spinning, OptLevel: *optLevel, NCHWc: rt.options().NCHWc(), ORT: ort.Version()}
 		if r.AttackPasses > 0 {
 			r.AttackPassMs = round3(r.AttackMs / r.AttackPasses)
 		}

@@ -85,13 +85,13 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	heads := neededHeads(specs)
 	evalGraphs := map[string]*onnx.Model{}
 	for _, h := range heads {
-		g, err := graphs.Derive(fwd, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h})
+		g, err := graphs.Derive(fwd, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h, NCHWcBlock: rt.options().NCHWc()})
 		if err != nil {
 			return err
 		}
 		evalGraphs[h] = g
 	}
-	c, err := eval.NewClassifier(evalGraphs, ort.Options{Provider: rt.provider, DeviceID: rt.device, Threads: rt.threads, Spinning: rt.spinning})
+	c, err := eval.NewClassifier(evalGraphs, rt.options())
 	if err != nil {
 		return err
 	}

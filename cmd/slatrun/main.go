@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/slatrun/slatrun/onnx/ort"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -118,6 +120,12 @@ type runtimeFlags struct {
 	device   int
 	threads  int
 	spinning bool
+	nchwc    bool
+}
+
+// options are the ONNX Runtime session options the flags select.
+func (r *runtimeFlags) options() ort.Options {
+	return ort.Options{Provider: r.provider, DeviceID: r.device, Threads: r.threads, Spinning: r.spinning, PlainConv: !r.nchwc}
 }
 
 func (r *runtimeFlags) add(fs *pflag.FlagSet) {
@@ -126,6 +134,7 @@ func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&r.device, "device", 0, "CUDA device id")
 	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = ONNX Runtime's choice)")
 	fs.BoolVar(&r.spinning, "spinning", false, "let idle ONNX Runtime threads spin (faster on an otherwise idle machine)")
+	fs.BoolVar(&r.nchwc, "nchwc", true, "CPU: run eligible convolutions in ONNX Runtime's blocked NCHWc kernels (--nchwc=false: plain NCHW)")
 }
 
 func oneOf(v string, allowed ...string) bool {

@@ -32,7 +32,7 @@ var sweepOwn = []string{"method", "eps", "seed"}
 
 // runtimeFlagNames are the flags of runtimeFlags: how a cell runs, not
 // what it computes, so they are not part of a cell's flags.
-var runtimeFlagNames = []string{"ort-lib", "provider", "device", "threads", "spinning"}
+var runtimeFlagNames = []string{"ort-lib", "provider", "device", "threads", "spinning", "nchwc"}
 
 const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.1,0.2 --seeds 0,1 --epochs E [--grid FLAG=V1,V2]... --out sweeps/NAME [training flags]
        slatrun sweep ... --shard I/N --out DIR           run one shard's share of the cells
@@ -197,7 +197,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	open := sweep.CacheData(dataset.Open)
-	evalFn, err := sweep.NewEvaluator(spec.Eval, ort.Options{Provider: rt.provider, DeviceID: rt.device, Threads: rt.threads, Spinning: rt.spinning}, open)
+	evalFn, err := sweep.NewEvaluator(spec.Eval, rt.options(), open)
 	if err != nil {
 		return usageError{err.Error()}
 	}

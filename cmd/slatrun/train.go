@@ -173,7 +173,7 @@ func (tf *trainFlags) build(open func(spec, split string, seed uint64) (*dataset
 			return err
 		}
 	}
-	cfg.Runtime = ort.Options{Provider: tf.rt.provider, DeviceID: tf.rt.device, Threads: tf.rt.threads, Spinning: tf.rt.spinning}
+	cfg.Runtime = tf.rt.options()
 	fwd, err := loadModel(tf.model, &tf.z)
 	if err != nil {
 		return err

@@ -45,6 +45,10 @@ type Options struct {
 	// minor faults and ~11% of a training step; with it off, ~0), and on
 	// smaller graphs it made no measurable difference.
 	MemPattern bool
+	// PlainConv keeps every convolution of derived graphs in ONNX
+	// Runtime's plain NCHW kernels; by default the CPU provider runs
+	// eligible ones in the blocked NCHWc layout (see NCHWc).
+	PlainConv bool
 }
 
 // Session is an ONNX Runtime session with its input and output tensors bound

@@ -1,0 +1,119 @@
+package graphs_test
+
+import (
+	"math"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/graphs/zoo"
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/ort"
+)
+
+// TestNCHWcMatchesPlain checks that graphs derived with Spec.NCHWcBlock
+// (convolutions and stride-1 input gradients in ONNX Runtime's blocked
+// kernels) compute what the plain graphs compute, output by output, and
+// that the blocked kernels are actually used.
+func TestNCHWcMatchesPlain(t *testing.T) {
+	block := ort.NCHWcBlock()
+	if block == 0 {
+		t.Skip("this ONNX Runtime library has no NCHWc kernels")
+	}
+	cases := []struct {
+		model string
+		width int
+		batch int
+		kind  graphs.Kind
+		// minimum counts of NCHWc Convs: forward ones and input gradients
+		fwd, dx int
+	}{
+		{"convnet", 16, 4, graphs.Train, 6, 4},
+		{"convnet", 16, 4, graphs.Attack, 6, 4},
+		{"convnet", 16, 4, graphs.Eval, 6, 4},
+		// the forward kind is the exported model: it stays portable
+		{"convnet", 16, 4, graphs.Forward, 0, 0},
+		{"preactresnet18", 16, 2, graphs.Train, 18, 10},
+	}
+	for _, c := range cases {
+		t.Run(c.model+"/"+string(c.kind), func(t *testing.T) {
+			m, err := zoo.Build(c.model, zoo.Config{Width: c.width, Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plainG, err := graphs.Derive(m, graphs.Spec{Kind: c.kind, Batch: c.batch})
+			if err != nil {
+				t.Fatal(err)
+			}
+			blockG, err := graphs.Derive(m, graphs.Spec{Kind: c.kind, Batch: c.batch, NCHWcBlock: block})
+			if err != nil {
+				t.Fatal(err)
+			}
+			convs := 0
+			for _, n := range blockG.Graph().GetNode() {
+				if n.GetDomain() == onnx.NCHWcDomain && n.GetOpType() == "Conv" {
+					convs++
+				}
+			}
+			if convs < c.fwd+c.dx || (c.fwd+c.dx == 0 && convs > 0) {
+				t.Errorf("%d NCHWc Convs, want at least %d (and none if 0)", convs, c.fwd+c.dx)
+			}
+			plain, err := ort.NewSession(plainG, ort.Options{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer plain.Close()
+			blocked, err := ort.NewSession(blockG, ort.Options{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer blocked.Close()
+			params, stats, err := graphs.Parameters(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			known := map[string][]float32{}
+			for _, p := range append(params, stats...) {
+				known[p.Name] = p.Data
+			}
+			r := rand.New(rand.NewSource(2))
+			for _, name := range plain.Inputs() {
+				switch {
+				case name == "y":
+					for i := range plain.Int64(name) {
+						plain.Int64(name)[i] = int64(r.Intn(10))
+					}
+					copy(blocked.Int64(name), plain.Int64(name))
+					continue
+				case known[name] != nil:
+					copy(plain.Float(name), known[name])
+				case strings.HasPrefix(name, "delta."):
+					for i := range plain.Float(name) {
+						plain.Float(name)[i] = 0.1 * float32(r.NormFloat64())
+					}
+				default:
+					for i := range plain.Float(name) {
+						plain.Float(name)[i] = r.Float32()
+					}
+				}
+				copy(blocked.Float(name), plain.Float(name))
+			}
+			run(t, plain)
+			run(t, blocked)
+			for _, name := range plain.Outputs() {
+				a, b := plain.Float(name), blocked.Float(name)
+				if a == nil {
+					continue
+				}
+				scale := 0.0
+				for _, v := range a {
+					scale = math.Max(scale, math.Abs(float64(v)))
+				}
+				if d := maxDiff(a, b); d > 1e-4*(scale+1e-3) {
+					t.Errorf("%s: NCHWc and plain graphs differ by %.3g (largest |value| %.3g)", name, d, scale)
+				}
+			}
+		})
+	}
+}
