@@ -27,5 +27,10 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "onnxruntime   %s (%s)\n", ort.Version(), ort.Library())
 	fmt.Fprintf(stdout, "providers     %s\n", strings.Join(ort.Providers(), ", "))
+	if b := ort.NCHWcBlock(); b > 0 {
+		fmt.Fprintf(stdout, "nchwc         CPU convolutions in blocks of %d channels (--nchwc=false: plain NCHW)\n", b)
+	} else {
+		fmt.Fprintf(stdout, "nchwc         unavailable: plain NCHW convolutions\n")
+	}
 	return nil
 }
