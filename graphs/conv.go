@@ -351,7 +351,13 @@ func (d *deriver) nchwcWeight(w string, ws []int64) string {
 // kernels; wb is w already reordered by nchwcWeight and m its output
 // channel count. out "" gives a fresh name.
 func (d *deriver) nchwcConv(x, wb, bias string, m int64, k, s, dil, pads []int64, out string) string {
-	in := []string{d.b.OpIn(onnx.NCHWcDomain, "ReorderInput", []string{x}), wb}
+	key := "nchwc in " + x // a tensor feeding several convolutions is reordered once
+	xc, ok := d.cache[key]
+	if !ok {
+		xc = d.b.OpIn(onnx.NCHWcDomain, "ReorderInput", []string{x})
+		d.cache[key] = xc
+	}
+	in := []string{xc, wb}
 	if bias != "" {
 		in = append(in, bias)
 	}
