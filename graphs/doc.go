@@ -1,8 +1,14 @@
 // Package graphs turns a forward ONNX graph into the graphs slatrun's
 // training and evaluation run: reverse-mode automatic differentiation over
-// ONNX operators, in Go, emitting only standard default-domain ONNX ops
-// (opset 18), because ONNX Runtime's training API and its gradient kernels
-// are not available.
+// ONNX operators, in Go, emitting standard default-domain ONNX ops (opset
+// 18), because ONNX Runtime's training API and its gradient kernels are not
+// available. One exception, asked for with Spec.NCHWcBlock: convolutions
+// (and the input gradients of stride-1 ones) then run in ONNX Runtime's
+// CPU-only blocked kernels (domain com.microsoft.nchwc), the weights
+// reordered inside the graph, which the runtime's own layout optimizer does
+// only for constant weights. The sessions of the orchestrator and eval ask
+// for it on the CPU provider; files written by `slatrun derive` and the
+// forward kind stay plain ONNX.
 //
 // Derive takes a forward graph (from the model zoo or torch.onnx.export)
 // with one input x [N, C, H, W] and logits [N, K] as its first output, and a
