@@ -434,6 +434,8 @@ func plotRobustVsEps(rep *Report, path string) error {
 	for _, which := range []string{"final", "best"} {
 		p := newPlot("robust accuracy vs ε ("+which+" checkpoint)", "ε", "robust accuracy (%)")
 		p.Y.Min, p.Y.Max = 0, 100
+		p.Legend.Top, p.Legend.Left = false, true // robust accuracy falls with ε: the lower left is free
+		epsTicks(p, rep.Groups)
 		any := false
 		for i, v := range variants {
 			var pts errPoints
@@ -449,7 +451,9 @@ func plotRobustVsEps(rep *Report, path string) error {
 					s = *g.BestRobust
 				}
 				pts.XYs = append(pts.XYs, plotter.XY{X: g.EpsValue, Y: 100 * s.Mean})
-				pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{100 * s.Std, 100 * s.Std})
+				// error bars of ±std, cut at 0% and 100%
+				m, sd := 100*s.Mean, 100*s.Std
+				pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{math.Min(sd, m), math.Min(sd, 100-m)})
 			}
 			if len(pts.XYs) == 0 {
 				continue
@@ -480,6 +484,31 @@ func plotRobustVsEps(rep *Report, path string) error {
 		p.Draw(canvases[0][j])
 	}
 	return writePNG(img, path)
+}
+
+// epsTicks puts the x ticks at the sweep's ε values, labelled as given
+// (8/255 stays 8/255), with a margin so the end points clear the axes.
+func epsTicks(p *plot.Plot, groups []Group) {
+	seen := map[float64]string{}
+	for _, g := range groups {
+		seen[g.EpsValue] = g.Eps
+	}
+	var ticks []plot.Tick
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for v, label := range seen {
+		ticks = append(ticks, plot.Tick{Value: v, Label: label})
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	if len(ticks) == 0 {
+		return
+	}
+	sort.Slice(ticks, func(i, j int) bool { return ticks[i].Value < ticks[j].Value })
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	pad := 0.08 * (hi - lo)
+	if pad == 0 {
+		pad = 0.1 * math.Abs(lo)
+	}
+	p.X.Min, p.X.Max = lo-pad, hi+pad
 }
 
 // byX sorts error points by x.
