@@ -99,7 +99,9 @@ func (m *Model) Save(path string) error {
 }
 
 // WriteFileAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path.
+// renames it over path. The file is readable by all (0644), like one
+// written by os.WriteFile under the usual umask, so a checkpoint can be
+// served or merged by another user (os.CreateTemp alone would leave 0600).
 func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
@@ -107,6 +109,11 @@ func WriteFileAtomic(path string, data []byte) error {
 		return err
 	}
 	tmp := f.Name()
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		os.Remove(tmp)

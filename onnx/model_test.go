@@ -50,6 +50,10 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("directory holds %d entries after Save, want 1", len(entries))
 	}
+	// Readable by others (a server or a merging shard may run as another user).
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("saved file mode %v (%v), want -rw-r--r--", fi.Mode(), err)
+	}
 }
 
 func TestDecodeRejectsBadInput(t *testing.T) {
