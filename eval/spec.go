@@ -3,6 +3,7 @@ package eval
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -235,4 +236,18 @@ func (s *AttackSpec) Validate() error {
 		return bad("step %v (in units of ε) must be positive", s.Step)
 	}
 	return nil
+}
+
+// Heads lists the loss heads an evaluation with these attacks needs, each
+// once: HeadCE first (the clean pass and the local-linearity probe use it),
+// then the heads the attacks follow, in order. Derive one eval graph per
+// head (graphs.DeriveEval) for NewClassifier.
+func Heads(attacks []AttackSpec) []string {
+	heads := []string{HeadCE}
+	for _, a := range attacks {
+		if !slices.Contains(heads, a.Loss) {
+			heads = append(heads, a.Loss)
+		}
+	}
+	return heads
 }

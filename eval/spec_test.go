@@ -3,6 +3,7 @@ package eval
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -211,5 +212,21 @@ func TestStreamsAreIndependent(t *testing.T) {
 	}
 	if lo > -0.999 || hi < 0.999 {
 		t.Fatalf("sym() covers only [%v, %v]", lo, hi)
+	}
+}
+
+func TestHeads(t *testing.T) {
+	cases := []struct {
+		attacks []AttackSpec
+		want    []string
+	}{
+		{nil, []string{HeadCE}},
+		{[]AttackSpec{{Loss: HeadCE}, {Loss: HeadCE}}, []string{HeadCE}},
+		{[]AttackSpec{{Loss: HeadCW}, {Loss: HeadCE}, {Loss: HeadDLRT}, {Loss: HeadCW}}, []string{HeadCE, HeadCW, HeadDLRT}},
+	}
+	for _, c := range cases {
+		if got := Heads(c.attacks); !slices.Equal(got, c.want) {
+			t.Errorf("Heads(%v) = %v, want %v", c.attacks, got, c.want)
+		}
 	}
 }

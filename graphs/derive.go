@@ -118,6 +118,22 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	return d.build()
 }
 
+// DeriveEval derives one eval graph of forward per loss head (eval.Heads
+// lists the heads an evaluation needs), at the given batch size, with
+// convolutions in NCHWc blocks of nchwcBlock channels if it is positive
+// (Spec.NCHWcBlock; ort.Options.NCHWc gives the value for a session).
+func DeriveEval(forward *onnx.Model, batch int, heads []string, nchwcBlock int) (map[string]*onnx.Model, error) {
+	gs := make(map[string]*onnx.Model, len(heads))
+	for _, h := range heads {
+		g, err := Derive(forward, Spec{Kind: Eval, Batch: batch, Loss: h, Taps: []string{}, NCHWcBlock: nchwcBlock})
+		if err != nil {
+			return nil, err
+		}
+		gs[h] = g
+	}
+	return gs, nil
+}
+
 // checkFoldedBN rejects, for the training kinds, a graph with Conv layers and
 // no BatchNormalization: almost always a PyTorch eval-mode export that folded
 // BN into the convolutions.

@@ -117,3 +117,29 @@ func TestNCHWcMatchesPlain(t *testing.T) {
 		})
 	}
 }
+
+// TestDeriveEval checks that DeriveEval gives one eval graph per head,
+// each with its loss head and batch in the metadata.
+func TestDeriveEval(t *testing.T) {
+	m, err := zoo.Build("mlp", zoo.Config{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads := []string{"ce", "cw", "dlr-t"}
+	gs, err := graphs.DeriveEval(m, 3, heads, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != len(heads) {
+		t.Fatalf("%d graphs for %d heads", len(gs), len(heads))
+	}
+	for _, h := range heads {
+		info := graphs.ReadInfo(gs[h])
+		if info.Kind != graphs.Eval || info.Loss != h || info.Batch != 3 {
+			t.Errorf("head %s: graph says kind %s, loss %s, batch %d", h, info.Kind, info.Loss, info.Batch)
+		}
+	}
+	if _, err := graphs.DeriveEval(m, 3, []string{"hinge"}, 0); err == nil {
+		t.Error("an unknown head derived without error")
+	}
+}

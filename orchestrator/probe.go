@@ -42,14 +42,13 @@ func newProber(set *dataset.Set, batch int, r resolved, runtime ort.Options) *pr
 // an uninterrupted one.
 func (p *prober) run(ctx context.Context, ckpt *onnx.Model, pass int) (ProbeResult, error) {
 	start := time.Now()
-	g, err := graphs.Derive(ckpt, graphs.Spec{Kind: graphs.Eval, Batch: p.batch, Loss: eval.HeadCE, Taps: []string{},
-		NCHWcBlock: p.runtime.NCHWc()})
+	gs, err := graphs.DeriveEval(ckpt, p.batch, []string{eval.HeadCE}, p.runtime.NCHWc())
 	if err != nil {
 		return ProbeResult{}, fmt.Errorf("orchestrator: probe: derive the eval graph: %w", err)
 	}
 	opts := p.runtime
 	opts.Batch, opts.Shared = p.batch, nil
-	c, err := eval.NewClassifier(map[string]*onnx.Model{eval.HeadCE: g}, opts)
+	c, err := eval.NewClassifier(gs, opts)
 	if err != nil {
 		return ProbeResult{}, fmt.Errorf("orchestrator: probe: %w", err)
 	}

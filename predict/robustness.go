@@ -38,23 +38,9 @@ func Robustness(ctx context.Context, forward *onnx.Model, x []float32, y []int64
 		b = 250
 	}
 	b = min(b, n)
-	heads := []string{eval.HeadCE}
-	for _, a := range cfg.Attacks {
-		seen := false
-		for _, h := range heads {
-			seen = seen || h == a.Loss
-		}
-		if !seen {
-			heads = append(heads, a.Loss)
-		}
-	}
-	gs := map[string]*onnx.Model{}
-	for _, h := range heads {
-		g, err := graphs.Derive(forward, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h, NCHWcBlock: opts.Runtime.NCHWc()})
-		if err != nil {
-			return nil, fmt.Errorf("predict: robustness: %w", err)
-		}
-		gs[h] = g
+	gs, err := graphs.DeriveEval(forward, b, eval.Heads(cfg.Attacks), opts.Runtime.NCHWc())
+	if err != nil {
+		return nil, fmt.Errorf("predict: robustness: %w", err)
 	}
 	rt := opts.Runtime
 	rt.Batch, rt.Outputs, rt.Shared = 0, nil, nil

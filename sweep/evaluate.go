@@ -61,12 +61,7 @@ func NewEvaluator(spec EvalSpec, runtime ort.Options, open OpenFunc) (EvalFunc, 
 	if spec.Batch < 1 {
 		return nil, fmt.Errorf("sweep: eval batch %d: want at least 1", spec.Batch)
 	}
-	heads := []string{eval.HeadCE}
-	for _, s := range specs {
-		if !contains(heads, s.Loss) {
-			heads = append(heads, s.Loss)
-		}
-	}
+	heads := eval.Heads(specs)
 	return func(ctx context.Context, c Cell, checkpoint string) (*eval.Report, error) {
 		fwd, err := onnx.Load(checkpoint)
 		if err != nil {
@@ -80,13 +75,9 @@ func NewEvaluator(spec EvalSpec, runtime ort.Options, open OpenFunc) (EvalFunc, 
 			set = set.Slice(0, spec.N)
 		}
 		b := min(spec.Batch, set.N)
-		gs := map[string]*onnx.Model{}
-		for _, h := range heads {
-			g, err := graphs.Derive(fwd, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h, Taps: []string{}, NCHWcBlock: runtime.NCHWc()})
-			if err != nil {
-				return nil, err
-			}
-			gs[h] = g
+		gs, err := graphs.DeriveEval(fwd, b, heads, runtime.NCHWc())
+		if err != nil {
+			return nil, err
 		}
 		opts := runtime
 		opts.Batch, opts.Shared = b, nil
@@ -98,13 +89,4 @@ func NewEvaluator(spec EvalSpec, runtime ort.Options, open OpenFunc) (EvalFunc, 
 		return eval.Evaluate(ctx, cl, set.X, set.Y, eval.Config{Eps: float32(c.EpsValue()), Norm: eval.NormLinf,
 			Attacks: specs, Seed: c.Seed})
 	}, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -82,14 +82,9 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		set = set.Slice(0, *n)
 	}
 	b := min(*batch, set.N)
-	heads := neededHeads(specs)
-	evalGraphs := map[string]*onnx.Model{}
-	for _, h := range heads {
-		g, err := graphs.Derive(fwd, graphs.Spec{Kind: graphs.Eval, Batch: b, Loss: h, NCHWcBlock: rt.options().NCHWc()})
-		if err != nil {
-			return err
-		}
-		evalGraphs[h] = g
+	evalGraphs, err := graphs.DeriveEval(fwd, b, eval.Heads(specs), rt.options().NCHWc())
+	if err != nil {
+		return err
 	}
 	c, err := eval.NewClassifier(evalGraphs, rt.options())
 	if err != nil {
@@ -130,22 +125,4 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "wrote %s\n", *out)
 	}
 	return nil
-}
-
-// neededHeads lists the loss heads the attacks follow, and "ce", which the
-// clean pass and the local-linearity probe use.
-func neededHeads(specs []eval.AttackSpec) []string {
-	seen := map[string]bool{}
-	var heads []string
-	add := func(h string) {
-		if !seen[h] {
-			seen[h] = true
-			heads = append(heads, h)
-		}
-	}
-	add(eval.HeadCE) // clean accuracy runs on any head; CE is always cheap
-	for _, s := range specs {
-		add(s.Loss)
-	}
-	return heads
 }
