@@ -1,6 +1,10 @@
 package orchestrator
 
-import "time"
+import (
+	"time"
+
+	"github.com/slatrun/slatrun/onnx/ort"
+)
 
 // StepTimes accumulates where the time of the steps run through Step went:
 // the ONNX Runtime passes of the attack graph and of the train graph, and
@@ -41,18 +45,19 @@ func (t *Trainer) ResetTimes() { t.times = StepTimes{} }
 
 // runAttack runs the attack graph, timing it.
 func (t *Trainer) runAttack() error {
-	start := time.Now()
-	err := t.attack.s.Run()
-	t.times.Attack += time.Since(start)
-	t.times.AttackPasses++
-	return err
+	return timedRun(t.attack.s, &t.times.Attack, &t.times.AttackPasses)
 }
 
 // runTrain runs the train graph, timing it.
 func (t *Trainer) runTrain() error {
+	return timedRun(t.train.s, &t.times.Train, &t.times.TrainPasses)
+}
+
+// timedRun runs s, adding its time to total and one to passes.
+func timedRun(s *ort.Session, total *time.Duration, passes *int) error {
 	start := time.Now()
-	err := t.train.s.Run()
-	t.times.Train += time.Since(start)
-	t.times.TrainPasses++
+	err := s.Run()
+	*total += time.Since(start)
+	*passes++
 	return err
 }
