@@ -40,10 +40,21 @@
 // exported in training mode is switched to its inference form), so padding
 // and the other requests in a batch never change a request's result.
 //
+// # Untrusted models and inputs
+//
+// Open reads a model through onnx.Load, and New checks it with
+// Model.Validate, as the slatrun command does. New also refuses, before
+// ONNX Runtime sees the model, any tensor that keeps its data in an external
+// file (ErrExternalData): ONNX Runtime would resolve the file's location
+// against the process's working directory and read whatever it names.
+//
 // # Errors and shutdown
 //
 // Predict checks the input's length against n×C×H×W and says what it
-// expected. It stops waiting when its context ends, unless its rows are
+// expected, and refuses NaN and infinite values (ErrInput). When the model's
+// logits are not finite, as an input far outside its range can make them,
+// Predict returns ErrNonFinite rather than NaN probabilities. It stops
+// waiting when its context ends, unless its rows are
 // already in a running batch, in which case it returns after that one run.
 // Close waits for the requests in flight, then releases the sessions; later
 // calls return ErrClosed, and a second Close returns nil.

@@ -177,6 +177,22 @@ func TestModelErrors(t *testing.T) {
 	if _, err := Open(filepath.Join(t.TempDir(), "none.onnx"), Options{}); err == nil {
 		t.Error("Open of a missing file succeeded")
 	}
+	// Open reads through onnx.Load, New checks with Model.Validate: what
+	// the slatrun command refuses, a Predictor refuses before ONNX Runtime.
+	text := filepath.Join(t.TempDir(), "model.onnx")
+	if err := os.WriteFile(text, []byte(`{"not": "onnx"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(text, Options{}); !errors.Is(err, onnx.ErrNotONNX) {
+		t.Errorf("Open of a JSON file: %v; want onnx.ErrNotONNX", err)
+	}
+	broken := model(t, "mlp", 4)
+	nodes := broken.Graph().GetNode()
+	last := nodes[len(nodes)-1]
+	last.Input[0] = "nowhere"
+	if _, err := New(broken, Options{}); err == nil || !strings.Contains(err.Error(), `reads "nowhere", which nothing before it defines`) {
+		t.Errorf("New of a graph reading an undefined value: %v", err)
+	}
 }
 
 // TestTrainingModeBN: a BatchNormalization exported in training mode runs
@@ -373,4 +389,64 @@ func TestParseMode(t *testing.T) {
 
 func dimValue(v int64) *onnxpb.TensorShapeProto_Dimension_DimValue {
 	return &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: v}
+}
+
+// TestNonFinite: a non-finite input is a bad input; an input so large that
+// the model's logits overflow is an error (ErrNonFinite), observed as one,
+// never a result with NaN probabilities.
+func TestNonFinite(t *testing.T) {
+	m := model(t, "mlp", 4)
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			var obs []Observation
+			var mu sync.Mutex
+			opts := v.opts
+			opts.Sessions = 1
+			opts.Observe = func(o Observation) { mu.Lock(); obs = append(obs, o); mu.Unlock() }
+			p, err := New(m, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			fill := func(v float32) []float32 {
+				x := dataset.Synthetic(2, 1, 8, 8, classes, 1).X
+				for i := 64; i < 128; i++ {
+					x[i] = v
+				}
+				return x
+			}
+			for _, c := range []struct {
+				name string
+				x    []float32
+				want error
+				msg  string
+			}{
+				{"NaN", fill(float32(math.NaN())), ErrInput, "value 64 (image 1) is NaN; want finite values"},
+				{"+Inf", fill(float32(math.Inf(1))), ErrInput, "value 64 (image 1) is +Inf"},
+				{"-Inf", fill(float32(math.Inf(-1))), ErrInput, "value 64 (image 1) is -Inf"},
+				{"3e38", fill(3e38), ErrNonFinite, "image 1, logit 0 is"},
+				{"-3e38", fill(-3e38), ErrNonFinite, "image 1, logit 0 is"},
+			} {
+				mu.Lock()
+				obs = obs[:0]
+				mu.Unlock()
+				logits, probs, err := p.Predict(context.Background(), c.x, 2)
+				if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) || logits != nil || probs != nil {
+					t.Errorf("%s: %d logits, %d probabilities, error %v; want %v saying %q", c.name, len(logits), len(probs), err, c.want, c.msg)
+				}
+				mu.Lock()
+				if len(obs) != 1 || !errors.Is(obs[0].Err, c.want) {
+					t.Errorf("%s: observed %+v; want one observation of %v", c.name, obs, c.want)
+				}
+				mu.Unlock()
+			}
+			if st := p.Stats(); st.Requests != 0 {
+				t.Errorf("stats %+v: refused requests counted as answered", st)
+			}
+			// A finite input still works after.
+			if _, _, err := p.Predict(context.Background(), fill(0.5), 2); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 }

@@ -119,6 +119,11 @@ var ErrClosed = errors.New("predict: predictor is closed")
 // ErrInput is wrapped by errors about a request's input.
 var ErrInput = errors.New("predict: bad input")
 
+// ErrNonFinite is wrapped by the error Predict returns when the model's
+// logits for a request are not finite (NaN or ±Inf), as an input far
+// outside the model's range can make them: such a result is no prediction.
+var ErrNonFinite = errors.New("predict: the model's output is not finite")
+
 // Predictor runs a forward graph on request. It is safe for concurrent use.
 type Predictor struct {
 	mode          Mode
@@ -143,20 +148,29 @@ type Predictor struct {
 	requests, rows, runs, padding atomic.Int64
 }
 
-// Open loads a forward graph from path (a checkpoint's model.onnx) and
-// makes a Predictor over it. ort.Init must have been called.
+// Open loads a forward graph from path (a checkpoint's model.onnx) with
+// onnx.Load, which checks it as the slatrun command does, and makes a
+// Predictor over it with New. ort.Init must have been called.
 func Open(path string, opts Options) (*Predictor, error) {
 	m, err := onnx.Load(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("predict: %w", err)
 	}
 	return New(m, opts)
 }
 
-// New makes a Predictor over the forward graph m (not modified).
+// New makes a Predictor over the forward graph m (not modified). Before
+// anything reaches ONNX Runtime it refuses a model that keeps tensor data
+// in external files (ErrExternalData) or that fails m.Validate.
 func New(m *onnx.Model, opts Options) (*Predictor, error) {
 	if m == nil || m.Graph() == nil {
 		return nil, fmt.Errorf("predict: %w", onnx.ErrNoGraph)
+	}
+	if err := checkExternalData(m.Proto); err != nil {
+		return nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("predict: %w", err)
 	}
 	if opts.Mode != Pool && opts.Mode != MicroBatch {
 		return nil, fmt.Errorf("predict: unknown mode %v", opts.Mode)
@@ -364,6 +378,11 @@ func (p *Predictor) Predict(ctx context.Context, x []float32, n int) (logits, pr
 		return nil, nil, fmt.Errorf("%w: got %d values for n = %d images; want n×C×H×W = %d×%d×%d×%d = %d (n ≥ 1)",
 			ErrInput, len(x), n, max(n, 0), p.c, p.h, p.w, max(n, 0)*p.d)
 	}
+	for i, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, nil, fmt.Errorf("%w: value %d (image %d) is %v; want finite values", ErrInput, i, i/p.d, v)
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -384,6 +403,9 @@ func (p *Predictor) Predict(ctx context.Context, x []float32, n int) (logits, pr
 		err = p.predictMicro(ctx, x, n, logits, probs)
 	}
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := finite(logits, probs, p.k); err != nil {
 		return nil, nil, err
 	}
 	p.requests.Add(1)
@@ -604,6 +626,22 @@ func (p *Predictor) Close() error {
 	}
 	p.sessions = nil
 	return errors.Join(errs...)
+}
+
+// finite returns an error wrapping ErrNonFinite if a logit or probability
+// is NaN or infinite.
+func finite(logits, probs []float32, k int) error {
+	for _, z := range []struct {
+		what string
+		v    []float32
+	}{{"logit", logits}, {"probability", probs}} {
+		for i, v := range z.v {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("%w: image %d, %s %d is %v (is the input in the model's range?)", ErrNonFinite, i/k, z.what, i%k, v)
+			}
+		}
+	}
+	return nil
 }
 
 // softmax writes the row-wise softmax of z (rows of k logits) into dst.
