@@ -56,8 +56,9 @@ type deriver struct {
 // Derive builds the graph of spec.Kind from a forward graph (DESIGN.md §3):
 //
 //   - forward: the forward graph, batch made concrete, with metadata;
-//   - attack: inputs x, y and every parameter; BN on batch statistics;
-//     outputs loss, logits, grad.x and grad.<tap>;
+//   - attack: inputs x, y, every parameter and every BN running
+//     statistic; BN on batch statistics; outputs loss, logits, grad.x,
+//     grad.<tap> and <stat>.next;
 //   - train: inputs x, y, every parameter, every BN running statistic and
 //     delta.<tap>; BN on batch statistics; at each tap ĥ = h +
 //     stopgrad(clip(δ, lo−h, hi−h)) (the domain clip); outputs loss,
@@ -318,10 +319,12 @@ func (d *deriver) build() (*onnx.Model, error) {
 			d.input(p, onnx.Float, g.info[p].shape)
 		}
 	}
-	if spec.Kind == Train && d.linear == nil {
+	if spec.Kind != Eval && d.linear == nil {
 		for _, s := range g.stats {
 			d.input(s, onnx.Float, g.info[s].shape)
 		}
+	}
+	if spec.Kind == Train && d.linear == nil {
 		for _, t := range d.taps {
 			d.input("delta."+t, onnx.Float, g.info[t].shape)
 		}
@@ -412,6 +415,7 @@ func (d *deriver) build() (*onnx.Model, error) {
 		for _, t := range d.taps {
 			d.gradOutput(t)
 		}
+		d.statOutputs()
 	case spec.Kind == Train:
 		if spec.InputGrad {
 			d.gradOutput("x")
@@ -419,11 +423,7 @@ func (d *deriver) build() (*onnx.Model, error) {
 		for _, p := range g.params {
 			d.gradOutput(p)
 		}
-		for _, s := range g.stats {
-			if d.emitted[s+".next"] {
-				d.output(s+".next", g.info[s].shape)
-			}
-		}
+		d.statOutputs()
 	case spec.Kind == Eval:
 		d.gradOutput("x")
 	}
@@ -452,6 +452,16 @@ func (d *deriver) build() (*onnx.Model, error) {
 		return nil, fmt.Errorf("graphs: derive: internal error: %w", err)
 	}
 	return m, nil
+}
+
+// statOutputs outputs <stat>.next for every BN running statistic the
+// forward pass updated (the training kinds).
+func (d *deriver) statOutputs() {
+	for _, s := range d.g.stats {
+		if d.emitted[s+".next"] {
+			d.output(s+".next", d.g.info[s].shape)
+		}
+	}
 }
 
 func (d *deriver) input(name string, dt onnx.DType, shape []int64) {

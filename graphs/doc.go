@@ -15,8 +15,9 @@
 // Spec (kind, concrete batch size, taps), and returns a graph of one of the
 // kinds of DESIGN.md §3:
 //
-//   - attack: loss, logits, grad.x and grad.<tap>, BN on batch statistics,
-//     no parameter gradients (SLAT's first pass);
+//   - attack: loss, logits, grad.x, grad.<tap> and <stat>.next, BN on
+//     batch statistics, no parameter gradients (SLAT's first pass, and the
+//     attack passes of FGSM, FGSM-RS, N-FGSM and PGD-k);
 //   - train: loss, logits, grad.<param>, <stat>.next at the point
 //     perturbed by delta.<tap> inputs with SLAT's domain clip (second pass);
 //   - eval: logits, loss.each (cross-entropy, CW margin or DLR) and grad.x

@@ -18,7 +18,8 @@ const (
 	// concrete, metadata recorded.
 	Forward Kind = "forward"
 	// Attack runs in training mode (BN on batch statistics) and outputs
-	// loss, logits, grad.x and grad.<tap>; no parameter gradients.
+	// loss, logits, grad.x, grad.<tap> and <stat>.next (the BN running
+	// statistics updated by this pass); no parameter gradients.
 	Attack Kind = "attack"
 	// Train runs in training mode at the perturbed point (delta.<tap>
 	// inputs, SLAT's domain clip) and outputs loss, logits, grad.<param>

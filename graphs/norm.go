@@ -12,8 +12,8 @@ import (
 //
 //	dβ = Σ dy,  dγ = Σ dy·x̂,  dx = (γ/σ)·(dy − mean(dy) − x̂·mean(dy·x̂)),
 //
-// computed from the centred input xc without materializing x̂. The train
-// kind also outputs <stat>.next = (1−m)·old + m·batch, with the unbiased
+// computed from the centred input xc without materializing x̂. Both
+// training kinds also output <stat>.next = (1−m)·old + m·batch, with the unbiased
 // variance for running_var (PyTorch's rule). In the eval kind BN keeps its
 // inference form (running statistics).
 
@@ -53,7 +53,7 @@ func bnForward(d *deriver, n *node) error {
 	k := d.mul(invstd, gam)
 	d.b.Node("Add", []string{d.mul(xc, k), d.reshape(bias, bs)}, []string{n.out[0]})
 	d.saved[n] = map[string]string{"xc": xc, "invstd": invstd, "k": k}
-	if d.spec.Kind == Train && d.isInput[mean] && d.isInput[vr] {
+	if d.isInput[mean] && d.isInput[vr] {
 		m := d.spec.BNMomentum
 		if m == 0 {
 			m = 0.1

@@ -13,6 +13,12 @@ import (
 	"github.com/slatrun/slatrun/onnx/ort"
 )
 
+// The values of Config.BNStats.
+const (
+	BNStatsAll   = "all"
+	BNStatsTrain = "train"
+)
+
 // Auto, in a float field of Config that documents it, stands for the
 // method's default (usually a multiple of Eps or LatentEta), resolved by New.
 const Auto float32 = -1
@@ -81,6 +87,12 @@ type Config struct {
 	// DomainClip keeps SLAT's perturbed activations inside the range the
 	// clean activation spans (per sample and channel); on by default.
 	DomainClip bool
+	// BNStats says which passes update the BN running statistics:
+	// BNStatsAll (default; "" means it too), every training-mode pass in
+	// the order the step runs them, attack passes included, as PyTorch's
+	// train mode does in the reference; or BNStatsTrain, the train passes
+	// only (slatrun before 2026-12; for comparisons and old runs).
+	BNStats string
 
 	// Augment is applied to training batches (dataset.DefaultAugment for
 	// CIFAR; none by default).
@@ -163,6 +175,7 @@ func DefaultConfig() Config {
 		LatentStep:   Auto,
 		LatentRadius: Auto,
 		DomainClip:   true,
+		BNStats:      BNStatsAll,
 		Probe:        ProbeConfig{N: 1000, Steps: 10, Step: Auto, Collapse: 0.5, Floor: 0.1},
 		LogEvery:     50,
 	}
@@ -298,6 +311,11 @@ func (c *Config) Validate() error {
 	if c.Holdout != nil && c.Train != nil && (c.Holdout.C != c.Train.C || c.Holdout.H != c.Train.H || c.Holdout.W != c.Train.W) {
 		bad("Holdout images are %d×%d×%d but Train images are %d×%d×%d", c.Holdout.C, c.Holdout.H, c.Holdout.W, c.Train.C, c.Train.H, c.Train.W)
 	}
+	switch c.BNStats {
+	case "", BNStatsAll, BNStatsTrain:
+	default:
+		bad("BNStats %q: want %q (every training-mode pass updates the BN running statistics) or %q (the train passes only)", c.BNStats, BNStatsAll, BNStatsTrain)
+	}
 	if c.Augment.Pad < 0 {
 		bad("Augment.Pad = %d: want ≥ 0", c.Augment.Pad)
 	}
@@ -346,6 +364,7 @@ type resolved struct {
 	LatentStep   float32  `json:"latent_step,omitempty"`
 	LatentRadius float32  `json:"latent_radius,omitempty"`
 	DomainClip   bool     `json:"domain_clip,omitempty"`
+	BNStats      string   `json:"bn_stats"`
 	AugmentPad   int      `json:"augment_pad"`
 	AugmentFlip  bool     `json:"augment_flip"`
 	ProbeN       int      `json:"probe_n"`
@@ -362,9 +381,13 @@ func resolve(c *Config, m method, taps []string) resolved {
 		Batch: c.Batch, TrainN: c.Train.N,
 		LR: c.LR, Schedule: c.Schedule, Momentum: c.Momentum, WeightDecay: c.WeightDecay,
 		Seed: c.Seed, Eps: c.Eps, InputStep: c.InputStep,
+		BNStats:    c.BNStats,
 		AugmentPad: c.Augment.Pad, AugmentFlip: c.Augment.Flip,
 		ProbeSteps: c.Probe.Steps, ProbeStep: c.Probe.Step,
 		Collapse: c.Probe.Collapse, Floor: c.Probe.Floor,
+	}
+	if r.BNStats == "" {
+		r.BNStats = BNStatsAll
 	}
 	if c.Schedule == "cyclic" {
 		r.BaseMomentum = c.BaseMomentum

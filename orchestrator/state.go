@@ -272,6 +272,12 @@ func decodeState(b []byte, path string) (*snapshot, error) {
 	return s, nil
 }
 
+// legacySettings are the values of settings that runs saved before the
+// setting existed had: a saved run without the key ran with that value.
+var legacySettings = map[string]any{
+	"bn_stats": BNStatsTrain, // every pass updates BN statistics since 2026-12
+}
+
 // settingsDiff explains how two resolved settings (JSON) differ, naming
 // each differing field with both values; "" if they are equal.
 func settingsDiff(saved, now []byte) string {
@@ -281,6 +287,13 @@ func settingsDiff(saved, now []byte) string {
 			return ""
 		}
 		return "the settings differ"
+	}
+	for k, v := range legacySettings {
+		for _, m := range []map[string]any{a, b} {
+			if _, ok := m[k]; !ok {
+				m[k] = v
+			}
+		}
 	}
 	keys := map[string]bool{}
 	for k := range a {

@@ -8,8 +8,14 @@ import (
 )
 
 // The steps, one per method family (SLAT.md). Each starts with the clean
-// minibatch in t.x, t.y and ends with one or more trainPass calls, which
-// run the train graph and update the parameters. None allocates.
+// minibatch in t.x, t.y, runs its attack passes through attackPass and
+// ends with one or more trainPass calls, which run the train graph and
+// update the parameters. None allocates.
+//
+// Every pass runs the model in training mode, so each one, attack passes
+// included, updates the BN running statistics in the order it runs, as
+// the PyTorch reference does (Config.BNStats "all"); with "train" only the
+// train passes do.
 
 // stepSLAT is SLAT: pass 1 (attack graph, clean x) gives ∂ℓ/∂x and ∂ℓ/∂h at
 // every tap; δx and δ_l follow from their signs; pass 2 (train graph) runs at
@@ -19,7 +25,7 @@ func (t *Trainer) stepSLAT() error {
 	a, tr := t.attack, t.train
 	copy(a.x, t.x)
 	copy(a.y, t.y)
-	if err := t.runAttack(); err != nil {
+	if err := t.attackPass(); err != nil {
 		return err
 	}
 	perturb.SLATInput(t.delta, a.gradX, t.x, t.eps, t.inputFrac)
@@ -52,7 +58,7 @@ func (t *Trainer) stepSingle() error {
 	}
 	perturb.Add(a.x, t.x, t.delta)
 	copy(a.y, t.y)
-	if err := t.runAttack(); err != nil {
+	if err := t.attackPass(); err != nil {
 		return err
 	}
 	if t.m.fam == nfgsm {
@@ -72,7 +78,7 @@ func (t *Trainer) stepPGD() error {
 	copy(a.y, t.y)
 	for range t.m.k {
 		perturb.Add(a.x, t.x, t.delta)
-		if err := t.runAttack(); err != nil {
+		if err := t.attackPass(); err != nil {
 			return err
 		}
 		perturb.LinfStep(t.delta, a.gradX, t.x, t.inputStep, t.eps)
@@ -99,6 +105,23 @@ func (t *Trainer) stepFree() error {
 	return nil
 }
 
+// attackPass runs the attack graph on the inputs the step has written,
+// stops on a non-finite loss and, with BNStats "all", takes the BN
+// statistics it returns.
+func (t *Trainer) attackPass() error {
+	if err := t.runAttack(); err != nil {
+		return err
+	}
+	if loss := t.attack.loss[0]; !finite32(loss) {
+		lr, _ := t.sched.At(t.global)
+		return &lossError{loss: loss, lr: lr, global: t.global, pass: "attack"}
+	}
+	if t.cfg.BNStats != BNStatsTrain {
+		t.takeStats(t.attack)
+	}
+	return nil
+}
+
 // trainPass runs the train graph on the inputs the step has written, stops
 // on a non-finite loss, takes the BN statistics it returns and updates the
 // parameters with SGD at the schedule's learning rate and momentum.
@@ -110,12 +133,10 @@ func (t *Trainer) trainPass() error {
 	}
 	loss := tr.loss[0]
 	lr, mom := t.sched.At(t.global)
-	if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
+	if !finite32(loss) {
 		return &lossError{loss: loss, lr: lr, global: t.global}
 	}
-	for i, st := range t.stats {
-		copy(st.Data, t.statNext[i])
-	}
+	t.takeStats(tr)
 	t.opt.Step(float32(lr), float32(mom))
 	t.global++
 	t.lastLR, t.lastMom = lr, mom
@@ -130,17 +151,30 @@ func (t *Trainer) trainPass() error {
 	return nil
 }
 
+// takeStats makes the BN running statistics those the pass of s left.
+func (t *Trainer) takeStats(s *session) {
+	for i, st := range t.stats {
+		copy(st.Data, s.statNext[i])
+	}
+}
+
+func finite32(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
 // lossError is the error of a non-finite training loss.
 type lossError struct {
 	loss   float32
 	lr     float64
 	global int
 	param  string // set when a parameter, not the loss, is non-finite
+	pass   string // "attack" when the attack pass's loss was non-finite
 }
 
 func (e *lossError) Error() string {
 	if e.param != "" {
 		return fmt.Sprintf("%s is %v after optimizer step %d (learning rate %.4g): training diverged", e.param, e.loss, e.global+1, e.lr)
+	}
+	if e.pass != "" {
+		return fmt.Sprintf("the %s pass's loss is %v before optimizer step %d (learning rate %.4g): training diverged; neither the parameters nor the BN statistics were updated with it", e.pass, e.loss, e.global+1, e.lr)
 	}
 	return fmt.Sprintf("the training loss is %v at optimizer step %d (learning rate %.4g): training diverged; the parameters were not updated with it", e.loss, e.global+1, e.lr)
 }

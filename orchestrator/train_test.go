@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -122,20 +123,40 @@ func TestMethodsLearn(t *testing.T) {
 	}
 }
 
-// TestSLATStepByHand runs two SLAT steps of the Trainer and the same two
-// steps by hand: the attack graph run here, δx and δ_l from perturb, the
-// train graph run here, SGD in float64.
-func TestSLATStepByHand(t *testing.T) {
-	cfg := testConfig(t, "convnet", "slat")
+// TestStepByHand runs two steps of the Trainer and the same two steps by
+// hand, for SLAT, FGSM-RS and PGD-2 under both BN-statistics rules: the
+// attack and train graphs run here, the perturbations from perturb (random
+// starts from a generator seeded as the Trainer's), SGD in float64, and
+// the BN running statistics taken from each pass's <stat>.next (every pass
+// for BNStatsAll, the train pass only for BNStatsTrain). Parameters and
+// statistics must agree after each step.
+func TestStepByHand(t *testing.T) {
+	for _, tc := range []struct{ method, bnStats string }{
+		{"slat", BNStatsAll},
+		{"slat", BNStatsTrain},
+		{"fgsm-rs", BNStatsAll},
+		{"pgd-2", BNStatsAll},
+		{"pgd-2", BNStatsTrain},
+	} {
+		t.Run(tc.method+"/"+tc.bnStats, func(t *testing.T) { stepByHand(t, tc.method, tc.bnStats) })
+	}
+}
+
+func stepByHand(t *testing.T, method, bnStats string) {
+	cfg := testConfig(t, "convnet", method)
 	cfg.Batch = 8
 	cfg.Schedule = "constant"
 	cfg.LR = 0.05
 	cfg.Holdout = nil
+	cfg.BNStats = bnStats
 	tr := newTrainer(t, cfg)
 
 	// The hand-run graphs, with their own parameter storage.
 	B := cfg.Batch
-	taps := zoo.DefaultTaps("convnet")
+	taps := []string{}
+	if method == "slat" {
+		taps = zoo.DefaultTaps("convnet")
+	}
 	// (the same graphs the Trainer derives: NCHWc convolutions where the
 	// library has them)
 	blk := cfg.Runtime.NCHWc()
@@ -150,6 +171,9 @@ func TestSLATStepByHand(t *testing.T) {
 	params, stats, err := graphs.Parameters(cfg.Forward)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(stats) == 0 {
+		t.Fatal("the test model has no BN statistics")
 	}
 	opts := ort.Options{Threads: 1, Batch: B}
 	as, err := ort.NewSession(attackG, opts)
@@ -177,12 +201,33 @@ func TestSLATStepByHand(t *testing.T) {
 	}
 	loader := dataset.NewLoader(cfg.Train, B, true, cfg.Seed)
 	loader.DropLast = true
+	rng := rand.New(rand.NewPCG(cfg.Seed, streamTrain))
 	x := make([]float32, len(tr.x))
 	y := make([]int64, B)
 	dx := make([]float32, len(x))
 	const eps, eta = 0.1, 0.1
 	wd, mom := float64(cfg.WeightDecay), float64(cfg.Momentum)
 
+	// attack runs the attack graph at x+dx with the statistics of now and,
+	// under BNStatsAll, takes the statistics it leaves.
+	attack := func() {
+		t.Helper()
+		perturb.Add(as.Float("x"), x, dx)
+		copy(as.Int64("y"), y)
+		for i, s := range stats {
+			copy(as.Float(s.Name), statNow[i])
+		}
+		if err := as.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if bnStats == BNStatsAll {
+			for i, s := range stats {
+				copy(statNow[i], as.Float(s.Name+".next"))
+			}
+		}
+	}
+
+	var attackMoved bool // the attack passes changed the statistics
 	for step := range 2 {
 		// The Trainer's step.
 		if !tr.loader.Next(tr.x, tr.y) {
@@ -201,19 +246,33 @@ func TestSLATStepByHand(t *testing.T) {
 				}
 			}
 		}
-		for i, s := range stats {
-			copy(ts.Float(s.Name), statNow[i])
+		before := statNow[0][0]
+		switch method {
+		case "slat":
+			clear(dx)
+			attack()
+			perturb.SLATInput(dx, as.Float("grad.x"), x, eps, 0.9)
+			for _, tap := range taps {
+				perturb.SLATLatent(ts.Float("delta."+tap), as.Float("grad."+tap), eta, 1.8*eta, eta)
+			}
+		case "fgsm-rs":
+			perturb.RandomStart(rng, dx, x, eps)
+			attack()
+			perturb.FGSMRS(dx, as.Float("grad.x"), x, eps, 1.25*eps)
+		case "pgd-2":
+			perturb.RandomStart(rng, dx, x, eps)
+			for range 2 {
+				attack()
+				perturb.LinfStep(dx, as.Float("grad.x"), x, 2.5*eps/2, eps)
+			}
+		default:
+			t.Fatalf("no hand step for %s", method)
 		}
-		copy(as.Float("x"), x)
-		copy(as.Int64("y"), y)
-		if err := as.Run(); err != nil {
-			t.Fatal(err)
-		}
-		perturb.SLATInput(dx, as.Float("grad.x"), x, eps, 0.9)
+		attackMoved = attackMoved || statNow[0][0] != before
 		perturb.Add(ts.Float("x"), x, dx)
 		copy(ts.Int64("y"), y)
-		for _, tap := range taps {
-			perturb.SLATLatent(ts.Float("delta."+tap), as.Float("grad."+tap), eta, 1.8*eta, eta)
+		for i, s := range stats {
+			copy(ts.Float(s.Name), statNow[i])
 		}
 		if err := ts.Run(); err != nil {
 			t.Fatal(err)
@@ -251,11 +310,14 @@ func TestSLATStepByHand(t *testing.T) {
 		for i, s := range tr.stats {
 			for j, v := range s.Data {
 				if want := statNow[i][j]; step == 0 && v != want || math.Abs(float64(v-want)) > 1e-5*(1+math.Abs(float64(want))) {
-					t.Fatalf("step %d: BN statistic %s[%d] = %v, the train graph's %s.next %v", step, s.Name, j, v, s.Name, want)
+					t.Fatalf("step %d: BN statistic %s[%d] = %v, by hand %v", step, s.Name, j, v, want)
 				}
 			}
 		}
 		t.Logf("step %d: loss %.5f, worst relative parameter difference %.2g", step, tr.lastLoss, worst)
+	}
+	if want := bnStats == BNStatsAll; attackMoved != want {
+		t.Errorf("the attack passes moved the BN statistics: %v, want %v under %q", attackMoved, want, bnStats)
 	}
 }
 

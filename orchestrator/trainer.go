@@ -33,15 +33,21 @@ type session struct {
 	logits []float32
 	gradX  []float32   // attack; train with InputGrad
 	taps   [][]float32 // attack: grad.<tap>; train: delta.<tap>
+	// statNext are the BN running statistics this pass leaves
+	// (<stat>.next), in the order of Trainer.stats.
+	statNext [][]float32
 }
 
-func bindSession(s *ort.Session, taps []string, tapPrefix string, gradX bool) *session {
+func bindSession(s *ort.Session, taps []string, tapPrefix string, gradX bool, stats []graphs.Tensor) *session {
 	b := &session{s: s, x: s.Float("x"), y: s.Int64("y"), loss: s.Float("loss"), logits: s.Float("logits")}
 	if gradX {
 		b.gradX = s.Float("grad.x")
 	}
 	for _, tap := range taps {
 		b.taps = append(b.taps, s.Float(tapPrefix+tap))
+	}
+	for _, st := range stats {
+		b.statNext = append(b.statNext, s.Float(st.Name+".next"))
 	}
 	return b
 }
@@ -59,7 +65,6 @@ type Trainer struct {
 	// The model's state: the slices are bound as the sessions' inputs
 	// (Options.Shared), so the attack and train graphs read them in place.
 	params, stats []graphs.Tensor
-	statNext      [][]float32
 	opt           *SGD
 	sched         Schedule
 
@@ -173,14 +178,14 @@ func (t *Trainer) setup() error {
 		if err != nil {
 			return err
 		}
-		t.attack = bindSession(s, taps, "grad.", true)
+		t.attack = bindSession(s, taps, "grad.", true, t.stats)
 	}
 	s, err := t.session("train", graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps,
 		NoDomainClip: !cfg.DomainClip, InputGrad: t.m.fam == free}, opts)
 	if err != nil {
 		return err
 	}
-	t.train = bindSession(s, taps, "delta.", t.m.fam == free)
+	t.train = bindSession(s, taps, "delta.", t.m.fam == free, t.stats)
 	if err := t.checkData(s); err != nil {
 		return err
 	}
@@ -190,9 +195,6 @@ func (t *Trainer) setup() error {
 	for i, p := range t.params {
 		values[i] = p.Data
 		grads[i] = s.Float("grad." + p.Name)
-	}
-	for _, st := range t.stats {
-		t.statNext = append(t.statNext, s.Float(st.Name+".next"))
 	}
 	t.opt = NewSGD(values, grads, cfg.WeightDecay)
 	t.sched = Schedule{Kind: cfg.Schedule, LR: float64(cfg.LR), Momentum: float64(cfg.Momentum),

@@ -281,6 +281,16 @@ func TestSettingsDiff(t *testing.T) {
 	if d != `method was "slat", now "fgsm"` {
 		t.Errorf("diff %q", d)
 	}
+	// A run saved before bn_stats existed updated the statistics in the
+	// train passes only.
+	for _, c := range []struct{ now, want string }{
+		{`{"method":"slat","bn_stats":"train"}`, ""},
+		{`{"method":"slat","bn_stats":"all"}`, `bn_stats was "train", now "all"`},
+	} {
+		if d := settingsDiff([]byte(`{"method":"slat"}`), []byte(c.now)); d != c.want {
+			t.Errorf("legacy run against %s: diff %q, want %q", c.now, d, c.want)
+		}
+	}
 }
 
 func TestBetterProbe(t *testing.T) {

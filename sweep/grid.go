@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/slatrun/slatrun/orchestrator"
 )
 
 // Spec is a sweep: the grid and the settings every cell shares.
@@ -248,12 +250,34 @@ func (s *Spec) Cells() ([]Cell, error) {
 					for _, st := range combo {
 						c.Args = append(c.Args, "--"+st.Flag+"="+st.Value)
 					}
+					c.Args = withDefaultFlags(c.Args)
 					cells = append(cells, c)
 				}
 			}
 		}
 	}
 	return cells, nil
+}
+
+// recordedDefaults are training flags every cell's Args name even when the
+// spec leaves them to the default: settings whose default changed, so that
+// a cell trained under the old default is never mistaken for one of today
+// (checkCell refuses it).
+var recordedDefaults = [][2]string{
+	{"bn-stats", orchestrator.BNStatsAll},
+}
+
+// withDefaultFlags appends each recorded default args does not set.
+func withDefaultFlags(args []string) []string {
+	for _, fv := range recordedDefaults {
+		set := slices.ContainsFunc(args, func(a string) bool {
+			return a == "--"+fv[0] || strings.HasPrefix(a, "--"+fv[0]+"=")
+		})
+		if !set {
+			args = append(args, "--"+fv[0]+"="+fv[1])
+		}
+	}
+	return args
 }
 
 // product returns every combination of the axes' values (one empty

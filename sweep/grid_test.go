@@ -42,7 +42,7 @@ func TestCells(t *testing.T) {
 	if first.Name != "slat_eps=0.1_latent-radius=auto_seed=0" {
 		t.Errorf("first cell %q", first.Name)
 	}
-	wantArgs := []string{"--model=mlp", "--epochs=1", "--method=slat", "--eps=0.1", "--seed=0", "--latent-radius=auto"}
+	wantArgs := []string{"--model=mlp", "--epochs=1", "--method=slat", "--eps=0.1", "--seed=0", "--latent-radius=auto", "--bn-stats=all"}
 	if !slices.Equal(first.Args, wantArgs) {
 		t.Errorf("args %q, want %q", first.Args, wantArgs)
 	}
@@ -178,5 +178,37 @@ func TestStat(t *testing.T) {
 	}
 	if s := stat([]float64{0.4}); s.Std != 0 || s.Mean != 0.4 {
 		t.Errorf("one value: %+v", s)
+	}
+}
+
+// A cell's args record the BN-statistics rule even when the spec leaves it
+// to the default, and never twice.
+func TestCellsRecordBNStats(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		base []string
+		axes []Axis
+		want []string // the bn-stats args of every cell
+	}{
+		{"default", []string{"--model=mlp"}, nil, []string{"--bn-stats=all"}},
+		{"base", []string{"--model=mlp", "--bn-stats=train"}, nil, []string{"--bn-stats=train"}},
+		{"axis", []string{"--model=mlp"}, []Axis{{Flag: "bn-stats", Values: []string{"train"}}}, []string{"--bn-stats=train"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := Spec{Methods: []string{"fgsm-rs"}, Eps: []string{"0.1"}, Seeds: []uint64{0}, Base: tc.base, Axes: tc.axes}
+			cells, err := spec.Cells()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range cells[0].Args {
+				if strings.HasPrefix(a, "--bn-stats") {
+					got = append(got, a)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("bn-stats args %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -148,6 +148,7 @@ func (tf *trainFlags) add(fs *pflag.FlagSet) {
 	fracVar(fs, &cfg.LatentStep, "latent-step", cfg.LatentStep, true, "SLAT: latent step (auto: 1.8η)")
 	fracVar(fs, &cfg.LatentRadius, "latent-radius", cfg.LatentRadius, true, "SLAT: ±clip of the latent step (auto: η; 0: no clip)")
 	fs.BoolVar(&cfg.DomainClip, "domain-clip", cfg.DomainClip, "SLAT: keep perturbed activations in the clean activation's per-channel range")
+	fs.StringVar(&cfg.BNStats, "bn-stats", cfg.BNStats, "which passes update the BN running statistics: all (every training-mode pass, attack passes included, as the PyTorch reference) or train (the train passes only)")
 	fs.StringVar(&tf.augment, "augment", "auto", "pad-crop and flip augmentation: on, off or auto (on for CIFAR)")
 	fs.IntVar(&tf.trainN, "train-n", 0, "train on the first N training examples (0: all that are not held out)")
 	fs.IntVar(&tf.valN, "val-n", 1000, "held-out training examples for the per-epoch PGD probe (0: no probe)")

@@ -44,10 +44,14 @@ class BN(nn.BatchNorm2d):
 
     While BN.update is False a training-mode forward normalizes with the
     batch statistics and leaves running_mean/var (and num_batches_tracked)
-    untouched: that is how attack passes run (SLAT.md: BN running statistics
-    are updated by the training pass only)."""
+    untouched. Attack passes set BN.update to BN.attack_update: True by
+    default (--bn-stats all), so every training-mode pass updates the
+    statistics in the order it runs, as plain PyTorch train mode does in the
+    reference; False with --bn-stats train (the train pass only, slatrun's
+    rule before 2026-12)."""
 
     update = True
+    attack_update = True
 
     def forward(self, x):
         if not self.training:
@@ -182,16 +186,16 @@ class Net(nn.Module):
 
 
 # ---------------------------------------------------------------------------
-# Training steps (SLAT.md). Every attack pass runs in training mode with the
-# BN running statistics frozen and parameters not requiring gradients, and
-# asks autograd only for ∂ℓ/∂x (and the taps): no parameter gradient is ever
-# computed outside the training pass.
+# Training steps (docs/methods.md). Every attack pass runs in training mode
+# (updating the BN running statistics unless --bn-stats train) with the
+# parameters not requiring gradients, and asks autograd only for ∂ℓ/∂x (and
+# the taps): no parameter gradient is ever computed outside the training pass.
 # ---------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def attack_pass(params):
-    BN.update = False
+    BN.update = BN.attack_update
     for p in params:
         p.requires_grad_(False)
     try:
@@ -568,7 +572,7 @@ def train(args):
            "pgd": "PGD-%d-%d step %geps" % (args.pgd_steps, args.pgd_restarts, args.pgd_step),
            "pgd_acc": round(100.0 * robust / m, 2) if args.pgd_steps > 0 else None,
            "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t0, 1),
-           "threads": args.threads, "domain_clip": DOMAIN_CLIP,
+           "threads": args.threads, "domain_clip": DOMAIN_CLIP, "bn_stats": args.bn_stats,
            "malloc": os.environ.get("SLATRUN_PEER_MALLOC", "default"), "epochs_log": log}
     if args.json:
         print(json.dumps(res), flush=True)
@@ -606,6 +610,8 @@ def main():
                         "reuse memory instead of page-faulting fresh mmaps every step")
     t = p.add_argument_group("train (Fashion-MNIST reference, convnet)")
     t.add_argument("--train", action="store_true")
+    t.add_argument("--bn-stats", default="all", choices=["all", "train"],
+                   help="passes that update the BN running statistics: all (every training-mode pass) or train (the train pass only)")
     t.add_argument("--method", default="standard")
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--eta", type=float, default=None, help="latent budget (default eps)")
@@ -625,6 +631,7 @@ def main():
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
     global DOMAIN_CLIP
     DOMAIN_CLIP = args.domain_clip
+    BN.attack_update = args.bn_stats == "all"
     torch.set_num_threads(args.threads)
     torch.backends.mkldnn.enabled = True
     if args.train:
