@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // cifarPixels is the size of one CIFAR image: 3×32×32 bytes, CHW.
@@ -57,16 +58,26 @@ func loadCIFAR(dir string, names []string, labelBytes, classes int) (*Set, error
 		if err != nil {
 			return nil, fmt.Errorf("dataset: %w", err)
 		}
+		if !fi.Mode().IsRegular() {
+			return nil, notRegular(paths[i], fi.Mode())
+		}
 		size += fi.Size()
+	}
+	if pix := size / int64(rec) * cifarPixels; pix > MaxDataBytes {
+		return nil, fmt.Errorf("dataset: %s: %w: %s hold %d bytes, %d records of %d pixels, more than the %d pixel bytes of a split this reader accepts",
+			dir, ErrLimit, strings.Join(names, ", "), size, size/int64(rec), cifarPixels, int64(MaxDataBytes))
 	}
 	s := &Set{C: 3, H: 32, W: 32, Classes: classes}
 	s.X = make([]float32, 0, size/int64(rec)*cifarPixels)
 	s.Y = make([]int64, 0, size/int64(rec))
+	// What the files add up to may not grow between the Stat and the read.
+	left := size
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := readRegular(p, left, "CIFAR data left for this split")
 		if err != nil {
-			return nil, fmt.Errorf("dataset: %w", err)
+			return nil, err
 		}
+		left -= int64(len(b))
 		if s.X, s.Y, err = appendCIFAR(s.X, s.Y, b, p, labelBytes, classes); err != nil {
 			return nil, err
 		}

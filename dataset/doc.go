@@ -17,6 +17,14 @@
 // The problem is also a sentinel error (ErrMagic, ErrTruncated, ...) that
 // callers can test with errors.Is.
 //
+// Nor does bad input cost more than its real size. The readers open only
+// regular files (a link to /dev/zero or a named pipe is ErrNotRegular), and
+// they bound what a header or spec promises before allocating for it: by
+// the file's real size (a gzip file holds at most 1032 times its size), by
+// the other file's header, and by stated limits (ErrLimit): MaxSide pixels
+// a side, MaxDataBytes of pixels a split, and for synthetic:CxHxW at most
+// SyntheticMaxChannels channels and SyntheticMaxBytes of float32.
+//
 // A Set is plain memory: Slice and Split return views that share it. A Loader
 // walks a Set in batches, shuffled per epoch by a seed, optionally augmented
 // (zero pad and random crop, horizontal flip). Everything it does is a pure

@@ -23,6 +23,17 @@ func idxSeeds() [][2][]byte {
 		{img, idxBytes(idxLabelsMagic, []uint32{2}, []byte{3, 10})}, // bad label
 		{lbl, img}, // swapped
 		{idxBytes(idxImagesMagic, []uint32{0xffffffff, 0xffff, 0xffff}, nil), lbl},
+		// The bounds checked before any data is read: sides over MaxSide,
+		// more than MaxDataBytes, a raw file shorter or longer than its
+		// header says, a gzip file too small for what its header says,
+		// counts that differ.
+		{idxBytes(idxImagesMagic, []uint32{1, 40000, 40000}, nil), idxBytes(idxLabelsMagic, []uint32{1}, []byte{0})},
+		{idxBytes(idxImagesMagic, []uint32{1400000, 28, 28}, nil), idxBytes(idxLabelsMagic, []uint32{1400000}, nil)},
+		{idxBytes(idxImagesMagic, []uint32{60000, 28, 28}, tinyImages(1, 28, 28)), idxBytes(idxLabelsMagic, []uint32{60000}, nil)},
+		{append(img[:len(img):len(img)], 0, 0), lbl},
+		{img, idxBytes(idxLabelsMagic, []uint32{2}, []byte{3, 9, 1})},
+		{gzipBytes(idxBytes(idxImagesMagic, []uint32{100000, 28, 28}, nil)), gzipBytes(idxBytes(idxLabelsMagic, []uint32{100000}, nil))},
+		{img, idxBytes(idxLabelsMagic, []uint32{3}, []byte{3, 9, 1})},
 	}
 }
 
@@ -47,7 +58,7 @@ func FuzzIDX(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, images, labels []byte) {
-		s, err := decodeIDXPair(bytes.NewReader(images), bytes.NewReader(labels), "images", "labels")
+		s, err := decodeIDXPair(bytes.NewReader(images), bytes.NewReader(labels), int64(len(images)), int64(len(labels)), "images", "labels")
 		if err != nil {
 			if msg := err.Error(); !strings.HasPrefix(msg, "dataset: ") || !strings.Contains(msg, "images") && !strings.Contains(msg, "labels") {
 				t.Fatalf("error %q names no file", msg)

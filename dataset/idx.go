@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,10 +21,6 @@ const (
 	idxLabelsMagic = 0x00000801
 	mnistClasses   = 10
 )
-
-// maxIDXBytes bounds what a header may promise, so a corrupt header is
-// reported instead of tried.
-const maxIDXBytes = min(1<<34, math.MaxInt/4)
 
 // FashionMNISTDir is where the Debian package dataset-fashion-mnist installs
 // Fashion-MNIST (the four standard .gz files).
@@ -77,109 +72,166 @@ func findIDX(dir, name string) (string, error) {
 
 // LoadIDX reads an IDX image file (magic 0x00000803, N×H×W unsigned bytes)
 // and its IDX label file (magic 0x00000801, N labels in 0..9), each raw or
-// gzip-compressed (detected by the gzip magic 0x1f8b).
+// gzip-compressed (detected by the gzip magic 0x1f8b). Both must be regular
+// files. Before it reads any data it checks both headers: H and W at most
+// MaxSide, N×H×W at most MaxDataBytes, as many labels as images, and no more
+// data than the file can hold (a raw file's size after the header must be
+// exactly the data's; a gzip file can hold at most 1032 times its size). It
+// then reads the data as it arrives, so a header that promises more than
+// there is fails at the end of the file, having cost no more memory than the
+// file's contents.
 func LoadIDX(imagesPath, labelsPath string) (*Set, error) {
-	fi, err := os.Open(imagesPath)
+	fi, isize, err := openRegular(imagesPath)
 	if err != nil {
-		return nil, fmt.Errorf("dataset: %w", err)
+		return nil, err
 	}
 	defer fi.Close()
-	fl, err := os.Open(labelsPath)
+	fl, lsize, err := openRegular(labelsPath)
 	if err != nil {
-		return nil, fmt.Errorf("dataset: %w", err)
+		return nil, err
 	}
 	defer fl.Close()
-	return decodeIDXPair(fi, fl, imagesPath, labelsPath)
+	return decodeIDXPair(fi, fl, isize, lsize, imagesPath, labelsPath)
 }
 
-// decodeIDXPair decodes an image and a label stream; the names appear in errors.
-func decodeIDXPair(images, labels io.Reader, imagesName, labelsName string) (*Set, error) {
-	dims, pix, err := readIDX(images, imagesName, 3)
+// decodeIDXPair decodes an image and a label stream of the given sizes in
+// bytes (as stored: compressed for gzip); the names appear in errors. Both
+// headers are checked, against the limits and each other, before any data
+// is read, and the labels are read and checked before the images.
+func decodeIDXPair(images, labels io.Reader, imagesSize, labelsSize int64, imagesName, labelsName string) (*Set, error) {
+	im, err := openIDX(images, imagesSize, imagesName, 3)
 	if err != nil {
 		return nil, err
 	}
-	ldims, lab, err := readIDX(labels, labelsName, 1)
+	lb, err := openIDX(labels, labelsSize, labelsName, 1)
 	if err != nil {
 		return nil, err
 	}
-	n := dims[0]
-	if ldims[0] != n {
-		return nil, fmt.Errorf("dataset: %w: %s has %d images but %s has %d labels", ErrCount, imagesName, n, labelsName, ldims[0])
+	n := im.dims[0]
+	if lb.dims[0] != n {
+		return nil, fmt.Errorf("dataset: %w: %s has %d images but %s has %d labels", ErrCount, imagesName, n, labelsName, lb.dims[0])
 	}
-	s := &Set{N: n, C: 1, H: dims[1], W: dims[2], Classes: mnistClasses, X: make([]float32, len(pix)), Y: make([]int64, n)}
+	lab, err := lb.data()
+	if err != nil {
+		return nil, err
+	}
+	y := make([]int64, n)
 	for i, l := range lab {
 		if int(l) >= mnistClasses {
 			return nil, fmt.Errorf("dataset: %s: %w: label %d of example %d, want 0..%d", labelsName, ErrLabel, l, i, mnistClasses-1)
 		}
-		s.Y[i] = int64(l)
+		y[i] = int64(l)
 	}
+	pix, err := im.data()
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{N: n, C: 1, H: im.dims[1], W: im.dims[2], Classes: mnistClasses, X: make([]float32, len(pix)), Y: y}
 	bytesToUnit(s.X, pix)
 	return s, nil
 }
 
-// readIDX reads an unsigned-byte IDX stream with ndims dimensions (3: images,
-// 1: labels), gzip-compressed or raw, and returns its dimensions and data.
-func readIDX(r io.Reader, name string, ndims int) ([]int, []byte, error) {
+// idxStream is an IDX stream whose header has been read and checked.
+type idxStream struct {
+	name string
+	src  io.Reader // positioned at the data (decompressed for gzip)
+	gz   bool
+	dims []int
+	need int // bytes of data the header promises
+}
+
+// after is " after gunzip" for a gzip stream, for messages about the data.
+func (s *idxStream) after() string {
+	if s.gz {
+		return " after gunzip"
+	}
+	return ""
+}
+
+// openIDX reads and checks the header of an unsigned-byte IDX stream of
+// size bytes (as stored) with ndims dimensions (3: images, 1: labels),
+// gzip-compressed or raw.
+func openIDX(r io.Reader, size int64, name string, ndims int) (*idxStream, error) {
 	br := bufio.NewReader(r)
-	var src io.Reader = br
-	gz := false
+	s := &idxStream{name: name, src: br}
 	head, err := br.Peek(2)
 	if len(head) == 0 {
 		if err == nil || err == io.EOF {
-			return nil, nil, fmt.Errorf("dataset: %s: %w", name, ErrEmpty)
+			return nil, fmt.Errorf("dataset: %s: %w", name, ErrEmpty)
 		}
-		return nil, nil, fmt.Errorf("dataset: %s: %w", name, err)
+		return nil, fmt.Errorf("dataset: %s: %w", name, err)
 	}
 	if len(head) == 2 && head[0] == 0x1f && head[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, nil, readError(name, err, "the gzip header is cut short")
+			return nil, readError(name, err, "the gzip header is cut short")
 		}
-		src, gz = zr, true
+		s.src, s.gz = zr, true
 	}
-	after := ""
-	if gz {
-		after = " after gunzip"
-	}
+	after := s.after()
 
 	hdr := make([]byte, 4+4*ndims)
-	if n, err := io.ReadFull(src, hdr[:4]); err != nil {
-		if n == 0 && gz && err == io.EOF {
-			return nil, nil, fmt.Errorf("dataset: %s: %w (nothing%s)", name, ErrEmpty, after)
+	if n, err := io.ReadFull(s.src, hdr[:4]); err != nil {
+		if n == 0 && s.gz && err == io.EOF {
+			return nil, fmt.Errorf("dataset: %s: %w (nothing%s)", name, ErrEmpty, after)
 		}
-		return nil, nil, readError(name, err, fmt.Sprintf("%d bytes%s, too short for the %d-byte IDX header", n, after, len(hdr)))
+		return nil, readError(name, err, fmt.Sprintf("%d bytes%s, too short for the %d-byte IDX header", n, after, len(hdr)))
 	}
 	if err := checkMagic(binary.BigEndian.Uint32(hdr), ndims); err != nil {
-		return nil, nil, fmt.Errorf("dataset: %s: %w", name, err)
+		return nil, fmt.Errorf("dataset: %s: %w", name, err)
 	}
-	if n, err := io.ReadFull(src, hdr[4:]); err != nil {
-		return nil, nil, readError(name, err, fmt.Sprintf("%d bytes%s, too short for the %d-byte IDX header", 4+n, after, len(hdr)))
+	if n, err := io.ReadFull(s.src, hdr[4:]); err != nil {
+		return nil, readError(name, err, fmt.Sprintf("%d bytes%s, too short for the %d-byte IDX header", 4+n, after, len(hdr)))
 	}
-	dims := make([]int, ndims)
+	s.dims = make([]int, ndims)
 	total := uint64(1)
-	for i := range dims {
+	for i := range s.dims {
 		d := uint64(binary.BigEndian.Uint32(hdr[4+4*i:]))
 		if d == 0 {
-			return nil, nil, fmt.Errorf("dataset: %s: %w: the header says %s; every dimension must be positive", name, ErrHeader, dimString(hdr[4:]))
+			return nil, fmt.Errorf("dataset: %s: %w: the header says %s; every dimension must be positive", name, ErrHeader, dimString(hdr[4:]))
 		}
-		if d > maxIDXBytes/total {
-			return nil, nil, fmt.Errorf("dataset: %s: %w: the header says %s, more than the %d bytes this reader accepts", name, ErrHeader, dimString(hdr[4:]), uint64(maxIDXBytes))
+		if i > 0 && d > MaxSide {
+			return nil, fmt.Errorf("dataset: %s: %w: %w: the header says %s, images of %d×%d pixels, larger than the %d×%d this reader accepts",
+				name, ErrHeader, ErrLimit, dimString(hdr[4:]), binary.BigEndian.Uint32(hdr[8:]), binary.BigEndian.Uint32(hdr[12:]), MaxSide, MaxSide)
+		}
+		if d > MaxDataBytes/total {
+			return nil, fmt.Errorf("dataset: %s: %w: %w: the header says %s, more than the %d bytes of data this reader accepts",
+				name, ErrHeader, ErrLimit, dimString(hdr[4:]), MaxDataBytes)
 		}
 		total *= d
-		dims[i] = int(d)
+		s.dims[i] = int(d)
 	}
-	need := int(total)
-	data, err := readN(src, need)
+	s.need = int(total)
+	// What the file can hold: a raw file exactly what follows the header,
+	// a gzip file at most maxDeflateRatio times its size.
+	switch avail := size - int64(len(hdr)); {
+	case !s.gz && int64(s.need) > avail:
+		return nil, fmt.Errorf("dataset: %s: %w: the header promises %s (%d bytes of data) but only %d follow",
+			name, ErrTruncated, describe(s.dims), s.need, max(avail, 0))
+	case !s.gz && int64(s.need) < avail:
+		return nil, fmt.Errorf("dataset: %s: %w: more data than the %s the header promises: %d bytes follow the header, not %d (is the count wrong?)",
+			name, ErrTrailing, describe(s.dims), avail, s.need)
+	case s.gz && uint64(s.need) > maxDeflateRatio*uint64(max(size, 0)):
+		return nil, fmt.Errorf("dataset: %s: %w: the header promises %s (%d bytes of data), more than a %d-byte gzip file can hold (deflate expands at most %d-fold)",
+			name, ErrTruncated, describe(s.dims), s.need, size, maxDeflateRatio)
+	}
+	return s, nil
+}
+
+// data reads the data the header promised, and checks that the stream
+// ends there.
+func (s *idxStream) data() ([]byte, error) {
+	data, err := readN(s.src, s.need)
 	if err != nil {
-		return nil, nil, readError(name, err, fmt.Sprintf("the header promises %s (%d bytes of data) but only %d follow%s", describe(dims), need, len(data), after))
+		return nil, readError(s.name, err, fmt.Sprintf("the header promises %s (%d bytes of data) but only %d follow%s", describe(s.dims), s.need, len(data), s.after()))
 	}
 	var one [1]byte
-	if n, err := io.ReadFull(src, one[:]); n > 0 {
-		return nil, nil, fmt.Errorf("dataset: %s: %w: more data%s than the %s the header promises (is the count wrong?)", name, ErrTrailing, after, describe(dims))
+	if n, err := io.ReadFull(s.src, one[:]); n > 0 {
+		return nil, fmt.Errorf("dataset: %s: %w: more data%s than the %s the header promises (is the count wrong?)", s.name, ErrTrailing, s.after(), describe(s.dims))
 	} else if err != io.EOF {
-		return nil, nil, readError(name, err, "")
+		return nil, readError(s.name, err, "")
 	}
-	return dims, data, nil
+	return data, nil
 }
 
 // checkMagic explains a wrong IDX magic number.
