@@ -135,7 +135,7 @@ func WriteFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// Load reads and decodes an ONNX file.
+// Load reads and decodes an ONNX file, validating it like Decode.
 func Load(path string) (*Model, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -148,8 +148,9 @@ func Load(path string) (*Model, error) {
 	return m, nil
 }
 
-// Decode parses serialized ONNX bytes and checks that ONNX Runtime 1.24 can
-// run the result. It never panics on bad input.
+// Decode parses serialized ONNX bytes and validates the result (Validate):
+// a model it returns is one ONNX Runtime 1.24 can load and every part of
+// slatrun can read without panicking. It never panics on bad input.
 func Decode(b []byte) (*Model, error) {
 	m, err := decode(b)
 	if err != nil {
@@ -190,62 +191,4 @@ func looksLikeText(b []byte) bool {
 		}
 	}
 	return false
-}
-
-// Validate checks the structure a model must have before ONNX Runtime is asked
-// to run it: a graph, a known IR version, an opset the runtime implements, and
-// nodes whose inputs are all defined.
-func (m *Model) Validate() error {
-	mp := m.Proto
-	if mp.IrVersion == nil && mp.Graph == nil {
-		return fmt.Errorf("%w (no ir_version and no graph)", ErrNotONNX)
-	}
-	if mp.GetIrVersion() <= 0 {
-		return fmt.Errorf("%w (ir_version %d)", ErrNotONNX, mp.GetIrVersion())
-	}
-	if mp.GetIrVersion() > MaxIRVersion {
-		return fmt.Errorf("%w: IR version %d (at most %d)", ErrUnsupported, mp.GetIrVersion(), MaxIRVersion)
-	}
-	if mp.Graph == nil {
-		return ErrNoGraph
-	}
-	op := m.Opset()
-	if op == 0 {
-		return fmt.Errorf("%w (no default-domain opset import)", ErrNotONNX)
-	}
-	if op > MaxOpset {
-		return fmt.Errorf("%w: opset %d (at most %d)", ErrUnsupported, op, MaxOpset)
-	}
-	return checkGraph(mp.Graph)
-}
-
-// checkGraph verifies that every node input is a graph input, an initializer
-// or the output of an earlier node (ONNX requires topological order).
-func checkGraph(g *onnxpb.GraphProto) error {
-	known := map[string]bool{"": true}
-	for _, in := range g.GetInput() {
-		known[in.GetName()] = true
-	}
-	for _, t := range g.GetInitializer() {
-		known[t.GetName()] = true
-	}
-	for i, n := range g.GetNode() {
-		if n.GetOpType() == "" {
-			return fmt.Errorf("%w (node %d has no op_type)", ErrNotONNX, i)
-		}
-		for _, in := range n.GetInput() {
-			if !known[in] {
-				return fmt.Errorf("node %q (%s) reads %q, which nothing before it defines", n.GetName(), n.GetOpType(), in)
-			}
-		}
-		for _, out := range n.GetOutput() {
-			known[out] = true
-		}
-	}
-	for _, out := range g.GetOutput() {
-		if !known[out.GetName()] {
-			return fmt.Errorf("graph output %q is not produced by any node", out.GetName())
-		}
-	}
-	return nil
 }

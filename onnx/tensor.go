@@ -35,7 +35,8 @@ func Int64Tensor(name string, shape []int64, data []int64) *onnxpb.TensorProto {
 	return &onnxpb.TensorProto{Name: proto.String(name), Dims: append([]int64(nil), shape...), DataType: proto.Int32(int32(Int64)), Int64Data: append([]int64(nil), data...)}
 }
 
-// NumElements returns the product of dims (1 for a scalar).
+// NumElements returns the product of dims (1 for a scalar). It does not
+// check for overflow: for dims that are not yet validated use Elements.
 func NumElements(dims []int64) int64 {
 	n := int64(1)
 	for _, d := range dims {
@@ -50,10 +51,13 @@ func TensorFloats(t *onnxpb.TensorProto) ([]float32, error) {
 	if DType(t.GetDataType()) != Float {
 		return nil, fmt.Errorf("onnx: tensor %q is %s, not FLOAT", t.GetName(), DType(t.GetDataType()))
 	}
-	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-		return nil, fmt.Errorf("onnx: tensor %q keeps its data in an external file, which slatrun does not read", t.GetName())
+	if ExternalData(t) {
+		return nil, fmt.Errorf("onnx: %w", externalError(t, ""))
 	}
-	n := NumElements(t.GetDims())
+	n, err := Elements(t.GetDims())
+	if err != nil {
+		return nil, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
+	}
 	if raw := t.GetRawData(); raw != nil {
 		if int64(len(raw)) != 4*n {
 			return nil, fmt.Errorf("onnx: tensor %q has %d raw bytes for %d floats", t.GetName(), len(raw), n)
@@ -72,7 +76,13 @@ func TensorFloats(t *onnxpb.TensorProto) ([]float32, error) {
 
 // TensorInt64s returns the values of an int64 (or int32) tensor.
 func TensorInt64s(t *onnxpb.TensorProto) ([]int64, error) {
-	n := NumElements(t.GetDims())
+	if ExternalData(t) {
+		return nil, fmt.Errorf("onnx: %w", externalError(t, ""))
+	}
+	n, err := Elements(t.GetDims())
+	if err != nil {
+		return nil, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
+	}
 	switch DType(t.GetDataType()) {
 	case Int64:
 		if raw := t.GetRawData(); raw != nil {
