@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/graphs/zoo"
+	"github.com/slatrun/slatrun/onnx/onnxpb"
 	"github.com/slatrun/slatrun/onnx/ort"
 	"github.com/slatrun/slatrun/orchestrator"
 )
@@ -82,14 +85,14 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	rt.add(fs)
 	var z zooFlags
 	z.add(fs, false)
+	limit(fs, atLeastOne, "batch", "steps")
+	limit(fs, nonNegative, "warmup")
+	limit(fs, epsBound, "eps")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("bench: unexpected arguments %q", fs.Args())
-	}
-	if *batch < 1 || *steps < 1 || *warmup < 0 {
-		return usagef("bench: --batch and --steps must be at least 1, --warmup at least 0")
 	}
 	var names []string
 	for _, m := range strings.Split(*methods, ",") {
@@ -100,6 +103,13 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(names) == 0 {
 		return usagef("bench: --methods is empty")
 	}
+	if *profile != "" {
+		// ONNX Runtime writes the profiles only when the sessions close,
+		// and says nothing if it cannot: check the place now.
+		if err := checkOutput("profile", *profile, *profile+"-"+names[0]+"-train.json"); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
 	z.seed = *seed
 	if err := ort.Init(rt.ortLib); err != nil {
 		return err
@@ -108,11 +118,25 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	in := fwd.Graph().GetInput()[0].GetType().GetTensorType().GetShape().GetDim()
+	if err := checkFinite(fwd, *model); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	var in []*onnxpb.TensorShapeProto_Dimension
+	if ins := fwd.Graph().GetInput(); len(ins) > 0 {
+		in = ins[0].GetType().GetTensorType().GetShape().GetDim()
+	}
 	if len(in) != 4 {
 		return fmt.Errorf("bench: the model's input is not [N, C, H, W]")
 	}
 	c, h, w := int(in[1].GetDimValue()), int(in[2].GetDimValue()), int(in[3].GetDimValue())
+	if c < 1 || h < 1 || w < 1 {
+		return fmt.Errorf("bench: the model's input is [N, %s, %s, %s]; bench needs fixed C, H and W", dimName(in[1]), dimName(in[2]), dimName(in[3]))
+	}
+	// The four synthetic minibatches below, as float32.
+	if bytes := int64(nbBench) * int64(*batch) * int64(c*h*w) * 4; bytes > dataset.SyntheticMaxBytes {
+		return usagef("bench: --batch %d: %d minibatches of %d×%d×%d images are %d bytes of float32, more than the %d bytes of synthetic data slatrun makes",
+			*batch, nbBench, c, h, w, bytes, int64(dataset.SyntheticMaxBytes))
+	}
 	if eps < 0 {
 		eps = 0.1
 		if c == 3 {
@@ -121,7 +145,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	// Four fixed synthetic minibatches, cycled (as the peer does); the
 	// trainers' own loaders are not used.
-	const nb = 4
+	const nb = nbBench
 	set := dataset.Synthetic(nb**batch, c, h, w, 10, *seed)
 	d := c * h * w
 	total := *warmup + *steps
@@ -188,6 +212,10 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		m.measured++
 		return nil
 	}
+	var profilesBefore map[string]bool
+	if *profile != "" {
+		profilesBefore = profileFiles(*profile, names)
+	}
 	// The steps allocate nothing, so the collector has nothing to do while
 	// they run; off (with an explicit collection after each setup), its
 	// two-minute forced cycle cannot start its workers (which allocate)
@@ -213,7 +241,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 				}
 			}
 			if *profile != "" || len(names) > 1 { // free the sessions (and write profiles)
-				m.tr.Close()
+				if err := m.tr.Close(); err != nil {
+					return fmt.Errorf("bench: %s: %w", m.name, err)
+				}
 			}
 		}
 	} else {
@@ -234,7 +264,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, m := range results {
-		m.tr.Close() // writes the profiles
+		if err := m.tr.Close(); err != nil { // writes the profiles
+			return fmt.Errorf("bench: %s: %w", m.name, err)
+		}
+	}
+	if *profile != "" {
+		written, err := profilesSince(*profile, names, profilesBefore)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: wrote %d profiles: %s\n", len(written), strings.Join(written, ", "))
 	}
 	modelName, _ := fwd.Metadata("slatrun.model")
 	if modelName == "" {
@@ -276,6 +315,66 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			r.CPUMedianMs, r.ImagesPerS, r.AttackMs, r.AttackPasses, r.TrainMs, r.GoMs, r.GoPct, r.AllocsStep, r.FaultsStep)
 	}
 	return tw.Flush()
+}
+
+// nbBench is the number of synthetic minibatches bench cycles through.
+const nbBench = 4
+
+// dimName is a dimension as the model gives it: its size or its symbol.
+func dimName(d *onnxpb.TensorShapeProto_Dimension) string {
+	if p := d.GetDimParam(); p != "" {
+		return p
+	}
+	return strconv.FormatInt(d.GetDimValue(), 10)
+}
+
+// profileFiles returns the ONNX Runtime profiles of the methods under
+// prefix (PREFIX-METHOD-SESSION_TIME.json) that exist now.
+func profileFiles(prefix string, methods []string) map[string]bool {
+	files := map[string]bool{}
+	for _, m := range methods {
+		matches, _ := filepath.Glob(globEscape(prefix+"-"+m+"-") + "*.json")
+		for _, f := range matches {
+			files[f] = true
+		}
+	}
+	return files
+}
+
+// profilesSince returns the profiles written since before, and an error
+// naming each method that has none: ONNX Runtime does not report a
+// profile it failed to write.
+func profilesSince(prefix string, methods []string, before map[string]bool) ([]string, error) {
+	var written, missing []string
+	for _, m := range methods {
+		n := 0
+		for f := range profileFiles(prefix, []string{m}) {
+			if !before[f] {
+				written = append(written, f)
+				n++
+			}
+		}
+		if n == 0 {
+			missing = append(missing, m)
+		}
+	}
+	slices.Sort(written)
+	if len(missing) > 0 {
+		return written, fmt.Errorf("bench: --profile %s: ONNX Runtime wrote no profile for %s (want %s-METHOD-*.json)", prefix, strings.Join(missing, ", "), prefix)
+	}
+	return written, nil
+}
+
+// globEscape escapes the pattern characters of filepath.Match in s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func median(v []float64) float64 { return percentile(v, 50) }

@@ -24,6 +24,7 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 	out := fs.StringP("out", "o", "", "output ONNX file")
 	var z zooFlags
 	z.add(fs, true)
+	limit(fs, atLeastOne, "batch")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -32,9 +33,6 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 	}
 	if !oneOf(*kind, "train", "attack", "eval", "forward") {
 		return usagef("derive: --kind %q: want train, attack, eval or forward", *kind)
-	}
-	if *batch < 1 {
-		return usagef("derive: --batch must be at least 1")
 	}
 	fwd, err := loadModel(*model, &z)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/eval"
 	"github.com/slatrun/slatrun/graphs"
-	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
 )
 
@@ -24,7 +23,7 @@ func init() {
 func runEval(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval", "eval --model M.onnx --data SPEC --eps 8/255 --attacks fgsm,pgd-50-10,... [--n 1000] [--out eval.json]", stderr)
 	model := fs.String("model", "", "a slatrun checkpoint (model.onnx, best.onnx), any ONNX image classifier, or a zoo model name")
-	data := fs.String("data", "fashion-mnist", "test data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
+	data := fs.String("data", "fashion-mnist", "test data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW] (C ≤ 16, H, W ≤ 1024, 2000×C×H×W float32 ≤ 1 GiB)")
 	split := fs.String("split", "test", "which split of the data: test or train")
 	var eps float32
 	fracVar(fs, &eps, "eps", 8.0/255, false, "perturbation radius in pixel units, e.g. 8/255 or 0.1")
@@ -40,24 +39,29 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	rt.add(fs)
 	var z zooFlags
 	z.add(fs, false)
+	limit(fs, epsBound, "eps")
+	limit(fs, nonNegative, "n")
+	limit(fs, atLeastOne, "batch")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("eval: unexpected arguments %q", fs.Args())
 	}
 	if *model == "" {
 		return usagef("eval: --model is required")
 	}
-	if eps < 0 || eps > 1 {
-		return usagef("eval: --eps %g is outside [0, 1] (pixel units; 8/255 is written 8/255)", eps)
-	}
 	if !oneOf(*norm, eval.NormLinf, eval.NormL2) {
 		return usagef("eval: --norm %q: want linf or l2", *norm)
-	}
-	if *batch < 1 {
-		return usagef("eval: --batch must be at least 1")
 	}
 	specs, err := eval.ParseAttacks(*attacks)
 	if err != nil {
 		return usageError{err.Error()}
+	}
+	if *out != "" {
+		if err := checkOutput("out", *out, *out); err != nil {
+			return fmt.Errorf("eval: %w", err)
+		}
 	}
 	if err := ort.Init(rt.ortLib); err != nil {
 		return err
@@ -70,6 +74,9 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	fwd, err := loadModel(*model, &z)
 	if err != nil {
 		return err
+	}
+	if err := checkFinite(fwd, *model); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	set, err := dataset.Open(*data, *split, *seed)
 	if err != nil {
@@ -119,7 +126,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := onnx.WriteFileAtomic(*out, append(b, '\n')); err != nil {
+		if err := writeOutput(*out, append(b, '\n')); err != nil {
 			return fmt.Errorf("eval: %w", err)
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", *out)

@@ -33,6 +33,7 @@ func (z *zooFlags) add(fs *pflag.FlagSet, withSeed bool) {
 	fs.IntVar(&z.classes, "classes", 0, "number of classes (default 10)")
 	fs.StringVar(&z.mean, "mean", "", "per-channel input mean, comma-separated (default: the model's data set)")
 	fs.StringVar(&z.std, "std", "", "per-channel input std, comma-separated")
+	limit(fs, nonNegative, "width", "classes")
 	if withSeed {
 		fs.Uint64Var(&z.seed, "seed", 0, "seed of the initial weights")
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 
@@ -55,4 +58,90 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// bound is the range of values a numeric flag accepts.
+type bound struct {
+	lo, hi         float64
+	openLo, openHi bool   // whether lo, hi themselves are excluded
+	hint           string // added to the error, e.g. how to write the value
+}
+
+var (
+	nonNegative = bound{lo: 0, hi: math.Inf(1)}
+	atLeastOne  = bound{lo: 1, hi: math.Inf(1)}
+	positive    = bound{lo: 0, openLo: true, hi: math.Inf(1)}
+	unit        = bound{lo: 0, hi: 1}
+	unitOpen    = bound{lo: 0, hi: 1, openHi: true}
+	epsBound    = bound{lo: 0, hi: 1, hint: "pixel units; 8/255 is written 8/255"}
+)
+
+func (b bound) contains(v float64) bool {
+	return (v > b.lo || !b.openLo && v == b.lo) && (v < b.hi || !b.openHi && v == b.hi)
+}
+
+// explain says why v is out of b, e.g. "want a value ≥ 0" or "8 is
+// outside [0, 1]".
+func (b bound) explain(v string) string {
+	var msg string
+	switch {
+	case math.IsInf(b.hi, 1) && b.openLo:
+		msg = fmt.Sprintf("want a value > %g", b.lo)
+	case math.IsInf(b.hi, 1):
+		msg = fmt.Sprintf("want a value ≥ %g", b.lo)
+	default:
+		l, r := "[", "]"
+		if b.openLo {
+			l = "("
+		}
+		if b.openHi {
+			r = ")"
+		}
+		msg = fmt.Sprintf("%s is outside %s%g, %g%s", v, l, b.lo, b.hi, r)
+	}
+	if b.hint != "" {
+		msg += " (" + b.hint + ")"
+	}
+	return msg
+}
+
+// boundedValue is a numeric flag value that refuses numbers outside its
+// bound when set, so that a bad value is a usage error naming the flag
+// before any work starts (pflag's message: invalid argument "-1" for
+// "--threads" flag: want a value ≥ 0).
+type boundedValue struct {
+	pflag.Value
+	b bound
+}
+
+func (v *boundedValue) Set(s string) error {
+	prev := v.Value.String()
+	if err := v.Value.Set(s); err != nil {
+		return err
+	}
+	got := v.Value.String()
+	if got == "auto" && s == "auto" {
+		return nil
+	}
+	x, err := strconv.ParseFloat(got, 64)
+	if err != nil || got == "auto" || !v.b.contains(x) {
+		v.Value.Set(prev)
+		if got == "auto" { // a negative number given to a flag that takes auto
+			return fmt.Errorf("%s, or auto", v.b.explain(s))
+		}
+		return errors.New(v.b.explain(s))
+	}
+	return nil
+}
+
+// limit makes the named numeric flags of fs refuse values outside b. Every
+// numeric flag of every command gets a bound; TestFlagBounds checks that.
+func limit(fs *pflag.FlagSet, b bound, names ...string) {
+	for _, n := range names {
+		f := fs.Lookup(n)
+		if f == nil {
+			panic("limit: no flag --" + n) // a mistake in this program, caught by its tests
+		}
+		f.Value = &boundedValue{Value: f.Value, b: b}
+	}
 }

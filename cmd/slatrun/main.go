@@ -102,8 +102,14 @@ func newFlags(name, synopsis string, stderr io.Writer) *pflag.FlagSet {
 	return fs
 }
 
+// parsing, if set (by tests), sees every flag set parse is given.
+var parsing func(fs *pflag.FlagSet)
+
 // parse parses flags and turns pflag's errors into usage errors.
 func parse(fs *pflag.FlagSet, args []string) error {
+	if parsing != nil {
+		parsing(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
@@ -135,6 +141,7 @@ func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = ONNX Runtime's choice)")
 	fs.BoolVar(&r.spinning, "spinning", false, "let idle ONNX Runtime threads spin (faster on an otherwise idle machine)")
 	fs.BoolVar(&r.nchwc, "nchwc", true, "CPU: run eligible convolutions in ONNX Runtime's blocked NCHWc kernels (--nchwc=false: plain NCHW)")
+	limit(fs, nonNegative, "device", "threads")
 }
 
 func oneOf(v string, allowed ...string) bool {

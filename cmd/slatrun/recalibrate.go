@@ -27,6 +27,8 @@ func runRecalibrate(args []string, stdout, stderr io.Writer) error {
 	rt.add(fs)
 	var z zooFlags
 	z.add(fs, false)
+	limit(fs, nonNegative, "n")
+	limit(fs, atLeastOne, "batch")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

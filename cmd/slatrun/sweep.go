@@ -64,6 +64,9 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	k8sMount := fs.String("k8s-mount", "/results", "--emit-k8s: where the volume is mounted; the sweep writes to MOUNT/<name of --out>")
 	k8sCPU := fs.String("k8s-cpu", "2", "--emit-k8s: CPU request and limit of each pod")
 	k8sMem := fs.String("k8s-memory", "8Gi", "--emit-k8s: memory request and limit of each pod")
+	limit(fs, nonNegative, "test-n")
+	limit(fs, atLeastOne, "eval-batch", "workers", "k8s-shards")
+	limit(fs, unit, "collapse-share", "collapse-min-clean")
 
 	// The training flags, shared by every cell.
 	tfs := pflag.NewFlagSet("train", pflag.ContinueOnError)

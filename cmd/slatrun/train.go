@@ -131,7 +131,7 @@ func (tf *trainFlags) add(fs *pflag.FlagSet) {
 	tf.cfg = orchestrator.DefaultConfig()
 	cfg := &tf.cfg
 	fs.StringVar(&tf.model, "model", "convnet", "zoo model ("+strings.Join(zoo.Names(), ", ")+") or a forward ONNX file")
-	fs.StringVar(&tf.data, "data", "fashion-mnist", "training data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
+	fs.StringVar(&tf.data, "data", "fashion-mnist", "training data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW] (C ≤ 16, H, W ≤ 1024, 2000×C×H×W float32 ≤ 1 GiB)")
 	fs.StringVar(&cfg.Method, "method", cfg.Method, "training method: "+orchestrator.Methods)
 	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "epochs")
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "minibatch size")
@@ -156,6 +156,11 @@ func (tf *trainFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&cfg.LogEvery, "log-every", cfg.LogEvery, "write a metrics line every N steps (0: epochs only)")
 	tf.rt.add(fs)
 	tf.z.add(fs, false)
+	limit(fs, atLeastOne, "epochs", "batch", "probe-steps")
+	limit(fs, nonNegative, "wd", "input-step", "noise-radius", "latent-eta", "latent-step", "latent-radius", "train-n", "val-n", "log-every")
+	limit(fs, positive, "lr")
+	limit(fs, unitOpen, "momentum")
+	limit(fs, epsBound, "eps")
 }
 
 // build completes tf.cfg from the parsed flags: it initializes ONNX Runtime,
