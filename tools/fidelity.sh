@@ -13,14 +13,14 @@
 # TRAIN_N 0 is the recipe's full set (slatrun holds 1000 out for its probe,
 # the peer trains on all 60,000). Environment: JOBS runs at once (default
 # 2, one thread each), ATTACK (pgd-50-10 or none; default none), SIDES
-# (default "slatrun peer"), FLAGS (extra slatrun train flags, e.g.
+# (default "slatrun peer"), SLATRUN (the binary; default bin/slatrun), FLAGS (extra slatrun train flags, e.g.
 # "--bn-stats train"), PEER_FLAGS (extra peer flags). Runs go to
 # runs/fidelity/NAME/{slatrun,peer}-SEED; finished ones are kept and
 # reused, so the script can be stopped and run again. The table goes to
 # stdout and runs/fidelity/NAME/results.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 5 ] || { sed -n '2,21p' "$0"; exit 2; }
+[ $# -ge 5 ] || { sed -n '2,22p' "$0"; exit 2; }
 name=$1 method=$2 epochs=$3 trainn=$4
 shift 4
 seeds=("$@")
@@ -29,7 +29,7 @@ attack=${ATTACK:-none}
 sides=${SIDES:-"slatrun peer"}
 dir=runs/fidelity/$name
 mkdir -p "$dir"
-bin=bin/slatrun
+bin=${SLATRUN:-bin/slatrun}
 [ -x "$bin" ] || go build -o "$bin" ./cmd/slatrun
 py=/usr/bin/python3
 
@@ -53,12 +53,13 @@ one() { # side seed
     [ "$attack" != none ] && attacks=$attack
     "$bin" eval --model "$out/run/model.onnx" --data fashion-mnist --eps 0.1 --attacks "$attacks" \
       --n 1000 --batch 250 --threads 1 --out "$out/eval.json" >"$out/eval.log" 2>&1
-    "$py" - "$out/eval.json" "$attack" >"$out/result.json" <<'EOF'
+    "$py" - "$out/eval.json" "$attack" >"$out/result.tmp" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 rob = None if sys.argv[2] == "none" else 100 * r["attacks"][0]["accuracy"]
 print(json.dumps({"clean": 100 * r["clean"], "robust": rob}))
 EOF
+    mv "$out/result.tmp" "$out/result.json"
   else
     local steps=50 restarts=10
     [ "$attack" = none ] && steps=0
@@ -70,7 +71,8 @@ EOF
       --seed "$seed" --train-n "$trainn" --test-n 1000 --threads 1 \
       --pgd-steps "$steps" --pgd-restarts "$restarts" --json ${PEER_FLAGS:-} >"$out/peer.json" 2>"$out/peer.log"
     "$py" -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(json.dumps({"clean": r["clean_acc"], "robust": r["pgd_acc"]}))' \
-      "$out/peer.json" >"$out/result.json"
+      "$out/peer.json" >"$out/result.tmp"
+    mv "$out/result.tmp" "$out/result.json"
   fi
 }
 export -f one
