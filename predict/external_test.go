@@ -71,20 +71,26 @@ func TestExternalData(t *testing.T) {
 	path, loc := secret(t)
 	opened := watchOpens(t, path)
 
-	// The hole: ONNX Runtime itself, handed the model as bytes, opens the
-	// file the location reaches from the working directory (at OptLevel
-	// "none"; the optimizer happens to refuse it at other levels). This
-	// also shows that watchOpens sees an open.
+	// watchOpens sees an open.
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if !opened() {
+		t.Fatal("watchOpens did not see the file opened: this test would prove nothing")
+	}
+	// The hole: ONNX Runtime itself, handed the model as bytes, reads the
+	// file that the location reaches from the working directory (at
+	// OptLevel "none"; at other levels its optimizer happens to refuse the
+	// tensor).
 	m := model(t, "mlp", 4)
 	external(m.Graph().GetInitializer()[0], loc, true)
-	if s, err := ort.NewSession(m, ort.Options{Batch: 1, Threads: 1, OptLevel: "none"}); err == nil {
+	s, err := ort.NewSession(m, ort.Options{Batch: 1, Threads: 1, OptLevel: "none"})
+	if err == nil {
 		s.Close()
-	} else {
-		t.Logf("ONNX Runtime refused the model itself: %v", err)
 	}
-	if !opened() {
-		t.Error("ONNX Runtime did not open the external file (or watchOpens does not see opens): this test proves nothing")
-	}
+	t.Logf("ONNX Runtime alone: session error %v, file opened: %v", err, opened())
 
 	for _, c := range []struct {
 		name, tensor, where string
