@@ -111,7 +111,7 @@ func parseFlags(out io.Writer, args []string) (config, error) {
 	fs.IntVar(&c.batch, "batch", 0, "rows per session run (0: 1 for pool, 16 for micro-batch)")
 	d := DefaultLimits()
 	fs.IntVar(&c.limits.MaxInputs, "max-inputs", d.MaxInputs, "most images per request (it sizes the largest body accepted)")
-	fs.IntVar(&c.limits.MaxInflight, "max-inflight", d.MaxInflight, "requests reading their body or predicting at once (each may hold about 3× the largest body in memory)")
+	fs.IntVar(&c.limits.MaxInflight, "max-inflight", d.MaxInflight, "requests reading their body or predicting at once (each holds about 4× its body in memory)")
 	fs.IntVar(&c.limits.MaxQueue, "max-queue", d.MaxQueue, "requests waiting for one of the --max-inflight slots; more are answered 503 at once")
 	fs.DurationVar(&c.limits.QueueWait, "queue-wait", d.QueueWait, "longest wait for a slot before a 503")
 	fs.Float64Var(&c.limits.MaxAbsInput, "max-abs-input", d.MaxAbsInput, "largest |value| accepted in an input (0: any finite value)")
@@ -240,8 +240,8 @@ type Limits struct {
 	// size it sets the largest body read (24 bytes a value, plus 4 KiB).
 	MaxInputs int
 	// MaxInflight is the most requests reading their body or predicting at
-	// once. Each may hold the body, its decoded values and a copy: about 3×
-	// the largest body.
+	// once. Each holds the body, its decoded values, a copy and the answer:
+	// about 4× its body (7 MB for 256 images of 28×28, 1.9 MB of JSON).
 	MaxInflight int
 	// MaxQueue is the most requests waiting for one of those slots (they
 	// hold no body yet); more are answered 503 at once.
