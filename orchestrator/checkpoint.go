@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/slatrun/slatrun/onnx"
 )
@@ -22,7 +23,11 @@ func (t *Trainer) save(ckpt *onnx.Model, best bool) error {
 			return fmt.Errorf("orchestrator: %w", err)
 		}
 	}
-	b, err := encodeState(t.snapshot())
+	snap, err := t.snapshot()
+	if err != nil {
+		return err
+	}
+	b, err := encodeState(snap)
 	if err != nil {
 		return fmt.Errorf("orchestrator: encode state: %w", err)
 	}
@@ -37,21 +42,25 @@ func (t *Trainer) save(ckpt *onnx.Model, best bool) error {
 	return nil
 }
 
-func (t *Trainer) settingsJSON() []byte {
+func (t *Trainer) settingsJSON() ([]byte, error) {
 	b, err := json.Marshal(t.r)
 	if err != nil {
-		panic(err) // plain data; cannot fail
+		return nil, fmt.Errorf("orchestrator: encode the settings: %w", err)
 	}
-	return b
+	return b, nil
 }
 
 // snapshot collects the state to save.
-func (t *Trainer) snapshot() *snapshot {
+func (t *Trainer) snapshot() (*snapshot, error) {
 	rng, err := t.pcg.MarshalBinary()
 	if err != nil {
-		panic(err) // PCG's MarshalBinary cannot fail
+		return nil, fmt.Errorf("orchestrator: save the random number generator: %w", err)
 	}
-	s := &snapshot{settings: t.settingsJSON(), pass: t.pass, batch: t.batch, global: t.global,
+	settings, err := t.settingsJSON()
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot{settings: settings, provenance: t.provJSON, pass: t.pass, batch: t.batch, global: t.global,
 		sgdStarted: t.opt.Started, rng: rng,
 		bestRobust: t.bestRobust, bestClean: t.bestClean, lastClean: t.lastClean, bestEpoch: t.bestEpoch,
 		win: t.win, ep: t.ep, history: t.history}
@@ -67,7 +76,7 @@ func (t *Trainer) snapshot() *snapshot {
 	if t.m.fam == free {
 		s.tensors = append(s.tensors, savedTensor{"delta.x", roleDelta, t.delta})
 	}
-	return s
+	return s, nil
 }
 
 // restore loads state.bin from the run directory into the Trainer.
@@ -84,9 +93,23 @@ func (t *Trainer) restore() error {
 	if err != nil {
 		return err
 	}
-	if diff := settingsDiff(s.settings, t.settingsJSON()); diff != "" {
-		return fmt.Errorf("orchestrator: %w %s: it was saved by a run with other settings: %s", ErrState, path, diff)
+	settings, err := t.settingsJSON()
+	if err != nil {
+		return err
 	}
+	var why []string
+	if diff := settingsDiff(s.settings, settings); diff != "" {
+		why = append(why, "it was saved by a run with other settings: "+diff)
+	}
+	if len(s.provenance) > 0 {
+		if diff := provenanceDiff(s.provenance, t.provJSON); diff != "" {
+			why = append(why, "it was saved by a run on another model or other data: "+diff)
+		}
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("orchestrator: %w %s: %s", ErrState, path, strings.Join(why, "; and "))
+	}
+
 	if s.pass > t.r.Passes || s.batch > t.r.BatchesEpoch {
 		return fmt.Errorf("orchestrator: %w %s: position epoch %d step %d is outside the run", ErrState, path, s.pass+1, s.batch)
 	}
@@ -142,6 +165,9 @@ func (t *Trainer) restore() error {
 	t.history = s.history
 	if t.global > 0 {
 		t.lastLR, t.lastMom = t.sched.At(t.global - 1)
+	}
+	if len(s.provenance) == 0 {
+		t.logf("note: %s predates provenance records (state format version %d): the forward graph and the data could not be checked against the saved run's; the next checkpoint records them", path, stateVersion1)
 	}
 	return t.restoreMetrics()
 }

@@ -35,6 +35,10 @@ type Config struct {
 	// the per-epoch probe attacks (see Probe). Without Holdout there is no
 	// probe and no best.onnx.
 	Train, Holdout *dataset.Set
+	// DataSpec says where Train and Holdout come from (slatrun records its
+	// --data flag here); config.json keeps it beside the data's
+	// fingerprint. Resume compares the fingerprint, not DataSpec.
+	DataSpec string
 
 	// Method is one of standard, fgsm, fgsm-rs, n-fgsm, pgd-K (K ≥ 1
 	// steps, e.g. pgd-7), free-M (M ≥ 1 replays, e.g. free-8) and slat.
@@ -104,11 +108,23 @@ type Config struct {
 	// spinning). Batch, Shared and Outputs are set by the Trainer.
 	Runtime ort.Options
 
-	// Out is the run directory (DESIGN.md §5); "" writes nothing.
+	// Out is the run directory (docs/run-directory.md); "" writes
+	// nothing. The Trainer holds its lock (LockRun) from New to Close.
 	Out string
 	// Resume continues the run saved in Out (its state.bin) instead of
-	// starting anew; the other settings must match the saved run's.
+	// starting anew; the other settings, the forward graph and the data
+	// must match the saved run's.
 	Resume bool
+	// Overwrite starts a fresh run in an Out that holds another run's
+	// files: New removes them once it has validated the settings and
+	// derived the graphs. Without it, New refuses such an Out
+	// (ErrRunExists).
+	Overwrite bool
+	// Lock, if not nil, is the lock of Out that the caller took with
+	// LockRun (to work in the directory before and after the Trainer, as
+	// slatrun train and sweep do); New then takes none, and Close leaves
+	// it to the caller.
+	Lock *RunLock
 	// LogEvery writes a metrics line (and a log line) every LogEvery
 	// steps; 0 logs epochs only.
 	LogEvery int
@@ -324,6 +340,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Resume && c.Out == "" {
 		bad("Resume needs Out, the run directory to resume")
+	}
+	if c.Overwrite && (c.Resume || c.Out == "") {
+		bad("Overwrite needs Out and no Resume: it replaces the run in Out with a fresh one")
+	}
+	if c.Lock != nil && c.Out == "" {
+		bad("Lock is set but Out is empty")
 	}
 	if err == nil && len(c.Taps) > 0 && m.fam != slat {
 		bad("Taps are set but method %s perturbs no latent tensors (only slat does)", m)

@@ -1,7 +1,7 @@
 // Package orchestrator is slatrun's training loop: SLAT (Park & Lee, ICCV
 // 2021) and its baselines — standard, FGSM, FGSM-RS, N-FGSM, PGD-K and
-// Free-M — as specified in /work/shared/SLAT.md, with ONNX Runtime doing the
-// tensor work.
+// Free-M — as the SLAT paper and its reference code specify them, with ONNX
+// Runtime doing the tensor work.
 //
 // New derives, once, the graphs a method needs from the forward graph
 // (graphs.Derive): the train graph, and for the attacking methods the attack
@@ -32,10 +32,16 @@
 // model.onnx (the forward graph with the trained weights), best.onnx (the
 // checkpoint with the best probe robust accuracy) and state.bin (everything
 // needed to resume: parameters, BN statistics, momentum buffers, position,
-// random generator state, metrics accumulators). Every file is written to a
-// temporary name and renamed. A resumed run (Config.Resume) reproduces the
-// metrics and weights of an uninterrupted run with the same seed on the
-// same provider and thread count.
+// random generator state, metrics accumulators, and the provenance — the
+// forward graph's hash and the data's fingerprint). Every file is written
+// to a temporary name and renamed. A Trainer holds the directory's lock
+// (LockRun) from New to Close, so two trainers never share a directory. A
+// resumed run (Config.Resume) must have the saved run's settings, forward
+// graph and data, and reproduces the metrics and weights of an
+// uninterrupted run with the same seed on the same provider and thread
+// count. Config.Overwrite replaces an old run, removing its files only
+// once the new run's settings and graphs are known to be good. The layout
+// and these rules are in docs/run-directory.md.
 //
 // All randomness comes from Config.Seed: the loader's shuffling and
 // augmentation (dataset), the training attacks' random starts (a PCG whose

@@ -12,11 +12,12 @@ import (
 	"strings"
 )
 
-// state.bin layout (version 1), little-endian:
+// state.bin layout (version 2), little-endian:
 //
 //	magic       8 bytes  "SLATSTAT"
-//	version     uint32   1
+//	version     uint32   2
 //	settings    bytes    the resolved settings as JSON (config.json's "settings")
+//	provenance  bytes    the forward graph's hash and the data's fingerprint as JSON
 //	progress    uint64×3 pass (0-based), minibatch index in the pass, optimizer steps
 //	sgd         uint8    1 once the momentum buffers hold a step
 //	rng         bytes    math/rand/v2 PCG state (MarshalBinary)
@@ -29,10 +30,13 @@ import (
 //
 // "bytes" is a uint32 length then the bytes; an accum is float64 loss,
 // int64 correct, n, passes, batches, float64 seconds, uint32 taps, taps
-// float64.
+// float64. Version 1 is the same without provenance; it still decodes, and
+// a run resumed from it cannot check its model and data.
 const (
 	stateMagic   = "SLATSTAT"
-	stateVersion = 1
+	stateVersion = 2
+	// stateVersion1 is the format before provenance records.
+	stateVersion1 = 1
 	// StateFile, ModelFile, BestFile, ConfigFile and MetricsFile are the
 	// names of the files in a run directory.
 	StateFile   = "state.bin"
@@ -64,6 +68,7 @@ type savedTensor struct {
 // snapshot is everything state.bin holds.
 type snapshot struct {
 	settings   []byte
+	provenance []byte // nil: a version-1 file, which has none
 	pass       int
 	batch      int
 	global     int
@@ -109,6 +114,7 @@ func encodeState(s *snapshot) ([]byte, error) {
 	w.WriteString(stateMagic)
 	w.u32(stateVersion)
 	w.bytes(s.settings)
+	w.bytes(s.provenance)
 	w.u64(uint64(s.pass))
 	w.u64(uint64(s.batch))
 	w.u64(uint64(s.global))
@@ -223,8 +229,9 @@ func decodeState(b []byte, path string) (*snapshot, error) {
 	if len(b) < len(stateMagic)+4+sha256.Size || string(b[:len(stateMagic)]) != stateMagic {
 		return fail("not a slatrun state file (no %q header)", stateMagic)
 	}
-	if v := binary.LittleEndian.Uint32(b[len(stateMagic):]); v != stateVersion {
-		return fail("state format version %d; this slatrun reads version %d", v, stateVersion)
+	v := binary.LittleEndian.Uint32(b[len(stateMagic):])
+	if v != stateVersion && v != stateVersion1 {
+		return fail("state format version %d; this slatrun reads versions %d and %d", v, stateVersion1, stateVersion)
 	}
 	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], sum) {
@@ -233,6 +240,9 @@ func decodeState(b []byte, path string) (*snapshot, error) {
 	r := &stateReader{b: body[len(stateMagic)+4:]}
 	s := &snapshot{}
 	s.settings = append([]byte(nil), r.bytes()...)
+	if v >= 2 {
+		s.provenance = append([]byte{}, r.bytes()...)
+	}
 	s.pass = int(r.u64())
 	s.batch = int(r.u64())
 	s.global = int(r.u64())

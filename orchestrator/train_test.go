@@ -400,6 +400,7 @@ func TestResume(t *testing.T) {
 				tr := newTrainer(t, run)
 				got, err := tr.Run(ctx)
 				cancel()
+				tr.Close() // releases the run directory for the next round
 				if i < len(stops) {
 					if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "resume") {
 						t.Fatalf("interrupted run: err = %v", err)
@@ -483,9 +484,11 @@ func TestResumeRejects(t *testing.T) {
 	cfg.Epochs = 1
 	cfg.Holdout = nil
 	cfg.Out = t.TempDir()
-	if _, err := newTrainer(t, cfg).Run(context.Background()); err != nil {
+	first := newTrainer(t, cfg)
+	if _, err := first.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	first.Close()
 	other := cfg
 	other.Resume = true
 	other.Eps = 0.2

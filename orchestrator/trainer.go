@@ -61,6 +61,13 @@ type Trainer struct {
 	taps  []string
 	graph map[string]string // kind → sha256 of the derived graph
 	fwd   *onnx.Model
+	// lock is the run directory's lock when New took it (Close releases
+	// it); nil without Out or when the caller passed Config.Lock.
+	lock *RunLock
+	// prov is what the run trains on, provJSON its JSON (state.bin's
+	// provenance); set when Out is.
+	prov     provenance
+	provJSON []byte
 
 	// The model's state: the slices are bound as the sessions' inputs
 	// (Options.Shared), so the attack and train graphs read them in place.
@@ -105,13 +112,50 @@ type Trainer struct {
 // ONNX Runtime sessions with the parameters shared between them, and, with
 // cfg.Resume, restores the state saved in cfg.Out. ort.Init must have been
 // called.
+//
+// With cfg.Out, New first takes the run directory's lock (LockRun; unless
+// cfg.Lock holds it already), which the Trainer keeps until Close. A fresh
+// run refuses a directory that holds another run's files (ErrRunExists)
+// unless cfg.Overwrite is set; then it removes them, but only once the
+// settings are valid and the graphs derived, so that a failing New leaves
+// the old run as it was. See docs/run-directory.md.
 func New(cfg Config) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	m, _ := parseMethod(cfg.Method)
 	t := &Trainer{cfg: cfg, m: m, fwd: cfg.Forward, graph: map[string]string{}}
-	if m.fam == slat {
+	made := false // New made cfg.Out
+	if cfg.Out != "" {
+		var err error
+		if made, err = t.lockRun(); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.init(); err != nil {
+		t.Close()
+		if made {
+			os.Remove(cfg.Out) // only if empty: nothing was written
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+// init is New after the lock.
+func (t *Trainer) init() error {
+	cfg := &t.cfg
+	if cfg.Out != "" && !cfg.Resume {
+		old, err := runFiles(cfg.Out, false)
+		if err != nil {
+			return err
+		}
+		if len(old) > 0 && !cfg.Overwrite {
+			return fmt.Errorf("orchestrator: %w: %s holds %s of an earlier run: resume it (Config.Resume), replace it (Config.Overwrite) or choose another Out",
+				ErrRunExists, cfg.Out, strings.Join(old, ", "))
+		}
+	}
+	if t.m.fam == slat {
 		t.taps = cfg.Taps
 		if len(t.taps) == 0 {
 			if v, ok := cfg.Forward.Metadata(graphs.MetaTaps); ok && v != "" {
@@ -119,29 +163,79 @@ func New(cfg Config) (*Trainer, error) {
 			}
 		}
 		if len(t.taps) == 0 {
-			return nil, errors.New("orchestrator: slat needs taps: the forward graph has no slatrun.taps metadata, so set Config.Taps to the latent tensors to perturb")
+			return errors.New("orchestrator: slat needs taps: the forward graph has no slatrun.taps metadata, so set Config.Taps to the latent tensors to perturb")
 		}
 	}
-	t.r = resolve(&cfg, m, t.taps)
+	t.r = resolve(cfg, t.m, t.taps)
 	if t.r.BatchesEpoch == 0 {
-		return nil, fmt.Errorf("orchestrator: %d training examples make no full batch of %d", cfg.Train.N, cfg.Batch)
+		return fmt.Errorf("orchestrator: %d training examples make no full batch of %d", cfg.Train.N, cfg.Batch)
 	}
 	if err := t.setup(); err != nil {
-		t.Close()
-		return nil, err
+		return err
+	}
+	if cfg.Out == "" {
+		return nil
+	}
+	if err := t.fingerprint(); err != nil {
+		return err
 	}
 	if cfg.Resume {
-		if err := t.restore(); err != nil {
-			t.Close()
-			return nil, err
-		}
-	} else if cfg.Out != "" {
-		if err := t.writeConfig(); err != nil {
-			t.Close()
-			return nil, err
-		}
+		return t.restore()
 	}
-	return t, nil
+	removed, err := clearRun(cfg.Out)
+	if len(removed) > 0 {
+		t.logf("overwrite: removed the earlier run's %s from %s", strings.Join(removed, ", "), cfg.Out)
+	}
+	if err != nil {
+		return err
+	}
+	return t.writeConfig()
+}
+
+// lockRun takes the lock of the run directory, making the directory for a
+// fresh run (made reports whether it did), or checks the one in
+// Config.Lock.
+func (t *Trainer) lockRun() (made bool, err error) {
+	dir := t.cfg.Out
+	if t.cfg.Lock != nil {
+		if !t.cfg.Lock.held(dir) {
+			return false, fmt.Errorf("orchestrator: Config.Lock is not a held lock of %s (it was taken on %s)", dir, t.cfg.Lock.Dir())
+		}
+		return false, nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if t.cfg.Resume {
+			return false, fmt.Errorf("orchestrator: %w: run directory %s does not exist", ErrState, dir)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return false, fmt.Errorf("orchestrator: run directory: %w", err)
+		}
+		made = true
+	}
+	l, err := LockRun(dir)
+	if err != nil {
+		if made {
+			os.Remove(dir)
+		}
+		return false, err
+	}
+	t.lock = l
+	return made, nil
+}
+
+// fingerprint computes the run's provenance: the forward graph's hash and
+// the data's fingerprint.
+func (t *Trainer) fingerprint() error {
+	fb, err := t.fwd.Encode()
+	if err != nil {
+		return fmt.Errorf("orchestrator: encode the forward graph: %w", err)
+	}
+	sum := sha256.Sum256(fb)
+	t.prov = provenance{Forward: hex.EncodeToString(sum[:]), Data: fingerprintData(t.cfg.Train, t.cfg.Holdout)}
+	if t.provJSON, err = json.Marshal(t.prov); err != nil {
+		return fmt.Errorf("orchestrator: encode the provenance: %w", err)
+	}
+	return nil
 }
 
 // setup derives the graphs and builds sessions, optimizer, loader and
@@ -288,7 +382,8 @@ func (t *Trainer) checkData(s *ort.Session) error {
 	return nil
 }
 
-// Close releases the ONNX Runtime sessions. It is safe to call twice.
+// Close releases the ONNX Runtime sessions and the run directory's lock
+// (unless it came in Config.Lock). It is safe to call twice.
 func (t *Trainer) Close() error {
 	if t.closed {
 		return nil
@@ -300,6 +395,7 @@ func (t *Trainer) Close() error {
 			errs = append(errs, s.s.Close())
 		}
 	}
+	errs = append(errs, t.lock.Unlock())
 	return errors.Join(errs...)
 }
 
@@ -344,17 +440,18 @@ type configFile struct {
 	NCHWcBlock  int               `json:"nchwc_block"` // 0: plain NCHW convolutions
 	Graphs      map[string]string `json:"graphs_sha256"`
 	Forward     string            `json:"forward_sha256"`
+	Data        configData        `json:"data"`
 }
 
+// configData is config.json's data: where it came from (Config.DataSpec)
+// and its fingerprint.
+type configData struct {
+	Spec string `json:"spec,omitempty"`
+	dataFingerprint
+}
+
+// writeConfig writes config.json; t.fingerprint has run.
 func (t *Trainer) writeConfig() error {
-	if err := os.MkdirAll(t.cfg.Out, 0o755); err != nil {
-		return fmt.Errorf("orchestrator: run directory: %w", err)
-	}
-	fb, err := t.fwd.Encode()
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(fb)
 	n := 0
 	for _, p := range t.params {
 		n += len(p.Data)
@@ -366,10 +463,11 @@ func (t *Trainer) writeConfig() error {
 	model, _ := t.fwd.Metadata("slatrun.model")
 	c := configFile{Settings: t.r, Model: model, Params: n, ONNXRuntime: ort.Version(),
 		Provider: provider, Threads: t.cfg.Runtime.Threads, Spinning: t.cfg.Runtime.Spinning,
-		NCHWcBlock: t.cfg.Runtime.NCHWc(), Graphs: t.graph, Forward: hex.EncodeToString(sum[:])}
+		NCHWcBlock: t.cfg.Runtime.NCHWc(), Graphs: t.graph, Forward: t.prov.Forward,
+		Data: configData{Spec: t.cfg.DataSpec, dataFingerprint: t.prov.Data}}
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("orchestrator: encode %s: %w", ConfigFile, err)
 	}
 	return t.write(ConfigFile, append(b, '\n'))
 }

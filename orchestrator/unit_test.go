@@ -1,8 +1,11 @@
 package orchestrator
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -220,7 +223,7 @@ func TestResolveDefaults(t *testing.T) {
 
 func testSnapshot() *snapshot {
 	return &snapshot{
-		settings: []byte(`{"method":"slat","seed":1}`), pass: 2, batch: 7, global: 99, sgdStarted: true,
+		settings: []byte(`{"method":"slat","seed":1}`), provenance: []byte(`{"forward_sha256":"ab"}`), pass: 2, batch: 7, global: 99, sgdStarted: true,
 		rng: []byte{1, 2, 3}, bestRobust: 0.5, bestClean: 0.75, lastClean: 0.7, bestEpoch: 2,
 		win:     accum{loss: 1.5, correct: 3, n: 4, passes: 5, batches: 6, seconds: 0.25, taps: []float64{1, 2}},
 		ep:      accum{loss: 2.5, taps: []float64{3, 4}},
@@ -243,9 +246,47 @@ func TestStateRoundTrip(t *testing.T) {
 	if string(b) != string(b2) {
 		t.Fatal("state does not survive a round trip")
 	}
-	if got.pass != 2 || got.batch != 7 || got.global != 99 || !got.sgdStarted || got.bestEpoch != 2 ||
+	if string(got.provenance) != `{"forward_sha256":"ab"}` || got.pass != 2 || got.batch != 7 || got.global != 99 || !got.sgdStarted || got.bestEpoch != 2 ||
 		got.win.taps[1] != 2 || got.history[1].Loss != 0.5 || got.tensors[1].data[2] != float32(math.Inf(1)) {
 		t.Fatalf("decoded %+v", got)
+	}
+}
+
+// toVersion1 rewrites a version-2 state.bin as version 1 wrote it: no
+// provenance record.
+func toVersion1(t testing.TB, b []byte) []byte {
+	t.Helper()
+	body := b[:len(b)-sha256.Size]
+	at := len(stateMagic) + 4
+	settingsLen := int(binary.LittleEndian.Uint32(body[at:]))
+	at += 4 + settingsLen // the provenance's length is next
+	provLen := int(binary.LittleEndian.Uint32(body[at:]))
+	out := append([]byte(nil), body[:at]...)
+	binary.LittleEndian.PutUint32(out[len(stateMagic):], stateVersion1)
+	out = append(out, body[at+4+provLen:]...)
+	sum := sha256.Sum256(out)
+	return append(out, sum[:]...)
+}
+
+// TestStateVersion1 decodes a state.bin of format version 1 (before
+// provenance records): everything but the provenance is there.
+func TestStateVersion1(t *testing.T) {
+	b, err := encodeState(testSnapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := toVersion1(t, b)
+	if v := binary.LittleEndian.Uint32(old[len(stateMagic):]); v != 1 || len(old) >= len(b) {
+		t.Fatalf("toVersion1 made version %d, %d bytes from %d", v, len(old), len(b))
+	}
+	got, err := decodeState(old, "state.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := testSnapshot()
+	want.provenance = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("version 1 decoded as\n%+v\nwant\n%+v", got, want)
 	}
 }
 

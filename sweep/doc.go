@@ -8,7 +8,7 @@
 // A sweep directory holds:
 //
 //	sweep.json               the Spec and its cells, in grid order
-//	cells/NAME/              one run directory per cell (DESIGN.md §5), plus
+//	cells/NAME/              one run directory per cell (docs/run-directory.md), plus
 //	    cell.json            the cell: method, ε, seed, axis values, training flags
 //	    trained.json         written when training finished: the cell is never trained again
 //	    eval-final.json      cached evaluation of model.onnx (redone only if its key changes)
@@ -21,7 +21,9 @@
 //
 // Run is resumable: cells with trained.json are skipped, cells with a
 // state.bin but no trained.json resume where they stopped (the
-// orchestrator's Config.Resume), and cached evaluations are reused. The
+// orchestrator's Config.Resume), and cached evaluations are reused. Run
+// holds a cell's lock (orchestrator.LockRun) while it trains and evaluates
+// it; a cell whose lock another process holds is skipped (Summary.Busy). The
 // cells are independent, so a sweep scales out by sharding: Shard{I, N}
 // runs the cells whose grid index is I mod N, every shard computes the same
 // grid from the same Spec, and Collect merges the cells of several shard

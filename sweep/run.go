@@ -35,10 +35,13 @@ const (
 
 // TrainFunc trains cell c into the run directory dir (its Args are the
 // flags of "slatrun train"). With resume, dir holds a half-finished run
-// (state.bin) to continue with the orchestrator's Config.Resume. Log lines
-// go to log. It returns when the run finished, failed, or ctx was cancelled
+// (state.bin) to continue with the orchestrator's Config.Resume; without,
+// dir may hold the files of a run that failed before its first checkpoint,
+// for Config.Overwrite to replace. lock is dir's lock, which Run holds for
+// the whole cell: pass it as the orchestrator's Config.Lock. Log lines go
+// to log. It returns when the run finished, failed, or ctx was cancelled
 // (after the orchestrator saved its checkpoint).
-type TrainFunc func(ctx context.Context, c Cell, dir string, resume bool, log io.Writer) error
+type TrainFunc func(ctx context.Context, c Cell, dir string, resume bool, lock *orchestrator.RunLock, log io.Writer) error
 
 // EvalFunc evaluates the checkpoint file of cell c as Spec.Eval says, at the
 // cell's ε (see NewEvaluator).
@@ -69,6 +72,9 @@ type Summary struct {
 	Evals   int      `json:"evals"`   // checkpoints evaluated (not from the cache)
 	Done    []string `json:"done"`
 	Failed  []string `json:"failed,omitempty"`
+	// Busy are the cells skipped because another process (or Run) holds
+	// their directory's lock.
+	Busy []string `json:"busy,omitempty"`
 }
 
 // sweepDoc is sweep.json.
@@ -87,6 +93,10 @@ type trainedDoc struct {
 // ErrFailed is wrapped by Run's error when some cells failed; the others
 // finished, and a later Run retries the failed ones.
 var ErrFailed = errors.New("sweep: some cells failed")
+
+// ErrBusy is wrapped by Run's error when some cells were skipped because
+// another process was working in their directories; a later Run does them.
+var ErrBusy = errors.New("sweep: some cells are in use by another process")
 
 // Run trains and evaluates the cells of spec that opts.Shard selects, on
 // opts.Workers workers, into opts.Out, skipping what is already done. It
@@ -147,6 +157,7 @@ feed:
 	sum := r.sum
 	slices.Sort(sum.Done)
 	slices.Sort(sum.Failed)
+	slices.Sort(sum.Busy)
 	if opts.Shard.N > 1 {
 		name := fmt.Sprintf("%d-of-%d.json", opts.Shard.I, opts.Shard.N)
 		if err := os.MkdirAll(filepath.Join(opts.Out, ShardsDir), 0o755); err == nil {
@@ -156,10 +167,14 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return sum, fmt.Errorf("sweep: interrupted with %d of %d cells done (%w); run the same command again to go on", len(sum.Done), len(mine), err)
 	}
+	var errs []error
 	if len(sum.Failed) > 0 {
-		return sum, fmt.Errorf("%w: %s (see failed.json in their directories; a new run retries them)", ErrFailed, strings.Join(sum.Failed, ", "))
+		errs = append(errs, fmt.Errorf("%w: %s (see failed.json in their directories; a new run retries them)", ErrFailed, strings.Join(sum.Failed, ", ")))
 	}
-	return sum, nil
+	if len(sum.Busy) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %s (their directories are locked; run again once that process is done)", ErrBusy, strings.Join(sum.Busy, ", ")))
+	}
+	return sum, errors.Join(errs...)
 }
 
 type runner struct {
@@ -189,12 +204,25 @@ func (r *runner) count(f func(s *Summary)) {
 // run trains and evaluates one cell, recording its failure, if any.
 func (r *runner) run(ctx context.Context, c Cell) {
 	dir := filepath.Join(r.opts.Out, CellsDir, c.Name)
-	err := r.cell(ctx, c, dir)
+	// The cell's files, its training and its evaluations are this Run's
+	// alone while it holds the lock.
+	var lock *orchestrator.RunLock
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		lock, err = orchestrator.LockRun(dir)
+	}
+	if err == nil {
+		err = r.cell(ctx, c, dir, lock)
+	}
+	defer lock.Unlock()
 	switch {
 	case err == nil:
 		r.count(func(s *Summary) { s.Done = append(s.Done, c.Name) })
 	case ctx.Err() != nil:
 		r.logf("%s: interrupted; its checkpoint is saved", c.Name)
+	case errors.Is(err, orchestrator.ErrLocked): // not ours to mark failed
+		r.count(func(s *Summary) { s.Busy = append(s.Busy, c.Name) })
+		r.logf("%s: skipped: %v", c.Name, err)
 	default:
 		r.count(func(s *Summary) { s.Failed = append(s.Failed, c.Name) })
 		writeJSON(filepath.Join(dir, FailedFile), map[string]string{"error": err.Error(), "time": time.Now().UTC().Format(time.RFC3339)})
@@ -202,10 +230,8 @@ func (r *runner) run(ctx context.Context, c Cell) {
 	}
 }
 
-func (r *runner) cell(ctx context.Context, c Cell, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
+// cell trains and evaluates c in dir, whose lock Run holds.
+func (r *runner) cell(ctx context.Context, c Cell, dir string, lock *orchestrator.RunLock) error {
 	if !exists(filepath.Join(dir, CellFile)) { // checkCell vouched for an existing one
 		if err := writeJSON(filepath.Join(dir, CellFile), c); err != nil {
 			return err
@@ -230,7 +256,7 @@ func (r *runner) cell(ctx context.Context, c Cell, dir string) error {
 			return err
 		}
 		t0 := time.Now()
-		err = r.opts.Train(ctx, c, dir, resume, f)
+		err = r.opts.Train(ctx, c, dir, resume, lock, f)
 		f.Close()
 		if err != nil {
 			return err

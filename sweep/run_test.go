@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,7 +50,7 @@ type counter struct {
 
 // train trains a cell of tinySpec directly (the CLI parses Cell.Args
 // instead; here method, ε and seed are all that vary).
-func (k *counter) train(ctx context.Context, c Cell, dir string, resume bool, log io.Writer) error {
+func (k *counter) train(ctx context.Context, c Cell, dir string, resume bool, lock *orchestrator.RunLock, log io.Writer) error {
 	k.trains.Add(1)
 	if resume {
 		k.resumes.Add(1)
@@ -67,7 +69,7 @@ func (k *counter) train(ctx context.Context, c Cell, dir string, resume bool, lo
 	cfg.Method, cfg.Eps, cfg.Seed, cfg.Epochs, cfg.Batch = c.Method, float32(c.EpsValue()), c.Seed, 2, 32
 	cfg.LogEvery = 2
 	cfg.Runtime = ort.Options{Threads: 1}
-	cfg.Out, cfg.Resume, cfg.Logger = dir, resume, log
+	cfg.Out, cfg.Resume, cfg.Overwrite, cfg.Lock, cfg.Logger = dir, resume, !resume, lock, log
 	if c.Name == k.cancelIn && !resume {
 		cfg.Hooks.OnStep = func(s orchestrator.StepInfo) error {
 			if s.GlobalStep == 3 {
@@ -356,4 +358,38 @@ func TestCollapseRule(t *testing.T) {
 
 func evalReport(clean, robust float64) *eval.Report {
 	return &eval.Report{N: 100, Clean: clean, WorstCase: robust, Attacks: []eval.AttackResult{{AttackSpec: eval.AttackSpec{Name: "pgd-20"}, Accuracy: robust}}}
+}
+
+// TestBusyCellIsSkipped runs a sweep while another holder has a cell's
+// lock: that cell is skipped, neither trained nor marked failed, and Run
+// says so; the next Run trains it.
+func TestBusyCellIsSkipped(t *testing.T) {
+	spec := tinySpec()
+	spec.Methods, spec.Seeds = []string{"fgsm"}, []uint64{0}
+	cells, _ := spec.Cells()
+	dir := t.TempDir()
+	busy := filepath.Join(dir, CellsDir, cells[0].Name)
+	if err := os.MkdirAll(busy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := orchestrator.LockRun(busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	k := &counter{}
+	opts := Options{Out: dir, Workers: 2, Train: k.train, Eval: newEval(t, spec)}
+	sum, err := Run(context.Background(), spec, opts)
+	if !errors.Is(err, ErrBusy) || errors.Is(err, ErrFailed) || !slices.Equal(sum.Busy, []string{cells[0].Name}) ||
+		len(sum.Done) != len(cells)-1 || k.trains.Load() != int32(len(cells)-1) {
+		t.Fatalf("with a busy cell: %v, %d trainings, %+v; want ErrBusy for %s only", err, k.trains.Load(), sum, cells[0].Name)
+	}
+	if ents, _ := os.ReadDir(busy); len(ents) != 1 || ents[0].Name() != orchestrator.LockFile {
+		t.Errorf("the busy cell's directory was written to: %v", ents)
+	}
+	lock.Unlock()
+	sum, err = Run(context.Background(), spec, opts)
+	if err != nil || sum.Trained != 1 || sum.Skipped != len(cells)-1 {
+		t.Errorf("once free: %v, %+v; want the one cell trained", err, sum)
+	}
 }

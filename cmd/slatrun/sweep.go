@@ -214,14 +214,14 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sum, err := sweep.Run(ctx, spec, sweep.Options{Out: *out, Workers: *workers, Shard: shard, Log: stdout, Eval: evalFn,
-		Train: func(ctx context.Context, c sweep.Cell, dir string, resume bool, log io.Writer) error {
-			return trainCell(ctx, c, rtArgs, dir, resume, log, open)
+		Train: func(ctx context.Context, c sweep.Cell, dir string, resume bool, lock *orchestrator.RunLock, log io.Writer) error {
+			return trainCell(ctx, c, rtArgs, dir, resume, lock, log, open)
 		}})
 	if sum != nil {
 		fmt.Fprintf(stdout, "sweep: %d cells: %d trained, %d resumed, %d already done; %d checkpoints evaluated\n",
 			sum.Cells, sum.Trained, sum.Resumed, sum.Skipped, sum.Evals)
 	}
-	if err != nil && !errors.Is(err, sweep.ErrFailed) {
+	if err != nil && !errors.Is(err, sweep.ErrFailed) && !errors.Is(err, sweep.ErrBusy) {
 		return err
 	}
 	if shard.N > 1 {
@@ -251,9 +251,9 @@ func parseCell(cellArgs, rtArgs []string) (*trainFlags, error) {
 	return tf, nil
 }
 
-// trainCell trains one cell into dir like "slatrun train --out dir" (or
-// --resume dir) would.
-func trainCell(ctx context.Context, c sweep.Cell, rtArgs []string, dir string, resume bool, log io.Writer, open sweep.OpenFunc) error {
+// trainCell trains one cell into dir like "slatrun train --out dir
+// --overwrite" (or --resume dir) would, under the lock the sweep holds.
+func trainCell(ctx context.Context, c sweep.Cell, rtArgs []string, dir string, resume bool, lock *orchestrator.RunLock, log io.Writer, open sweep.OpenFunc) error {
 	tf, err := parseCell(c.Args, rtArgs)
 	if err != nil {
 		return err
@@ -262,19 +262,21 @@ func trainCell(ctx context.Context, c sweep.Cell, rtArgs []string, dir string, r
 		return err
 	}
 	cfg := tf.cfg
-	cfg.Out, cfg.Resume, cfg.Logger = dir, resume, log
-	if !resume {
-		// So that "slatrun train --resume DIR" continues a cell, too.
-		b, _ := json.Marshal(c.Args)
-		if err := onnx.WriteFileAtomic(filepath.Join(dir, argsFile), b); err != nil {
-			return err
-		}
-	}
+	// A cell that is not resumed may hold the files of an attempt that
+	// failed before its first checkpoint: they go.
+	cfg.Out, cfg.Resume, cfg.Overwrite, cfg.Lock, cfg.Logger = dir, resume, !resume, lock, log
 	tr, err := orchestrator.New(cfg)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	if !resume {
+		// So that "slatrun train --resume DIR" continues a cell, too.
+		b, _ := json.Marshal(c.Args)
+		if err := onnx.WriteFileAtomic(filepath.Join(dir, argsFile), b); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+	}
 	res, err := tr.Run(ctx)
 	if err != nil {
 		return err

@@ -28,9 +28,9 @@ func init() {
 }
 
 // argsFile keeps the command line of a run, so --resume DIR alone continues it.
-const argsFile = "cli-args.json"
+const argsFile = orchestrator.ArgsFile
 
-func runTrain(args []string, stdout, stderr io.Writer) error {
+func runTrain(args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("train", "train --model (NAME | forward.onnx) --data SPEC --method METHOD [flags]", stderr)
 	var tf trainFlags
 	tf.add(fs)
@@ -41,7 +41,17 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *resume != "" && *overwrite {
+		return usagef("train: --resume continues the run in %s and --overwrite replaces it: pass one of them", *resume)
+	}
+	// The run directory's lock is held from before its files are read or
+	// written until the run ends (docs/run-directory.md).
+	var lock *orchestrator.RunLock
 	if *resume != "" {
+		if lock, err = orchestrator.LockRun(*resume); err != nil {
+			return fmt.Errorf("train: --resume %s: %w", *resume, err)
+		}
+		defer lock.Unlock()
 		saved, err := os.ReadFile(filepath.Join(*resume, argsFile))
 		if err != nil {
 			return fmt.Errorf("train: --resume %s: %w (is it a slatrun run directory?)", *resume, err)
@@ -55,6 +65,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		*out, cfg.Resume = *resume, true
+		*overwrite = false // in case an older slatrun saved it
 	}
 	if fs.NArg() > 0 {
 		return usagef("train: unexpected arguments %q", fs.Args())
@@ -62,24 +73,31 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		*out = filepath.Join("runs", strings.TrimSuffix(filepath.Base(tf.model), ".onnx")+"-"+cfg.Method)
 	}
+	if lock == nil {
+		_, serr := os.Stat(*out)
+		made := errors.Is(serr, os.ErrNotExist)
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		if lock, err = orchestrator.LockRun(*out); err != nil {
+			if made {
+				os.Remove(*out)
+			}
+			return fmt.Errorf("train: %w", err)
+		}
+		defer func() {
+			lock.Unlock()
+			if made && err != nil {
+				os.Remove(*out) // only if empty: nothing was written
+			}
+		}()
+	}
 	if err := tf.build(dataset.Open); err != nil {
 		return err
 	}
-	if !cfg.Resume && !*overwrite {
-		if _, err := os.Stat(filepath.Join(*out, orchestrator.StateFile)); err == nil {
-			return usagef("train: %s already holds a run: continue it with --resume %s, or pass --overwrite, or choose another --out", *out, *out)
-		}
-	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	cfg.Out = *out
-	if !cfg.Resume {
-		b, _ := json.Marshal(withoutResume(args))
-		if err := onnx.WriteFileAtomic(filepath.Join(*out, argsFile), b); err != nil {
-			return fmt.Errorf("train: %w", err)
-		}
-	}
+	// With --overwrite, New removes the old run's files only once the new
+	// run's settings are valid and its graphs derived.
+	cfg.Out, cfg.Lock, cfg.Overwrite = *out, lock, *overwrite
 	heldN := 0
 	if cfg.Holdout != nil {
 		heldN = cfg.Holdout.N
@@ -92,10 +110,22 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "slatrun train: %s on %s (%d examples, %d held out), method %s, ε=%.4g, %d epochs, batch %d → %s\n",
 		tf.model, tf.data, cfg.Train.N, heldN, cfg.Method, cfg.Eps, cfg.Epochs, cfg.Batch, *out)
 	tr, err := orchestrator.New(*cfg)
+	if errors.Is(err, orchestrator.ErrRunExists) {
+		if _, serr := os.Stat(filepath.Join(*out, orchestrator.StateFile)); serr == nil {
+			return usagef("train: %s already holds a run: continue it with --resume %s, or pass --overwrite to replace it, or choose another --out", *out, *out)
+		}
+		return usagef("train: %s holds files of an earlier run that cannot be resumed (no %s): pass --overwrite to replace them, or choose another --out", *out, orchestrator.StateFile)
+	}
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	if !cfg.Resume {
+		b, _ := json.Marshal(withoutResume(args))
+		if err := onnx.WriteFileAtomic(filepath.Join(*out, argsFile), b); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -180,6 +210,7 @@ func (tf *trainFlags) build(open func(spec, split string, seed uint64) (*dataset
 		}
 	}
 	cfg.Runtime = tf.rt.options()
+	cfg.DataSpec = tf.data
 	fwd, err := loadModel(tf.model, &tf.z)
 	if err != nil {
 		return err
@@ -217,7 +248,8 @@ func (tf *trainFlags) build(open func(spec, split string, seed uint64) (*dataset
 	return nil
 }
 
-// withoutResume drops --resume and its value from a command line.
+// withoutResume drops --resume and its value, and --overwrite, from a
+// command line: what cli-args.json keeps for a later --resume.
 func withoutResume(args []string) []string {
 	var out []string
 	for i := 0; i < len(args); i++ {
@@ -226,7 +258,7 @@ func withoutResume(args []string) []string {
 			i++
 			continue
 		}
-		if strings.HasPrefix(a, "--resume=") {
+		if strings.HasPrefix(a, "--resume=") || a == "--overwrite" || strings.HasPrefix(a, "--overwrite=") {
 			continue
 		}
 		out = append(out, a)

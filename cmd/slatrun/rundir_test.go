@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/orchestrator"
+)
+
+// tinyTrain is a "slatrun train" of a second or less into out.
+func tinyTrain(out string, extra ...string) []string {
+	return append([]string{"train", "--model", "mlp", "--data", "synthetic:1x8x8", "--method", "fgsm-rs", "--epochs", "1",
+		"--val-n", "100", "--train-n", "256", "--batch", "32", "--threads", "1", "--out", out}, extra...)
+}
+
+// runFails runs slatrun and expects exit code code with want in stderr.
+func runFails(t *testing.T, code int, want string, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if got := run(args, &out, &errb); got != code || !strings.Contains(errb.String(), want) {
+		t.Fatalf("slatrun %s: exit %d, stderr %q; want exit %d mentioning %q", strings.Join(args, " "), got, errb.String(), code, want)
+	}
+	return errb.String()
+}
+
+// snapshotDir describes every file of dir: name, modification time and
+// contents' hash.
+func snapshotDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = fmt.Sprintf("%d %x", info.ModTime().UnixNano(), sha256.Sum256(b))
+	}
+	return out
+}
+
+// TestTrainOverwrite: a failing --overwrite leaves the old run as it was;
+// a good one leaves nothing of it (no best.onnx after --val-n 0, no
+// evaluation of the old model), and the new run resumes.
+func TestTrainOverwrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	runOK(t, tinyTrain(dir)...)
+	if err := os.WriteFile(filepath.Join(dir, "eval.json"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := snapshotDir(t, dir)
+	if _, ok := old[orchestrator.BestFile]; !ok {
+		t.Fatalf("the first run has no best.onnx: %v", old)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no --overwrite", tinyTrain(dir), "already holds a run"},
+		{"bad taps", tinyTrain(dir, "--overwrite", "--method", "slat", "--taps", "nope"), "nope"},
+		{"data of another shape", tinyTrain(dir, "--overwrite", "--data", "synthetic:3x8x8"), "shape"},
+		{"unknown data", tinyTrain(dir, "--overwrite", "--data", "nope"), "nope"},
+		{"with --resume", []string{"train", "--resume", dir, "--overwrite"}, "pass one of them"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(c.args, &out, &errb); code == 0 || !strings.Contains(errb.String(), c.want) {
+				t.Fatalf("exit %d, stderr %q; want a failure mentioning %q", code, errb.String(), c.want)
+			}
+			if now := snapshotDir(t, dir); !reflect.DeepEqual(now, old) {
+				t.Errorf("the old run changed:\n%v\nwas\n%v", now, old)
+			}
+		})
+	}
+
+	runOK(t, tinyTrain(dir, "--overwrite", "--val-n", "0")...)
+	var names []string
+	for n := range snapshotDir(t, dir) {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if want := []string{argsFile, orchestrator.ConfigFile, orchestrator.MetricsFile, orchestrator.ModelFile, orchestrator.StateFile}; !slices.Equal(names, want) {
+		t.Errorf("after --overwrite --val-n 0: %v, want %v", names, want)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, argsFile))
+	var saved []string
+	if err := json.Unmarshal(b, &saved); err != nil || slices.Contains(saved, "--overwrite") || !slices.Contains(saved, "0") {
+		t.Errorf("cli-args.json %s (%v): want the new command line without --overwrite", b, err)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, orchestrator.ConfigFile))
+	if !bytes.Contains(b, []byte(`"spec": "synthetic:1x8x8"`)) || !bytes.Contains(b, []byte(`"holdout_n": 0`)) {
+		t.Errorf("config.json is not the new run's:\n%s", b)
+	}
+	runOK(t, "train", "--resume", dir)
+}
+
+// TestTrainLockedDirectory: while another holder has a run directory's
+// lock, train and train --resume fail naming it and touch nothing.
+func TestTrainLockedDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	runOK(t, tinyTrain(dir)...)
+	lock, err := orchestrator.LockRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	before := snapshotDir(t, dir)
+	holder := fmt.Sprintf("locked by pid %d on host ", os.Getpid())
+	runFails(t, 1, holder, tinyTrain(dir, "--overwrite")...)
+	runFails(t, 1, holder, "train", "--resume", dir)
+	if after := snapshotDir(t, dir); !reflect.DeepEqual(before, after) {
+		t.Errorf("the locked run changed:\n%v\nwas\n%v", after, before)
+	}
+	lock.Unlock()
+	runOK(t, "train", "--resume", dir)
+}
+
+// TestTrainResumeOtherForward resumes a run whose forward ONNX file was
+// changed since (Relu → Tanh: the same parameters, another model): refused,
+// naming forward_sha256.
+func TestTrainResumeOtherForward(t *testing.T) {
+	root := t.TempDir()
+	model := filepath.Join(root, "mlp.onnx")
+	runOK(t, "export", "--model", "mlp", "-o", model)
+	dir := filepath.Join(root, "run")
+	args := tinyTrain(dir)
+	args[2] = model // --model
+	runOK(t, args...)
+	m, err := onnx.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range m.Graph().GetNode() {
+		if n.GetOpType() == "Relu" {
+			n.OpType = proto.String("Tanh")
+		}
+	}
+	if err := m.Save(model); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotDir(t, dir)
+	msg := runFails(t, 1, "forward_sha256 was", "train", "--resume", dir)
+	if !strings.Contains(msg, "forward graph differs") {
+		t.Errorf("stderr %q does not say that the forward graph differs", msg)
+	}
+	if after := snapshotDir(t, dir); !reflect.DeepEqual(before, after) {
+		t.Error("a refused resume changed the run")
+	}
+}
