@@ -153,6 +153,10 @@ func (d *deriver) convWeightGradGemm(in string, inShape []int64, g string, gShap
 	return d.reshape(t, append([]int64{M, C}, cg.k...))
 }
 
+// maxGemmTaps bounds the kernel offsets of convWeightGradGemm (one Gemm
+// each); convolutions with larger kernels use convWeightGrad.
+const maxGemmTaps = 1024
+
 func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	x, w, b := n.in[0], n.in[1], n.input(2)
 	xs, ws, ys := d.shape(x), d.shape(w), d.shape(n.out[0])
@@ -173,7 +177,7 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 			onnx.AttrInt("group", cg.group), onnx.AttrInts("output_padding", op...))
 	}
 	if d.wants(w) {
-		if cg.group == 1 {
+		if cg.group == 1 && onnx.NumElements(cg.k) <= maxGemmTaps {
 			res[1] = d.convWeightGradGemm(x, xs, dy[0], ys, cg)
 		} else {
 			res[1] = d.convWeightGrad(x, xs, dy[0], ys, cg)

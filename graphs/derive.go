@@ -98,8 +98,8 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t := g.info["logits"]; t == nil || len(t.shape) != 2 || !t.isFloat() {
-		return nil, fmt.Errorf("graphs: derive: the forward graph's output must be float logits [N, K], got shape %v", g.shape("logits"))
+	if err := checkLogits(g); err != nil {
+		return nil, err
 	}
 	taps := spec.Taps
 	if taps == nil {
@@ -196,17 +196,13 @@ func (d *deriver) build() (*onnx.Model, error) {
 		isStat[s] = true
 	}
 	// Taps: check, and in the train kind insert the domain-clip nodes.
-	prod := g.producers()
-	for _, t := range d.taps {
-		ti := g.info[t]
-		p := prod[t]
-		if ti == nil || p == nil || p.folded {
-			return nil, fmt.Errorf("graphs: derive: tap %q is not a tensor computed by the forward graph", t)
-		}
-		if !ti.isFloat() || len(ti.shape) < 2 {
-			return nil, fmt.Errorf("graphs: derive: tap %q must be a float tensor [N, ...], is %v", t, ti.shape)
-		}
+	if err := d.checkTaps(); err != nil {
+		return nil, err
 	}
+	if err := d.freeInterfaceNames(); err != nil {
+		return nil, err
+	}
+	prod := g.producers()
 	if spec.Kind == Train {
 		for _, t := range d.taps {
 			p := prod[t]
@@ -294,7 +290,7 @@ func (d *deriver) build() (*onnx.Model, error) {
 	for name := range g.used {
 		d.b.Reserve(name)
 	}
-	for _, s := range []string{"x", "y", "loss", "loss.each", "logits", "grad.x"} {
+	for _, s := range []string{"x", "y", "target", "loss", "loss.each", "logits", "grad.x"} {
 		d.b.Reserve(s)
 	}
 	for _, s := range append(append([]string(nil), g.params...), d.taps...) {
@@ -462,6 +458,157 @@ func (d *deriver) statOutputs() {
 			d.output(s+".next", d.g.info[s].shape)
 		}
 	}
+}
+
+// maxClasses bounds K of the logits [N, K] (the loss heads build [1, K]
+// constants in Go).
+const maxClasses = 1 << 20
+
+// checkLogits checks that the tensor Derive differentiates is float
+// logits [N, K] with 2 ≤ K ≤ maxClasses.
+func checkLogits(g *fgraph) error {
+	what := fmt.Sprintf("output %q", g.outputName)
+	if g.stripped != "" {
+		what = fmt.Sprintf("logits (the input of the %s that computes the output %q)", g.stripped, g.outputName)
+	}
+	t := g.info["logits"]
+	if t == nil || len(t.shape) != 2 || !t.isFloat() {
+		got := "an unknown shape"
+		if t != nil {
+			got = fmt.Sprintf("shape %v", t.shape)
+			if !t.isFloat() {
+				got = fmt.Sprintf("element type %s, shape %v", t.dt, t.shape)
+			}
+		}
+		return fmt.Errorf("graphs: derive: the forward graph's %s must be float logits [N, K], got %s (see docs/models.md)", what, got)
+	}
+	if k := t.shape[1]; k < 2 || k > maxClasses {
+		return fmt.Errorf("graphs: derive: the forward graph's %s has %d classes; slatrun needs 2 to %d", what, k, maxClasses)
+	}
+	return nil
+}
+
+// checkTaps checks the taps: listed once each, float tensors [N, ...] that
+// the forward graph computes and the logits depend on.
+func (d *deriver) checkTaps() error {
+	g := d.g
+	prod := g.producers()
+	live := g.ancestors(g.output)
+	seen := map[string]bool{}
+	for _, t := range d.taps {
+		if seen[t] {
+			return fmt.Errorf("graphs: derive: tap %q is listed twice", t)
+		}
+		seen[t] = true
+		if now, ok := g.renamed[t]; ok {
+			switch now {
+			case "x":
+				return fmt.Errorf("graphs: derive: tap %q is the model's input; a tap must be a tensor the forward graph computes", t)
+			case "logits":
+				return fmt.Errorf("graphs: derive: tap %q is the model's logits, which slatrun calls logits; name the tap logits", t)
+			}
+			return fmt.Errorf("graphs: derive: tap %q: slatrun renames this tensor (to %q) because the names x and logits are reserved for the model's input and logits; rename it in the model", t, now)
+		}
+		ti, p := g.info[t], prod[t]
+		switch {
+		case t == "":
+			return fmt.Errorf("graphs: derive: a tap has an empty name")
+		case t == "x":
+			return fmt.Errorf("graphs: derive: tap %q is the model's input; a tap must be a tensor the forward graph computes", t)
+		case ti == nil:
+			return fmt.Errorf("graphs: derive: unknown tap %q: the forward graph has no tensor of that name%s", t, d.tapHint())
+		case p == nil:
+			return fmt.Errorf("graphs: derive: tap %q is an initializer of the forward graph, not a tensor it computes%s", t, d.tapHint())
+		case p.folded:
+			return fmt.Errorf("graphs: derive: tap %q is a constant (computed from shapes), not an activation%s", t, d.tapHint())
+		case !ti.isFloat() || len(ti.shape) < 2:
+			return fmt.Errorf("graphs: derive: tap %q must be a float tensor [N, ...], is %s %v", t, ti.dt, ti.shape)
+		case !live[t]:
+			return fmt.Errorf("graphs: derive: tap %q does not influence the logits", t)
+		}
+	}
+	return nil
+}
+
+// tapHint names a few tensors that could be taps.
+func (d *deriver) tapHint() string {
+	var names []string
+	live := d.g.ancestors(d.g.output)
+	for _, n := range d.g.nodes {
+		if n.folded || len(names) == 6 {
+			continue
+		}
+		for _, o := range n.out {
+			if t := d.g.info[o]; o != "" && o != "logits" && live[o] && t != nil && t.isFloat() && len(t.shape) >= 2 && len(names) < 6 {
+				names = append(names, o)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " (tensors it computes include " + strings.Join(names, ", ") + ")"
+}
+
+// ancestors returns the tensors s depends on, s included.
+func (g *fgraph) ancestors(s string) map[string]bool {
+	want := map[string]bool{s: true}
+	for i := len(g.nodes) - 1; i >= 0; i-- {
+		n := g.nodes[i]
+		hit := false
+		for _, o := range n.out {
+			hit = hit || (o != "" && want[o])
+		}
+		if hit {
+			for _, in := range n.in {
+				want[in] = true
+			}
+		}
+	}
+	return want
+}
+
+// freeInterfaceNames makes the names of the derived graph's inputs and
+// outputs (x, y, target, loss, logits, loss.each, grad.*, delta.<tap>,
+// <stat>.next) free: a forward tensor that carries one of them and is not
+// the tensor it stands for is renamed. Two interface tensors wanting the
+// same name (a parameter called y, a tap called grad.x) are an error.
+func (d *deriver) freeInterfaceNames() error {
+	g := d.g
+	type claim struct{ tensor, role string }
+	owner := map[string]claim{}
+	add := func(name, tensor, role string) error {
+		if prev, ok := owner[name]; ok && prev.tensor != tensor {
+			return fmt.Errorf("graphs: derive: the derived graph needs the name %q for %s and for %s; rename the forward graph's tensor %q", name, prev.role, role, name)
+		}
+		owner[name] = claim{tensor, role}
+		return nil
+	}
+	claims := [][3]string{{"x", "x", "the image input"}, {"logits", "logits", "the logits"},
+		{"y", "", "the labels input"}, {"target", "", "the targets input"}, {"loss", "", "the loss output"},
+		{"loss.each", "", "the per-example loss output"}, {"grad.x", "", "the input gradient output"}}
+	for _, p := range g.params {
+		claims = append(claims, [3]string{p, p, "parameter " + p}, [3]string{"grad." + p, "", "the gradient of parameter " + p})
+	}
+	for _, s := range g.stats {
+		claims = append(claims, [3]string{s, s, "running statistic " + s}, [3]string{s + ".next", "", "the update of running statistic " + s})
+	}
+	for _, t := range d.taps {
+		claims = append(claims, [3]string{t, t, "tap " + t}, [3]string{"delta." + t, "", "the perturbation of tap " + t}, [3]string{"grad." + t, "", "the gradient of tap " + t})
+	}
+	for _, c := range claims {
+		if err := add(c[0], c[1], c[2]); err != nil {
+			return err
+		}
+	}
+	m := map[string]string{}
+	for _, name := range g.tensorNames() {
+		if c, ok := owner[name]; ok && c.tensor != name {
+			m[name] = g.fresh(name)
+		}
+	}
+	g.renameAll(m)
+	return nil
 }
 
 func (d *deriver) input(name string, dt onnx.DType, shape []int64) {

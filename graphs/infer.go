@@ -91,15 +91,48 @@ func contains(s []int64, v int64) bool {
 
 func clone64(s []int64) []int64 { return append([]int64{}, s...) }
 
+// maxFoldElements bounds the constants derive computes in Go (shape
+// arithmetic, ConstantOfShape, Range); larger ones are left to the runtime
+// or refused.
+const maxFoldElements = 1 << 22
+
 // inferAll infers shapes for every node in order and folds constants.
 func (g *fgraph) inferAll() error {
 	for _, n := range g.nodes {
-		if err := g.inferNode(n); err != nil {
+		err := g.inferNode(n)
+		if err == nil {
+			err = g.checkOutputs(n)
+		}
+		if err != nil {
 			var u *UnsupportedOpError
 			if errors.As(err, &u) {
 				return err
 			}
 			return fmt.Errorf("graphs: derive: %v: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// checkOutputs checks the shapes inferred for n's outputs: every dimension
+// non-negative, at most onnx.MaxTensorElements elements, no empty float
+// tensor computed at run time, constants holding as many values as their
+// shape says.
+func (g *fgraph) checkOutputs(n *node) error {
+	for _, o := range n.out {
+		t := g.info[o]
+		if o == "" || t == nil {
+			continue
+		}
+		cnt, err := onnx.Elements(t.shape)
+		if err != nil {
+			return fmt.Errorf("output %q: %w", o, err)
+		}
+		if t.isConst && int64(len(t.ci)+len(t.cf)) != cnt {
+			return fmt.Errorf("output %q: constant of shape %v holds %d values", o, t.shape, len(t.ci)+len(t.cf))
+		}
+		if cnt == 0 && t.isFloat() && !t.isConst {
+			return fmt.Errorf("output %q would be empty (shape %v)", o, t.shape)
 		}
 	}
 	return nil
@@ -153,6 +186,9 @@ func (g *fgraph) inferNode(n *node) error {
 			g.info[n.out[i]] = t
 		}
 	}
+	if err := onnx.CheckArity("", n.op, n.in, n.out); err != nil {
+		return err
+	}
 	if len(ins) == 0 && n.op != "Constant" {
 		return fmt.Errorf("no inputs")
 	}
@@ -197,6 +233,9 @@ func (g *fgraph) inferNode(n *node) error {
 		}
 		set(0, &tinfo{dt: dt, shape: clone64(in0.shape)})
 	case broadcastOps[n.op]:
+		if err := need(len(ins)); err != nil {
+			return err
+		}
 		var shape []int64
 		var dt onnx.DType
 		first := true
@@ -218,6 +257,9 @@ func (g *fgraph) inferNode(n *node) error {
 			}
 		}
 		if n.op == "Where" {
+			if len(ins) != 3 {
+				return fmt.Errorf("Where needs 3 inputs")
+			}
 			dt = ins[1].dt
 		}
 		if boolOut[n.op] {
@@ -269,28 +311,32 @@ func constantAttr(n *node) (*tinfo, error) {
 type inferFunc func(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error)
 
 var inferRules = map[string]inferFunc{
-	"Conv":              inferConv,
-	"ConvTranspose":     inferConvTranspose,
-	"MaxPool":           inferPool,
-	"AveragePool":       inferPool,
-	"GlobalAveragePool": inferGlobalPool,
-	"GlobalMaxPool":     inferGlobalPool,
-	"BatchNormalization": func(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
-		return []*tinfo{{dt: ins[0].dt, shape: clone64(ins[0].shape)}}, nil
-	},
-	"Gemm":      inferGemm,
-	"MatMul":    inferMatMul,
-	"Flatten":   inferFlatten,
-	"Reshape":   inferReshape,
-	"Transpose": inferTranspose,
-	"Squeeze":   inferSqueeze,
-	"Unsqueeze": inferUnsqueeze,
-	"Concat":    inferConcat,
-	"Split":     inferSplit,
-	"Slice":     inferSlice,
-	"Pad":       inferPad,
-	"Gather":    inferGather,
+	"Conv":               inferConv,
+	"ConvTranspose":      inferConvTranspose,
+	"MaxPool":            inferPool,
+	"AveragePool":        inferPool,
+	"GlobalAveragePool":  inferGlobalPool,
+	"GlobalMaxPool":      inferGlobalPool,
+	"BatchNormalization": inferBN,
+	"Gemm":               inferGemm,
+	"MatMul":             inferMatMul,
+	"Flatten":            inferFlatten,
+	"Reshape":            inferReshape,
+	"Transpose":          inferTranspose,
+	"Squeeze":            inferSqueeze,
+	"Unsqueeze":          inferUnsqueeze,
+	"Concat":             inferConcat,
+	"Split":              inferSplit,
+	"Slice":              inferSlice,
+	"Pad":                inferPad,
+	"Gather":             inferGather,
 	"GatherElements": func(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+		if err := needIns(ins, 2); err != nil {
+			return nil, err
+		}
+		if len(ins[0].shape) != len(ins[1].shape) || len(ins[0].shape) == 0 {
+			return nil, fmt.Errorf("GatherElements of %v by indices %v: ranks differ", ins[0].shape, ins[1].shape)
+		}
 		return []*tinfo{{dt: ins[0].dt, shape: clone64(ins[1].shape)}}, nil
 	},
 	"ScatterElements": func(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
@@ -304,9 +350,16 @@ var inferRules = map[string]inferFunc{
 	"Shape":  inferShape,
 	"Size":   func(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) { return []*tinfo{{dt: onnx.Int64}}, nil },
 	"Cast": func(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
-		return []*tinfo{{dt: onnx.DType(n.int("to", 1)), shape: clone64(ins[0].shape)}}, nil
+		to := onnx.DType(n.int("to", 1))
+		if !castTypes[to] {
+			return nil, fmt.Errorf("Cast to element type %s is not supported", to)
+		}
+		return []*tinfo{{dt: to, shape: clone64(ins[0].shape)}}, nil
 	},
 	"CastLike": func(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+		if err := needIns(ins, 2); err != nil {
+			return nil, err
+		}
 		return []*tinfo{{dt: ins[1].dt, shape: clone64(ins[0].shape)}}, nil
 	},
 	"ConstantOfShape": inferConstantOfShape,
@@ -321,8 +374,33 @@ func init() {
 	delete(inferRules, "Resize")
 }
 
+// castTypes are the element types a Cast may produce in a derived graph.
+var castTypes = map[onnx.DType]bool{}
+
+func init() {
+	for _, t := range []onnxpb.TensorProto_DataType{onnxpb.TensorProto_FLOAT, onnxpb.TensorProto_UINT8,
+		onnxpb.TensorProto_INT8, onnxpb.TensorProto_UINT16, onnxpb.TensorProto_INT16, onnxpb.TensorProto_INT32,
+		onnxpb.TensorProto_INT64, onnxpb.TensorProto_BOOL, onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_DOUBLE,
+		onnxpb.TensorProto_UINT32, onnxpb.TensorProto_UINT64, onnxpb.TensorProto_BFLOAT16} {
+		castTypes[t] = true
+	}
+}
+
+// needIns checks that the first k inputs are present.
+func needIns(ins []*tinfo, k int) error {
+	for i := 0; i < k; i++ {
+		if i >= len(ins) || ins[i] == nil {
+			return fmt.Errorf("missing input %d", i)
+		}
+	}
+	return nil
+}
+
 // spatial returns the kernel/stride/dilation/pads of a conv or pool node with
-// r spatial axes, resolving auto_pad into explicit pads (written back).
+// r spatial axes, resolving auto_pad into explicit pads (written back). It
+// checks their ranges: kernel, strides and dilations in [1,
+// onnx.MaxAttrExtent], each pad at least 0 and smaller than the dilated
+// kernel extent (a larger pad gives outputs that see nothing but padding).
 func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, err error) {
 	r := len(kernel)
 	ones := func() []int64 {
@@ -335,8 +413,18 @@ func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, e
 	strides = n.ints("strides", ones())
 	dil = n.ints("dilations", ones())
 	pads = n.ints("pads", make([]int64, 2*r))
-	if len(strides) != r || len(dil) != r || len(pads) != 2*r {
+	if len(strides) != r || len(dil) != r || len(pads) != 2*r || len(in) != r {
 		return nil, nil, nil, fmt.Errorf("strides/dilations/pads do not match %d spatial axes", r)
+	}
+	for i := 0; i < r; i++ {
+		for _, c := range []struct {
+			what string
+			v    int64
+		}{{"kernel", kernel[i]}, {"stride", strides[i]}, {"dilation", dil[i]}} {
+			if c.v < 1 || c.v > onnx.MaxAttrExtent {
+				return nil, nil, nil, fmt.Errorf("%s %d along spatial axis %d is not in [1, %d]", c.what, c.v, i, onnx.MaxAttrExtent)
+			}
+		}
 	}
 	switch ap := n.str("auto_pad", "NOTSET"); ap {
 	case "NOTSET", "":
@@ -359,6 +447,14 @@ func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, e
 	default:
 		return nil, nil, nil, fmt.Errorf("unknown auto_pad %q", ap)
 	}
+	for i := 0; i < r; i++ {
+		ext := (kernel[i]-1)*dil[i] + 1
+		for _, p := range []int64{pads[i], pads[i+r]} {
+			if p < 0 || p >= ext {
+				return nil, nil, nil, fmt.Errorf("pads %v: a pad along spatial axis %d must be at least 0 and smaller than the kernel extent %d", pads, i, ext)
+			}
+		}
+	}
 	n.delAttr("auto_pad")
 	n.setAttr(onnx.AttrInts("pads", pads...))
 	n.setAttr(onnx.AttrInts("strides", strides...))
@@ -366,26 +462,67 @@ func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, e
 	return strides, dil, pads, nil
 }
 
+// kernelAttr checks that a kernel_shape attribute, if any, matches the
+// weight's spatial dims k, and records k in it.
+func kernelAttr(n *node, k []int64) error {
+	if a := n.attr("kernel_shape"); a != nil && !equal64(a.GetInts(), k) {
+		return fmt.Errorf("kernel_shape %v does not match the weight's spatial shape %v", a.GetInts(), k)
+	}
+	n.setAttr(onnx.AttrInts("kernel_shape", k...))
+	return nil
+}
+
+// group returns a convolution's group after checking it.
+func group(n *node) (int64, error) {
+	g := n.int("group", 1)
+	if g < 1 || g > onnx.MaxAttrExtent {
+		return 0, fmt.Errorf("group %d is not in [1, %d]", g, onnx.MaxAttrExtent)
+	}
+	return g, nil
+}
+
+// checkBias checks an optional bias input against its expected shape [m].
+func checkBias(ins []*tinfo, m int64) error {
+	if len(ins) > 2 && ins[2] != nil && !equal64(ins[2].shape, []int64{m}) {
+		return fmt.Errorf("bias has shape %v, want [%d]", ins[2].shape, m)
+	}
+	return nil
+}
+
 func inferConv(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 2); err != nil {
+		return nil, err
+	}
 	x, w := ins[0].shape, ins[1].shape
 	if len(x) < 3 || len(w) != len(x) {
 		return nil, fmt.Errorf("input %v and weight %v ranks do not match", x, w)
 	}
 	k := w[2:]
-	n.setAttr(onnx.AttrInts("kernel_shape", k...))
+	if err := kernelAttr(n, k); err != nil {
+		return nil, err
+	}
 	s, d, p, err := spatial(n, x[2:], k)
 	if err != nil {
 		return nil, err
 	}
-	grp := n.int("group", 1)
+	grp, err := group(n)
+	if err != nil {
+		return nil, err
+	}
+	if w[0]%grp != 0 {
+		return nil, fmt.Errorf("group %d does not divide the weight's %d output channels", grp, w[0])
+	}
 	if x[1] != w[1]*grp {
 		return nil, fmt.Errorf("input has %d channels, weight expects %d×%d", x[1], w[1], grp)
+	}
+	if err := checkBias(ins, w[0]); err != nil {
+		return nil, err
 	}
 	r := len(k)
 	out := []int64{x[0], w[0]}
 	for i := 0; i < r; i++ {
 		o := (x[2+i]+p[i]+p[i+r]-d[i]*(k[i]-1)-1)/s[i] + 1
-		if o <= 0 {
+		if x[2+i]+p[i]+p[i+r] < d[i]*(k[i]-1)+1 || o <= 0 {
 			return nil, fmt.Errorf("empty output along spatial axis %d", i)
 		}
 		out = append(out, o)
@@ -394,6 +531,9 @@ func inferConv(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 }
 
 func inferConvTranspose(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 2); err != nil {
+		return nil, err
+	}
 	x, w := ins[0].shape, ins[1].shape
 	if len(x) < 3 || len(w) != len(x) {
 		return nil, fmt.Errorf("input %v and weight %v ranks do not match", x, w)
@@ -401,21 +541,42 @@ func inferConvTranspose(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if n.attr("output_shape") != nil {
 		return nil, fmt.Errorf("ConvTranspose with output_shape is not supported; use pads and output_padding")
 	}
-	if ap := n.str("auto_pad", "NOTSET"); ap != "NOTSET" && ap != "VALID" {
+	if ap := n.str("auto_pad", "NOTSET"); ap != "NOTSET" && ap != "VALID" && ap != "" {
 		return nil, fmt.Errorf("ConvTranspose with auto_pad %s is not supported", ap)
 	}
 	k := w[2:]
 	r := len(k)
-	n.setAttr(onnx.AttrInts("kernel_shape", k...))
+	if err := kernelAttr(n, k); err != nil {
+		return nil, err
+	}
 	s, d, p, err := spatial(n, x[2:], k)
 	if err != nil {
 		return nil, err
 	}
 	op := n.ints("output_padding", make([]int64, r))
-	grp := n.int("group", 1)
+	if len(op) != r {
+		return nil, fmt.Errorf("output_padding %v does not match %d spatial axes", op, r)
+	}
+	grp, err := group(n)
+	if err != nil {
+		return nil, err
+	}
+	if x[1] != w[0] || w[0]%grp != 0 {
+		return nil, fmt.Errorf("input has %d channels, weight %v expects %d in %d groups", x[1], w, w[0], grp)
+	}
+	if err := checkBias(ins, w[1]*grp); err != nil {
+		return nil, err
+	}
 	out := []int64{x[0], w[1] * grp}
 	for i := 0; i < r; i++ {
-		out = append(out, s[i]*(x[2+i]-1)+op[i]+(k[i]-1)*d[i]+1-p[i]-p[i+r])
+		if op[i] < 0 || (op[i] >= s[i] && op[i] >= d[i]) {
+			return nil, fmt.Errorf("output_padding %v: each must be at least 0 and smaller than the stride or the dilation", op)
+		}
+		o := s[i]*(x[2+i]-1) + op[i] + (k[i]-1)*d[i] + 1 - p[i] - p[i+r]
+		if o <= 0 {
+			return nil, fmt.Errorf("empty output along spatial axis %d", i)
+		}
+		out = append(out, o)
 	}
 	return []*tinfo{{dt: onnx.Float, shape: out}}, nil
 }
@@ -423,7 +584,7 @@ func inferConvTranspose(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 func inferPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	x := ins[0].shape
 	k := n.ints("kernel_shape", nil)
-	if len(k) == 0 || len(k) != len(x)-2 {
+	if len(x) < 3 || len(k) != len(x)-2 {
 		return nil, fmt.Errorf("kernel_shape %v does not match input %v", k, x)
 	}
 	s, d, p, err := spatial(n, x[2:], k)
@@ -443,6 +604,9 @@ func inferPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	out := []int64{x[0], x[1]}
 	for i := 0; i < r; i++ {
 		num := x[2+i] + p[i] + p[i+r] - d[i]*(k[i]-1) - 1
+		if num < 0 {
+			return nil, fmt.Errorf("the kernel %v is larger than the padded input along spatial axis %d", k, i)
+		}
 		o := num/s[i] + 1
 		if ceil {
 			o = (num+s[i]-1)/s[i] + 1
@@ -450,6 +614,9 @@ func inferPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 			if (o-1)*s[i] >= x[2+i]+p[i] {
 				o--
 			}
+		}
+		if o <= 0 {
+			return nil, fmt.Errorf("empty output along spatial axis %d", i)
 		}
 		out = append(out, o)
 	}
@@ -459,13 +626,36 @@ func inferPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 
 func inferGlobalPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	x := clone64(ins[0].shape)
+	if len(x) < 3 {
+		return nil, fmt.Errorf("%s needs an input [N, C, spatial...], got %v", n.op, x)
+	}
 	for i := 2; i < len(x); i++ {
 		x[i] = 1
 	}
 	return []*tinfo{{dt: ins[0].dt, shape: x}}, nil
 }
 
+// inferBN: x [N, C, ...]; scale, bias, mean and var [C].
+func inferBN(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 5); err != nil {
+		return nil, err
+	}
+	x := ins[0].shape
+	if len(x) < 2 || x[1] < 1 {
+		return nil, fmt.Errorf("BatchNormalization needs an input [N, C, ...] with C ≥ 1, got %v", x)
+	}
+	for i, what := range []string{"scale", "bias", "mean", "variance"} {
+		if t := ins[1+i]; !equal64(t.shape, []int64{x[1]}) || !t.isFloat() {
+			return nil, fmt.Errorf("BatchNormalization %s has shape %v, want [%d] (the input's channels) of floats", what, t.shape, x[1])
+		}
+	}
+	return []*tinfo{{dt: ins[0].dt, shape: clone64(x)}}, nil
+}
+
 func inferGemm(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 2); err != nil {
+		return nil, err
+	}
 	a, b := ins[0].shape, ins[1].shape
 	if len(a) != 2 || len(b) != 2 {
 		return nil, fmt.Errorf("Gemm needs 2-D inputs, got %v and %v", a, b)
@@ -481,10 +671,18 @@ func inferGemm(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if k != k2 {
 		return nil, fmt.Errorf("Gemm inner dimensions %d and %d differ", k, k2)
 	}
+	if len(ins) > 2 && ins[2] != nil {
+		if c, err := broadcast(ins[2].shape, []int64{m, nn}); err != nil || !equal64(c, []int64{m, nn}) {
+			return nil, fmt.Errorf("Gemm's C of shape %v does not broadcast to [%d, %d]", ins[2].shape, m, nn)
+		}
+	}
 	return []*tinfo{{dt: ins[0].dt, shape: []int64{m, nn}}}, nil
 }
 
 func inferMatMul(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 2); err != nil {
+		return nil, err
+	}
 	a, b := ins[0].shape, ins[1].shape
 	if len(a) < 2 || len(b) < 2 {
 		return nil, fmt.Errorf("MatMul with 1-D operands is not supported (shapes %v, %v)", a, b)
@@ -528,10 +726,13 @@ func reshapeTarget(x, want []int64, allowzero bool) ([]int64, error) {
 				return nil, fmt.Errorf("reshape to %v: two -1s", want)
 			}
 			neg = i
-		case d < 0:
-			return nil, fmt.Errorf("reshape to %v: bad dimension", want)
+		case d < 0 || d > onnx.MaxTensorElements:
+			return nil, fmt.Errorf("reshape to %v: bad dimension %d", want, d)
 		default:
 			known *= d
+		}
+		if known > onnx.MaxTensorElements {
+			return nil, fmt.Errorf("cannot reshape %v to %v", x, want)
 		}
 	}
 	total := onnx.NumElements(x)
@@ -568,6 +769,13 @@ func transposePerm(n *node, rank int) ([]int64, error) {
 	}
 	if len(perm) != rank {
 		return nil, fmt.Errorf("perm %v does not match rank %d", perm, rank)
+	}
+	seen := make([]bool, rank)
+	for _, p := range perm {
+		if p < 0 || p >= int64(rank) || seen[p] {
+			return nil, fmt.Errorf("perm %v is not a permutation of the %d axes", perm, rank)
+		}
+		seen[p] = true
 	}
 	return perm, nil
 }
@@ -627,6 +835,11 @@ func inferUnsqueeze(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i, v := range axes {
+		if contains(axes[:i], v) {
+			return nil, fmt.Errorf("axes %v repeat axis %d", a, v)
+		}
+	}
 	out := make([]int64, 0, r)
 	j := 0
 	for i := 0; i < r; i++ {
@@ -658,7 +871,15 @@ func inferConcat(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 		if len(t.shape) != len(out) {
 			return nil, fmt.Errorf("input %d has rank %d, want %d", i, len(t.shape), len(out))
 		}
+		for j := range out {
+			if int64(j) != ax && t.shape[j] != out[j] {
+				return nil, fmt.Errorf("input %d has shape %v, which does not match %v off axis %d", i, t.shape, out, ax)
+			}
+		}
 		out[ax] += t.shape[ax]
+	}
+	if out == nil {
+		return nil, fmt.Errorf("no inputs")
 	}
 	return []*tinfo{{dt: ins[0].dt, shape: out}}, nil
 }
@@ -671,11 +892,27 @@ func (g *fgraph) splitSizes(n *node, x []int64) (int64, []int64, error) {
 	}
 	if n.input(1) != "" {
 		s, err := g.constInts(n.input(1))
-		return ax, s, err
+		if err != nil {
+			return 0, nil, err
+		}
+		sum := int64(0)
+		for _, v := range s {
+			if v < 0 || v > x[ax] {
+				return 0, nil, fmt.Errorf("split sizes %v do not add up to %d", s, x[ax])
+			}
+			sum += v
+		}
+		if sum != x[ax] {
+			return 0, nil, fmt.Errorf("split sizes %v do not add up to %d", s, x[ax])
+		}
+		return ax, s, nil
 	}
 	k := int64(len(n.out))
 	if a := n.attr("num_outputs"); a != nil {
 		k = a.GetI()
+	}
+	if k < 1 || k > onnx.MaxNodeArity {
+		return 0, nil, fmt.Errorf("num_outputs %d", k)
 	}
 	size := (x[ax] + k - 1) / k
 	var s []int64
@@ -695,6 +932,9 @@ func inferSplit(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	ax, sizes, err := g.splitSizes(n, ins[0].shape)
 	if err != nil {
 		return nil, err
+	}
+	if len(sizes) != len(n.out) {
+		return nil, fmt.Errorf("Split into %d parts has %d outputs", len(sizes), len(n.out))
 	}
 	var outs []*tinfo
 	for _, s := range sizes {
@@ -749,6 +989,18 @@ func (g *fgraph) sliceSpec(n *node, x []int64) ([]sliceAxis, []int64, error) {
 		d, st, en, sp := x[ax], starts[i], ends[i], steps[i]
 		if sp == 0 {
 			return nil, nil, fmt.Errorf("slice step 0")
+		}
+		// A step longer than the axis selects what a step of the axis'
+		// length selects; clamping keeps the arithmetic below in range.
+		if lim := max(d, 1); sp > lim {
+			sp = lim
+		} else if sp < -lim {
+			sp = -lim
+		}
+		if d == 0 {
+			out[ax] = 0
+			spec = append(spec, sliceAxis{ax, 0, 0, sp})
+			continue
 		}
 		if st < 0 {
 			st += d
@@ -816,6 +1068,11 @@ func (g *fgraph) padSpec(n *node, r int) ([]int64, error) {
 	if len(p) != 2*len(axes) {
 		return nil, fmt.Errorf("pads %v do not match %d axes", p, len(axes))
 	}
+	for _, v := range p {
+		if v < -onnx.MaxTensorElements || v > onnx.MaxTensorElements {
+			return nil, fmt.Errorf("pad %d is out of range", v)
+		}
+	}
 	full := make([]int64, 2*r)
 	for i, a := range axes {
 		full[a] = p[i]
@@ -833,6 +1090,9 @@ func inferPad(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	out := clone64(x)
 	for i := range out {
 		out[i] += p[i] + p[i+len(x)]
+		if out[i] < 0 {
+			return nil, fmt.Errorf("pads %v crop more than the input %v holds", p, x)
+		}
 	}
 	return []*tinfo{{dt: ins[0].dt, shape: out}}, nil
 }
@@ -853,6 +1113,9 @@ func inferExpand(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := onnx.Elements(s); err != nil {
+		return nil, fmt.Errorf("Expand to %v: %w", s, err)
+	}
 	out, err := broadcast(ins[0].shape, s)
 	if err != nil {
 		return nil, err
@@ -870,6 +1133,9 @@ func inferTile(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	}
 	out := clone64(ins[0].shape)
 	for i := range out {
+		if rep[i] < 0 || rep[i] > onnx.MaxTensorElements {
+			return nil, fmt.Errorf("repeats %v out of range", rep)
+		}
 		out[i] *= rep[i]
 	}
 	return []*tinfo{{dt: ins[0].dt, shape: out}}, nil
@@ -938,6 +1204,9 @@ func inferTopK(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(k) != 1 || k[0] < 0 || k[0] > ins[0].shape[ax] {
+		return nil, fmt.Errorf("TopK's k %v must be one value in [0, %d]", k, ins[0].shape[ax])
+	}
 	out := clone64(ins[0].shape)
 	out[ax] = k[0]
 	return []*tinfo{{dt: ins[0].dt, shape: out}, {dt: onnx.Int64, shape: clone64(out)}}, nil
@@ -966,15 +1235,24 @@ func inferConstantOfShape(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	cnt, err := onnx.Elements(s)
+	if err != nil {
+		return nil, fmt.Errorf("shape %v: %w", s, err)
+	}
+	if cnt > maxFoldElements {
+		return nil, fmt.Errorf("ConstantOfShape of shape %v: %d elements, more than the %d slatrun computes at derive time", s, cnt, maxFoldElements)
+	}
 	t := &tinfo{dt: onnx.Float, shape: clone64(s), isConst: true}
 	var val *tinfo
 	if a := n.attr("value"); a != nil {
 		if val, err = decodeTensor(a.GetT()); err != nil {
 			return nil, err
 		}
+		if len(val.ci)+len(val.cf) != 1 {
+			return nil, fmt.Errorf("ConstantOfShape's value must hold one element, holds %d", len(val.ci)+len(val.cf))
+		}
 		t.dt = val.dt
 	}
-	cnt := onnx.NumElements(s)
 	if t.dt == onnx.Float {
 		t.cf = make([]float32, cnt)
 		if val != nil {
@@ -992,14 +1270,28 @@ func inferConstantOfShape(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 }
 
 func inferRange(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if len(ins) != 3 {
+		return nil, fmt.Errorf("Range needs 3 inputs")
+	}
 	for i := 0; i < 3; i++ {
-		if ins[i] == nil || !ins[i].isConst {
-			return nil, fmt.Errorf("Range needs constant inputs")
+		if ins[i] == nil || !ins[i].isConst || ins[i].numel() != 1 || ins[i].isFloat() != ins[0].isFloat() {
+			return nil, fmt.Errorf("Range needs constant scalar inputs of one type")
 		}
+	}
+	// count returns the number of elements, ⌈(limit − start)/delta⌉ ≥ 0.
+	count := func(st, lim, d float64) (int64, error) {
+		c := math.Ceil((lim - st) / d)
+		if math.IsNaN(c) || c > maxFoldElements {
+			return 0, fmt.Errorf("Range(%v, %v, %v) does not have at most %d elements", st, lim, d, maxFoldElements)
+		}
+		return int64(math.Max(c, 0)), nil
 	}
 	if ins[0].dt == onnx.Float {
 		st, lim, d := ins[0].cf[0], ins[1].cf[0], ins[2].cf[0]
-		cnt := int64(math.Max(math.Ceil(float64((lim-st)/d)), 0))
+		cnt, err := count(float64(st), float64(lim), float64(d))
+		if err != nil {
+			return nil, err
+		}
 		t := &tinfo{dt: onnx.Float, shape: []int64{cnt}, isConst: true}
 		for i := int64(0); i < cnt; i++ {
 			t.cf = append(t.cf, st+float32(i)*d)
@@ -1010,7 +1302,10 @@ func inferRange(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if d == 0 {
 		return nil, fmt.Errorf("Range with delta 0")
 	}
-	cnt := int64(math.Max(math.Ceil(float64(lim-st)/float64(d)), 0))
+	cnt, err := count(float64(st), float64(lim), float64(d))
+	if err != nil {
+		return nil, err
+	}
 	t := &tinfo{dt: ins[0].dt, shape: []int64{cnt}, isConst: true}
 	for i := int64(0); i < cnt; i++ {
 		t.ci = append(t.ci, st+i*d)
@@ -1030,6 +1325,9 @@ var foldable = map[string]bool{
 // fold computes n's output at derive time if every input is a constant and
 // the output is an integer (shape arithmetic), or n has no runtime inputs.
 func (g *fgraph) fold(n *node, ins []*tinfo) {
+	if len(n.out) == 0 || n.out[0] == "" {
+		return
+	}
 	if n.op == "Shape" || n.op == "ConstantOfShape" || n.op == "Range" || n.op == "Size" {
 		if n.op == "Size" {
 			g.info[n.out[0]] = &tinfo{dt: onnx.Int64, isConst: true, ci: []int64{ins[0].numel()}}
@@ -1046,6 +1344,9 @@ func (g *fgraph) fold(n *node, ins []*tinfo) {
 		}
 	}
 	out := g.info[n.out[0]]
+	if out == nil || out.numel() > maxFoldElements {
+		return // large constants are computed by the runtime
+	}
 	if out.dt == onnx.Float && n.op != "Cast" {
 		return // float arithmetic runs in the graph
 	}
@@ -1174,7 +1475,7 @@ func evalConst(g *fgraph, n *node, ins []*tinfo, out *tinfo) (*tinfo, bool) {
 		}
 		put(r)
 	case "Expand":
-		if len(x.shape) > 1 || len(out.shape) != 1 {
+		if len(x.shape) > 1 || len(out.shape) != 1 || x.numel() == 0 {
 			return nil, false
 		}
 		v := vals(x)
@@ -1184,6 +1485,9 @@ func evalConst(g *fgraph, n *node, ins []*tinfo, out *tinfo) (*tinfo, bool) {
 		}
 		put(r)
 	default: // broadcasting binary / ternary
+		if len(ins) != 2 && !(n.op == "Where" && len(ins) == 3) {
+			return nil, false
+		}
 		// only same-shape or scalar operands
 		size := out.numel()
 		get := func(t *tinfo) func(int64) float64 {

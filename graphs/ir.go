@@ -123,6 +123,10 @@ type fgraph struct {
 	used    map[string]bool
 	nfresh  int
 	batch   int64
+
+	outputName string            // the forward graph's output, before renaming
+	stripped   string            // "Softmax" or "LogSoftmax" if the output was one, removed
+	renamed    map[string]string // forward name → the name derive gives it, for those renamed
 }
 
 func (g *fgraph) fresh(prefix string) string {
@@ -154,9 +158,12 @@ func (g *fgraph) shape(name string) []int64 {
 func decodeTensor(t *onnxpb.TensorProto) (*tinfo, error) {
 	dt := onnx.DType(t.GetDataType())
 	ti := &tinfo{dt: dt, shape: append([]int64{}, t.GetDims()...), isConst: true}
-	n := onnx.NumElements(t.GetDims())
-	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-		return nil, fmt.Errorf("tensor %q keeps its data in an external file, which slatrun does not read", t.GetName())
+	if onnx.ExternalData(t) { // onnx.Model.Validate refuses these; this is the second line of defence
+		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), onnx.ErrExternalData)
+	}
+	n, err := onnx.Elements(t.GetDims())
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", t.GetName(), err)
 	}
 	raw := t.GetRawData()
 	switch dt {
@@ -238,10 +245,16 @@ func encodeConst(name string, t *tinfo) *onnxpb.TensorProto {
 	}
 }
 
-// loadGraph prepares forward for deriving at a concrete batch size.
+// loadGraph prepares forward for deriving at a concrete batch size. It runs
+// the onnx package's validation first (a model built in memory has not been
+// through Decode), so every node has the inputs and attributes its op
+// needs.
 func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
-	if forward == nil || forward.Graph() == nil {
+	if forward == nil || forward.Proto == nil || forward.Graph() == nil {
 		return nil, fmt.Errorf("graphs: derive: %w", onnx.ErrNoGraph)
+	}
+	if err := forward.Validate(); err != nil {
+		return nil, fmt.Errorf("graphs: derive: %w", err)
 	}
 	for _, o := range forward.Proto.GetOpsetImport() {
 		if d := o.GetDomain(); d != "" && d != "ai.onnx" {
@@ -253,7 +266,7 @@ func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
 		}
 	}
 	pg := forward.Graph()
-	g := &fgraph{info: map[string]*tinfo{}, inits: map[string]*onnxpb.TensorProto{}, used: map[string]bool{}, opset: forward.Opset(), batch: batch}
+	g := &fgraph{info: map[string]*tinfo{}, inits: map[string]*onnxpb.TensorProto{}, used: map[string]bool{}, renamed: map[string]string{}, opset: forward.Opset(), batch: batch}
 	if g.opset == 0 {
 		g.opset = 1
 	}
@@ -287,16 +300,23 @@ func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
 	if len(pg.GetOutput()) == 0 {
 		return nil, fmt.Errorf("graphs: derive: the forward graph has no output")
 	}
+	inName := inputs[0].GetName()
 	dt, dims, ok := onnx.ValueShape(inputs[0])
 	if !ok || dt != onnx.Float || len(dims) < 2 {
-		return nil, fmt.Errorf("graphs: derive: input %q must be a float tensor [N, ...] with a known shape", inputs[0].GetName())
+		return nil, fmt.Errorf("graphs: derive: input %q must be a float tensor [N, ...] with a known shape", inName)
 	}
 	for i, d := range dims[1:] {
 		if d < 0 {
-			return nil, fmt.Errorf("graphs: derive: input %q has an unknown dimension %d; only the batch may be symbolic", inputs[0].GetName(), i+1)
+			return nil, fmt.Errorf("graphs: derive: input %q has an unknown dimension %d; only the batch may be symbolic", inName, i+1)
+		}
+		if d == 0 {
+			return nil, fmt.Errorf("graphs: derive: input %q has an empty dimension %d (shape %v)", inName, i+1, dims)
 		}
 	}
 	dims[0] = batch
+	if _, err := onnx.Elements(dims); err != nil {
+		return nil, fmt.Errorf("graphs: derive: input %q at batch %d: %w", inName, batch, err)
+	}
 	for _, pn := range pg.GetNode() {
 		n := &node{op: pn.GetOpType(), name: pn.GetName(), in: append([]string(nil), pn.GetInput()...), out: append([]string(nil), pn.GetOutput()...)}
 		for _, a := range pn.GetAttribute() {
@@ -308,20 +328,32 @@ func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
 				n.name = n.op + "(" + n.out[0] + ")"
 			}
 		}
+		if err := onnx.CheckArity("", n.op, n.in, n.out); err != nil {
+			return nil, fmt.Errorf("graphs: derive: %v: %w", n, err)
+		}
 		g.used[n.name] = true
 		for _, o := range n.out {
 			g.used[o] = true
 		}
 		g.nodes = append(g.nodes, n)
 	}
-	// Rename the image input to x and the first output to logits.
-	g.rename(inputs[0].GetName(), "x")
-	g.input = "x"
+	// The logits: the first output or, if that is a Softmax or LogSoftmax
+	// over the classes, the tensor underneath it.
 	out := pg.GetOutput()[0].GetName()
-	if out == inputs[0].GetName() {
+	g.outputName = out
+	if p := g.producers()[out]; p != nil && (p.op == "Softmax" || p.op == "LogSoftmax") {
+		if ax := p.int("axis", -1); ax != 1 && ax != -1 {
+			return nil, fmt.Errorf("graphs: derive: the forward graph's output %q is a %s over axis %d, not over the classes; export the logits [N, K] instead", out, p.op, ax)
+		}
+		out = p.in[0]
+		g.stripped = p.op
+	}
+	if out == inName {
 		return nil, fmt.Errorf("graphs: derive: the forward graph's output is its input")
 	}
-	g.rename(out, "logits")
+	// Rename the image input to x and the logits to logits, in one pass.
+	g.renameAll(map[string]string{inName: "x", out: "logits"})
+	g.input = "x"
 	g.output = "logits"
 	g.info["x"] = &tinfo{dt: onnx.Float, shape: dims}
 
@@ -338,19 +370,59 @@ func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
 	return g, nil
 }
 
-// rename renames tensor old to new everywhere; a tensor already called new
-// is first moved out of the way.
-func (g *fgraph) rename(old, new string) {
-	if old == new {
-		return
+// tensorNames lists every tensor name the graph mentions, in a fixed order.
+func (g *fgraph) tensorNames() []string {
+	seen := map[string]bool{"": true}
+	var names []string
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			names = append(names, s)
+		}
 	}
-	if g.used[new] {
-		g.rename(new, g.fresh(new))
+	for _, s := range g.initSeq {
+		add(s)
+	}
+	for _, n := range g.nodes {
+		for _, s := range n.in {
+			add(s)
+		}
+		for _, s := range n.out {
+			add(s)
+		}
+	}
+	for _, s := range []string{g.input, g.output} {
+		add(s)
+	}
+	return names
+}
+
+// renameAll renames tensors old → new (m) everywhere, in one pass. A
+// tensor that already carries one of the new names and is not itself
+// renamed is first given a fresh name, so no two tensors ever share a
+// name and nothing is renamed twice: swapping two names works, and there is
+// no chain of renames to follow. The renames are recorded in g.renamed.
+func (g *fgraph) renameAll(m map[string]string) {
+	full := map[string]string{}
+	taken := map[string]bool{}
+	for old, new := range m {
+		if old != new {
+			full[old] = new
+			taken[new] = true
+		}
+	}
+	for _, name := range g.tensorNames() {
+		if _, moving := full[name]; taken[name] && !moving {
+			full[name] = g.fresh(name)
+		}
+	}
+	if len(full) == 0 {
+		return
 	}
 	sub := func(s []string) {
 		for i := range s {
-			if s[i] == old {
-				s[i] = new
+			if v, ok := full[s[i]]; ok {
+				s[i] = v
 			}
 		}
 	}
@@ -358,18 +430,37 @@ func (g *fgraph) rename(old, new string) {
 		sub(n.in)
 		sub(n.out)
 	}
-	if t, ok := g.inits[old]; ok {
-		delete(g.inits, old)
-		t = proto.Clone(t).(*onnxpb.TensorProto)
-		t.Name = proto.String(new)
-		g.inits[new] = t
-		sub(g.initSeq)
+	sub(g.initSeq)
+	inits := map[string]*onnxpb.TensorProto{}
+	for name, t := range g.inits {
+		if v, ok := full[name]; ok {
+			t = proto.Clone(t).(*onnxpb.TensorProto)
+			t.Name = proto.String(v)
+			name = v
+		}
+		inits[name] = t
 	}
-	if t, ok := g.info[old]; ok {
-		delete(g.info, old)
-		g.info[new] = t
+	g.inits = inits
+	info := map[string]*tinfo{}
+	for name, t := range g.info {
+		if v, ok := full[name]; ok {
+			name = v
+		}
+		info[name] = t
 	}
-	g.used[new] = true
+	g.info = info
+	orig := map[string]string{} // current name → forward name, for tensors renamed before
+	for o, cur := range g.renamed {
+		orig[cur] = o
+	}
+	for old, new := range full {
+		g.used[new] = true
+		if o, ok := orig[old]; ok {
+			g.renamed[o] = new
+		} else {
+			g.renamed[old] = new
+		}
+	}
 }
 
 // producers maps a tensor to the node producing it.

@@ -1,6 +1,8 @@
 package graphs
 
 import (
+	"fmt"
+
 	"github.com/slatrun/slatrun/onnx"
 )
 
@@ -54,6 +56,9 @@ func bnForward(d *deriver, n *node) error {
 	d.b.Node("Add", []string{d.mul(xc, k), d.reshape(bias, bs)}, []string{n.out[0]})
 	d.saved[n] = map[string]string{"xc": xc, "invstd": invstd, "k": k}
 	if d.isInput[mean] && d.isInput[vr] {
+		if mean == vr || d.emitted[mean+".next"] || d.emitted[vr+".next"] {
+			return fmt.Errorf("the running statistics %q and %q are shared with another BatchNormalization (or with each other); slatrun updates each from one node", mean, vr)
+		}
 		m := d.spec.BNMomentum
 		if m == 0 {
 			m = 0.1

@@ -1,6 +1,8 @@
 package graphs
 
 import (
+	"fmt"
+
 	"github.com/slatrun/slatrun/onnx"
 )
 
@@ -116,6 +118,9 @@ func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 		return one1(d.reshape(d.op("Expand", []string{g, d.ints(six...)}), xs)), nil
 	}
 	include := n.int("count_include_pad", 0) != 0
+	if positions := onnx.NumElements(ys[2:]); positions > maxFoldElements {
+		return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: fmt.Sprintf("%d output positions per channel; slatrun differentiates average pools with at most %d", positions, maxFoldElements)}
+	}
 	// counts [1,1,out...] as the outer product of per-axis counts
 	counts := []float32{1}
 	for i := 0; i < r; i++ {
@@ -136,12 +141,11 @@ func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	}
 	scaled := d.mul(dy[0], d.floats("pool_inv_counts", append([]int64{1, 1}, ys[2:]...), inv))
 	C := xs[1]
-	kn := onnx.NumElements(k)
-	ones := make([]float32, C*kn)
-	for i := range ones {
-		ones[i] = 1
+	ws := append([]int64{C, 1}, k...)
+	if _, err := onnx.Elements(ws); err != nil {
+		return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: fmt.Sprintf("kernel %v over %d channels: %v", k, C, err)}
 	}
-	w := d.floats("pool_ones", append([]int64{C, 1}, k...), ones)
+	w := d.op("ConstantOfShape", []string{d.ints(ws...)}, onnx.AttrTensor("value", onnx.FloatTensor("value", []int64{1}, []float32{1})))
 	pads := append([]int64(nil), cg.p...)
 	op := make([]int64, r)
 	for i := 0; i < r; i++ {

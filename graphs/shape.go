@@ -167,6 +167,9 @@ func tileGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	xs, ys := d.shape(n.in[0]), d.shape(n.out[0])
 	var view, axes []int64
 	for i := range xs {
+		if xs[i] == 0 {
+			return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: "an empty input"}
+		}
 		view = append(view, ys[i]/xs[i], xs[i])
 		axes = append(axes, int64(2*i))
 	}
