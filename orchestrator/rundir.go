@@ -56,6 +56,12 @@ func removalRank(name string) int {
 	return 1
 }
 
+// RunFiles lists the files of run directory dir that belong to a run:
+// state.bin, model.onnx, best.onnx, config.json, metrics.jsonl, ArgsFile
+// and evaluations (eval.json, eval-*.json). New refuses to start a fresh
+// run in a directory that has any, unless Config.Overwrite is set.
+func RunFiles(dir string) ([]string, error) { return runFiles(dir, false) }
+
 // runFiles lists the files of dir that belong to a run (isRunFile), and
 // the temporary leftovers of their writes when temps is set, in the order
 // clearRun removes them.

@@ -166,3 +166,19 @@ func TestTrainResumeOtherForward(t *testing.T) {
 		t.Error("a refused resume changed the run")
 	}
 }
+
+// TestTrainRefusesLeftovers: the files of a run that never checkpointed
+// are not resumable, and a new run goes beside them only with --overwrite.
+func TestTrainRefusesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{orchestrator.ConfigFile, orchestrator.MetricsFile} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("old\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runFails(t, 2, "cannot be resumed (metrics.jsonl, config.json, but no state.bin)", tinyTrain(dir)...)
+	runOK(t, tinyTrain(dir, "--overwrite")...)
+	if b, _ := os.ReadFile(filepath.Join(dir, orchestrator.MetricsFile)); bytes.Contains(b, []byte("old")) {
+		t.Errorf("metrics.jsonl keeps the old run's lines:\n%s", b)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -91,6 +92,11 @@ func runTrain(args []string, stdout, stderr io.Writer) (err error) {
 				os.Remove(*out) // only if empty: nothing was written
 			}
 		}()
+		if !*overwrite { // before the data loads (New checks again)
+			if err := checkNoRun(*out); err != nil {
+				return err
+			}
+		}
 	}
 	if err := tf.build(dataset.Open); err != nil {
 		return err
@@ -111,10 +117,9 @@ func runTrain(args []string, stdout, stderr io.Writer) (err error) {
 		tf.model, tf.data, cfg.Train.N, heldN, cfg.Method, cfg.Eps, cfg.Epochs, cfg.Batch, *out)
 	tr, err := orchestrator.New(*cfg)
 	if errors.Is(err, orchestrator.ErrRunExists) {
-		if _, serr := os.Stat(filepath.Join(*out, orchestrator.StateFile)); serr == nil {
-			return usagef("train: %s already holds a run: continue it with --resume %s, or pass --overwrite to replace it, or choose another --out", *out, *out)
+		if cerr := checkNoRun(*out); cerr != nil {
+			return cerr
 		}
-		return usagef("train: %s holds files of an earlier run that cannot be resumed (no %s): pass --overwrite to replace them, or choose another --out", *out, orchestrator.StateFile)
 	}
 	if err != nil {
 		return err
@@ -246,6 +251,22 @@ func (tf *trainFlags) build(open func(spec, split string, seed uint64) (*dataset
 		return usagef("train: --augment %q: want on, off or auto", tf.augment)
 	}
 	return nil
+}
+
+// checkNoRun returns a usage error if dir holds files of a run.
+func checkNoRun(dir string) error {
+	files, err := orchestrator.RunFiles(dir)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	switch {
+	case len(files) == 0:
+		return nil
+	case slices.Contains(files, orchestrator.StateFile):
+		return usagef("train: %s already holds a run: continue it with --resume %s, or pass --overwrite to replace it, or choose another --out", dir, dir)
+	}
+	return usagef("train: %s holds files of an earlier run that cannot be resumed (%s, but no %s): pass --overwrite to replace them, or choose another --out",
+		dir, strings.Join(files, ", "), orchestrator.StateFile)
 }
 
 // withoutResume drops --resume and its value, and --overwrite, from a
