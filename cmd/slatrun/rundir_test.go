@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -181,4 +182,64 @@ func TestTrainRefusesLeftovers(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, orchestrator.MetricsFile)); bytes.Contains(b, []byte("old")) {
 		t.Errorf("metrics.jsonl keeps the old run's lines:\n%s", b)
 	}
+}
+
+// writeIDX writes an MNIST-format directory of n 8×8 training images
+// (raw IDX files) whose pixels and labels come from fill.
+func writeIDX(t *testing.T, dir string, n int, fill func(i int) (pixel, label byte)) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	be := func(vs ...uint32) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.BigEndian.AppendUint32(b, v)
+		}
+		return b
+	}
+	images, labels := be(0x803, uint32(n), 8, 8), be(0x801, uint32(n))
+	for i := range n {
+		p, l := fill(i)
+		images = append(images, bytes.Repeat([]byte{p}, 64)...)
+		labels = append(labels, l)
+	}
+	for name, b := range map[string][]byte{"train-images-idx3-ubyte": images, "train-labels-idx1-ubyte": labels} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTrainResumeOtherData resumes a run with --data pointing at other data
+// of the same size and shape: refused, naming the data fingerprint; the
+// same data under another path resumes.
+func TestTrainResumeOtherData(t *testing.T) {
+	root := t.TempDir()
+	const n = 400
+	orig := func(i int) (byte, byte) { return byte(i * 37), byte(i % 10) }
+	writeIDX(t, filepath.Join(root, "a"), n, orig)
+	writeIDX(t, filepath.Join(root, "copy"), n, orig)
+	writeIDX(t, filepath.Join(root, "pixels"), n, func(i int) (byte, byte) { return byte(i*37 + 1), byte(i % 10) })
+	writeIDX(t, filepath.Join(root, "labels"), n, func(i int) (byte, byte) { return byte(i * 37), byte((i + 1) % 10) })
+	dir := filepath.Join(root, "run")
+	args := tinyTrain(dir)
+	args[4] = "mnist:" + filepath.Join(root, "a") // --data
+	runOK(t, args...)
+	before := snapshotDir(t, dir)
+	for _, c := range []struct{ data, want string }{
+		{"pixels", "data.train.sha256 was"},
+		{"labels", "data.train.sha256 was"},
+	} {
+		t.Run(c.data, func(t *testing.T) {
+			msg := runFails(t, 1, c.want, "train", "--resume", dir, "--data", "mnist:"+filepath.Join(root, c.data))
+			if !strings.Contains(msg, "data fingerprint differs") {
+				t.Errorf("stderr %q does not name the data fingerprint", msg)
+			}
+			if after := snapshotDir(t, dir); !reflect.DeepEqual(before, after) {
+				t.Error("a refused resume changed the run")
+			}
+		})
+	}
+	runOK(t, "train", "--resume", dir, "--data", "mnist:"+filepath.Join(root, "copy"))
 }
