@@ -49,6 +49,11 @@ type Options struct {
 	// Runtime's plain NCHW kernels; by default the CPU provider runs
 	// eligible ones in the blocked NCHWc layout (see NCHWc).
 	PlainConv bool
+	// Kernels registers slatrun's oneDNN kernels (domain ai.slatrun, see
+	// Kernels and docs/kernels.md) on the CPU provider, with oneDNN using
+	// Threads threads. Where they are unavailable the session is made
+	// without them and a one-line notice is written once (KernelNotice).
+	Kernels bool
 }
 
 // Session is an ONNX Runtime session with its input and output tensors bound
@@ -121,6 +126,11 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 	}
 	switch strings.ToLower(o.Provider) {
 	case "", "cpu":
+		if o.Kernels {
+			if err := addKernels(so, o.Threads); err != nil {
+				return fail(err)
+			}
+		}
 	case "cuda":
 		if err := appendCUDA(so, o.DeviceID); err != nil {
 			return fail(err)
