@@ -390,7 +390,7 @@ func TestOverwrite(t *testing.T) {
 	if got, want := names(), []string{ConfigFile, LockFile, "notes.txt"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("after New: %v, want %v", got, want)
 	}
-	if !strings.Contains(log.String(), "overwrite: removed the earlier run's "+StateFile) {
+	if !strings.Contains(log.String(), "removed the earlier run's "+StateFile+", ") {
 		t.Errorf("log: %s", log.String())
 	}
 	if _, err := tr.Run(context.Background()); err != nil {

@@ -184,7 +184,7 @@ func (t *Trainer) init() error {
 	}
 	removed, err := clearRun(cfg.Out)
 	if len(removed) > 0 {
-		t.logf("overwrite: removed the earlier run's %s from %s", strings.Join(removed, ", "), cfg.Out)
+		t.logf("removed the earlier run's %s from %s", strings.Join(removed, ", "), cfg.Out)
 	}
 	if err != nil {
 		return err
