@@ -92,9 +92,9 @@ func contains(s []int64, v int64) bool {
 func clone64(s []int64) []int64 { return append([]int64{}, s...) }
 
 // maxFoldElements bounds the constants derive computes in Go (shape
-// arithmetic, ConstantOfShape, Range); larger ones are left to the runtime
-// or refused.
-const maxFoldElements = 1 << 22
+// arithmetic, ConstantOfShape, Range); larger ones are computed by the
+// runtime.
+const maxFoldElements = 1 << 16
 
 // inferAll infers shapes for every node in order and folds constants.
 func (g *fgraph) inferAll() error {
@@ -1239,10 +1239,7 @@ func inferConstantOfShape(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shape %v: %w", s, err)
 	}
-	if cnt > maxFoldElements {
-		return nil, fmt.Errorf("ConstantOfShape of shape %v: %d elements, more than the %d slatrun computes at derive time", s, cnt, maxFoldElements)
-	}
-	t := &tinfo{dt: onnx.Float, shape: clone64(s), isConst: true}
+	t := &tinfo{dt: onnx.Float, shape: clone64(s), isConst: cnt <= maxFoldElements}
 	var val *tinfo
 	if a := n.attr("value"); a != nil {
 		if val, err = decodeTensor(a.GetT()); err != nil {
@@ -1252,6 +1249,9 @@ func inferConstantOfShape(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 			return nil, fmt.Errorf("ConstantOfShape's value must hold one element, holds %d", len(val.ci)+len(val.cf))
 		}
 		t.dt = val.dt
+	}
+	if !t.isConst {
+		return []*tinfo{t}, nil // too large to fold: the runtime fills it
 	}
 	if t.dt == onnx.Float {
 		t.cf = make([]float32, cnt)
@@ -1281,8 +1281,8 @@ func inferRange(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	// count returns the number of elements, ⌈(limit − start)/delta⌉ ≥ 0.
 	count := func(st, lim, d float64) (int64, error) {
 		c := math.Ceil((lim - st) / d)
-		if math.IsNaN(c) || c > maxFoldElements {
-			return 0, fmt.Errorf("Range(%v, %v, %v) does not have at most %d elements", st, lim, d, maxFoldElements)
+		if math.IsNaN(c) || c > onnx.MaxTensorElements {
+			return 0, fmt.Errorf("Range(%v, %v, %v) does not have at most %d elements", st, lim, d, int64(onnx.MaxTensorElements))
 		}
 		return int64(math.Max(c, 0)), nil
 	}
@@ -1292,8 +1292,8 @@ func inferRange(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		t := &tinfo{dt: onnx.Float, shape: []int64{cnt}, isConst: true}
-		for i := int64(0); i < cnt; i++ {
+		t := &tinfo{dt: onnx.Float, shape: []int64{cnt}, isConst: cnt <= maxFoldElements}
+		for i := int64(0); t.isConst && i < cnt; i++ {
 			t.cf = append(t.cf, st+float32(i)*d)
 		}
 		return []*tinfo{t}, nil
@@ -1306,8 +1306,8 @@ func inferRange(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tinfo{dt: ins[0].dt, shape: []int64{cnt}, isConst: true}
-	for i := int64(0); i < cnt; i++ {
+	t := &tinfo{dt: ins[0].dt, shape: []int64{cnt}, isConst: cnt <= maxFoldElements}
+	for i := int64(0); t.isConst && i < cnt; i++ {
 		t.ci = append(t.ci, st+i*d)
 	}
 	return []*tinfo{t}, nil
@@ -1332,7 +1332,9 @@ func (g *fgraph) fold(n *node, ins []*tinfo) {
 		if n.op == "Size" {
 			g.info[n.out[0]] = &tinfo{dt: onnx.Int64, isConst: true, ci: []int64{ins[0].numel()}}
 		}
-		n.folded = true
+		if t := g.info[n.out[0]]; t != nil && t.isConst {
+			n.folded = true
+		}
 		return
 	}
 	if !foldable[n.op] {

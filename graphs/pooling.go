@@ -105,6 +105,10 @@ func windowCounts(in, out, k, s, pb, pe int64, includePad bool) []float32 {
 	return c
 }
 
+// maxPoolPositions bounds the output positions per channel of an
+// overlapping average pool: their window counts are a constant built in Go.
+const maxPoolPositions = 1 << 22
+
 func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	x := n.in[0]
 	xs, ys := d.shape(x), d.shape(n.out[0])
@@ -118,8 +122,8 @@ func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 		return one1(d.reshape(d.op("Expand", []string{g, d.ints(six...)}), xs)), nil
 	}
 	include := n.int("count_include_pad", 0) != 0
-	if positions := onnx.NumElements(ys[2:]); positions > maxFoldElements {
-		return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: fmt.Sprintf("%d output positions per channel; slatrun differentiates average pools with at most %d", positions, maxFoldElements)}
+	if positions := onnx.NumElements(ys[2:]); positions > maxPoolPositions {
+		return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: fmt.Sprintf("%d output positions per channel; slatrun differentiates average pools with at most %d", positions, maxPoolPositions)}
 	}
 	// counts [1,1,out...] as the outer product of per-axis counts
 	counts := []float32{1}
