@@ -156,8 +156,11 @@ func checkFoldedBN(forward *onnx.Model, g *fgraph) error {
 // deriveForward returns the forward graph with its batch made concrete and
 // slatrun metadata.
 func deriveForward(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
-	if forward == nil || forward.Graph() == nil {
+	if forward == nil || forward.Proto == nil || forward.Graph() == nil {
 		return nil, fmt.Errorf("graphs: derive: %w", onnx.ErrNoGraph)
+	}
+	if err := forward.Validate(); err != nil {
+		return nil, fmt.Errorf("graphs: derive: %w", err)
 	}
 	m := forward.Clone()
 	if spec.Batch > 0 {
@@ -181,6 +184,22 @@ func deriveForward(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	if taps == nil {
 		if v, ok := forward.Metadata(MetaTaps); ok {
 			taps = splitList(v)
+		}
+	}
+	computed := map[string]bool{}
+	for _, n := range m.Graph().GetNode() {
+		for _, o := range n.GetOutput() {
+			computed[o] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, t := range taps {
+		if seen[t] {
+			return nil, fmt.Errorf("graphs: derive: tap %q is listed twice", t)
+		}
+		seen[t] = true
+		if t == "" || !computed[t] {
+			return nil, fmt.Errorf("graphs: derive: unknown tap %q: no node of the forward graph computes a tensor of that name", t)
 		}
 	}
 	m.SetMetadata(MetaTaps, strings.Join(taps, ","))

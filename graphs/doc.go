@@ -11,9 +11,9 @@
 // forward kind stay plain ONNX.
 //
 // Derive takes a forward graph (from the model zoo or torch.onnx.export)
-// with one input x [N, C, H, W] and logits [N, K] as its first output, and a
-// Spec (kind, concrete batch size, taps), and returns a graph of one of the
-// kinds of DESIGN.md §3:
+// with one image input [N, C, H, W] and logits [N, K] as its first output,
+// and a Spec (kind, concrete batch size, taps), and returns a graph of one
+// of the kinds of DESIGN.md §3:
 //
 //   - attack: loss, logits, grad.x, grad.<tap> and <stat>.next, BN on
 //     batch statistics, no parameter gradients (SLAT's first pass, and the
@@ -42,4 +42,35 @@
 // training kinds).
 //
 // Dropout is treated as the identity in every derived graph.
+//
+// What a forward graph may be (docs/models.md says it for users). Derive
+// first runs onnx.Model.Validate, the validation step that onnx.Decode and
+// onnx.Load run on every model read from bytes, so a model built in memory
+// is held to the same rules (node arity, attribute ranges, initializer
+// sizes, unique and defined names, no external data). Then:
+//
+//   - The input may have any name; derived graphs call it x. The output's
+//     tensor is called logits. Both are renamed in one pass: a tensor of
+//     the graph that already carries the name x or logits is given a
+//     fresh name first, so renaming never chains or loops. Tensors that
+//     carry a name the derived graph needs for its own inputs and outputs
+//     (y, target, loss, loss.each, grad.*, delta.<tap>, <stat>.next) are
+//     renamed the same way; a tap cannot be one of the renamed tensors.
+//   - If the first output is a Softmax or LogSoftmax over the classes
+//     (axis 1 or −1), the losses are computed on the tensor under it: that
+//     tensor is the logits, the Softmax is dropped from the derived graphs
+//     (it changes no argmax, and cross-entropy on probabilities would be
+//     wrong). A Softmax over another axis is refused. The forward kind
+//     keeps the model as it is.
+//   - The logits must be float [N, K] with 2 ≤ K ≤ 2²⁰; anything else (a
+//     feature map, say) is refused with the shape it has.
+//   - Taps must be listed once each and name float tensors [N, ...] that a
+//     node computes and the logits depend on.
+//
+// Shape inference checks what it indexes and returns errors rather than
+// panicking: every inferred tensor has at most onnx.MaxTensorElements
+// elements, kernels, strides and dilations are in [1, onnx.MaxAttrExtent],
+// a convolution's or pool's pads are smaller than its dilated kernel, and
+// constants larger than 2¹⁶ elements are left to the runtime instead of
+// being computed in Go.
 package graphs

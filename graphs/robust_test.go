@@ -258,7 +258,7 @@ func TestMalformedModels(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m := c.model(t)
-			for _, kind := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval} {
+			for _, kind := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval, graphs.Forward} {
 				taps := c.taps
 				if kind == graphs.Eval {
 					taps = []string{}
@@ -275,6 +275,9 @@ func TestMalformedModels(t *testing.T) {
 				}
 				if kind == graphs.Eval && strings.Contains(c.name, "tap") {
 					continue // the eval kind has no taps
+				}
+				if kind == graphs.Forward && c.is == nil {
+					continue // the forward kind infers no shapes: only Validate's errors apply
 				}
 				if err == nil {
 					t.Fatalf("%s: derived a graph; want an error mentioning %q", kind, c.msg)
@@ -336,5 +339,30 @@ func TestSoftmaxOutputTrainsOnLogits(t *testing.T) {
 	// Probabilities would sum to B; logits of this model do not.
 	if math.Abs(sum-B) < 1e-3 {
 		t.Fatalf("the logits sum to %v, like probabilities", sum)
+	}
+}
+
+// TestForwardKindChecksTaps: the forward kind records taps in the
+// metadata; it refuses the ones training would refuse by name.
+func TestForwardKindChecksTaps(t *testing.T) {
+	m := zooModel(t, "convnet")
+	for _, c := range []struct {
+		taps []string
+		msg  string
+	}{
+		{[]string{"stem", "stage1"}, ""},
+		{[]string{"stem", "stem"}, `tap "stem" is listed twice`},
+		{[]string{"stage9"}, `unknown tap "stage9"`},
+		{[]string{"stem.weight"}, `unknown tap "stem.weight"`},
+	} {
+		d, err := graphs.Derive(m, graphs.Spec{Kind: graphs.Forward, Batch: 2, Taps: c.taps})
+		switch {
+		case c.msg == "" && err != nil:
+			t.Errorf("taps %v: %v", c.taps, err)
+		case c.msg == "" && strings.Join(graphs.ReadInfo(d).Taps, ",") != strings.Join(c.taps, ","):
+			t.Errorf("taps %v: metadata says %v", c.taps, graphs.ReadInfo(d).Taps)
+		case c.msg != "" && (err == nil || !strings.Contains(err.Error(), c.msg)):
+			t.Errorf("taps %v: err = %v, want it to mention %q", c.taps, err, c.msg)
+		}
 	}
 }
