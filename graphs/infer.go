@@ -266,7 +266,16 @@ func (g *fgraph) inferNode(n *node) error {
 			dt = onnx.Bool
 		}
 		if n.op == "PRelu" {
-			shape = clone64(in0.shape)
+			if !equal64(shape, in0.shape) {
+				return fmt.Errorf("PRelu's slope %v does not broadcast to its input %v", ins[1].shape, in0.shape)
+			}
+		}
+		if (n.op == "Div" || n.op == "Mod") && dt != onnx.Float && len(ins) == 2 && ins[1].isConst {
+			for _, v := range ins[1].ci {
+				if v == 0 {
+					return fmt.Errorf("integer division by zero: divisor %q holds a 0", n.in[1])
+				}
+			}
 		}
 		set(0, &tinfo{dt: dt, shape: shape})
 	default:
@@ -420,7 +429,7 @@ func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, e
 		for _, c := range []struct {
 			what string
 			v    int64
-		}{{"kernel", kernel[i]}, {"stride", strides[i]}, {"dilation", dil[i]}} {
+		}{{"kernel", kernel[i]}, {"stride", strides[i]}, {"dilation", dil[i]}, {"input extent", in[i]}} {
 			if c.v < 1 || c.v > onnx.MaxAttrExtent {
 				return nil, nil, nil, fmt.Errorf("%s %d along spatial axis %d is not in [1, %d]", c.what, c.v, i, onnx.MaxAttrExtent)
 			}
@@ -450,7 +459,7 @@ func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, e
 	for i := 0; i < r; i++ {
 		ext := (kernel[i]-1)*dil[i] + 1
 		for _, p := range []int64{pads[i], pads[i+r]} {
-			if p < 0 || p >= ext {
+			if p < 0 || p >= ext || p > onnx.MaxAttrExtent {
 				return nil, nil, nil, fmt.Errorf("pads %v: a pad along spatial axis %d must be at least 0 and smaller than the kernel extent %d", pads, i, ext)
 			}
 		}
@@ -525,6 +534,9 @@ func inferConv(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 		if x[2+i]+p[i]+p[i+r] < d[i]*(k[i]-1)+1 || o <= 0 {
 			return nil, fmt.Errorf("empty output along spatial axis %d", i)
 		}
+		if o > onnx.MaxAttrExtent {
+			return nil, fmt.Errorf("output extent %d along spatial axis %d is more than %d", o, i, onnx.MaxAttrExtent)
+		}
 		out = append(out, o)
 	}
 	return []*tinfo{{dt: onnx.Float, shape: out}}, nil
@@ -576,6 +588,9 @@ func inferConvTranspose(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 		if o <= 0 {
 			return nil, fmt.Errorf("empty output along spatial axis %d", i)
 		}
+		if o > onnx.MaxAttrExtent {
+			return nil, fmt.Errorf("output extent %d along spatial axis %d is more than %d", o, i, onnx.MaxAttrExtent)
+		}
 		out = append(out, o)
 	}
 	return []*tinfo{{dt: onnx.Float, shape: out}}, nil
@@ -617,6 +632,9 @@ func inferPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 		}
 		if o <= 0 {
 			return nil, fmt.Errorf("empty output along spatial axis %d", i)
+		}
+		if o > onnx.MaxAttrExtent {
+			return nil, fmt.Errorf("output extent %d along spatial axis %d is more than %d", o, i, onnx.MaxAttrExtent)
 		}
 		out = append(out, o)
 	}

@@ -241,6 +241,39 @@ func TestMalformedModels(t *testing.T) {
 			vi[2].Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 1 << 40}
 			return m
 		}, nil, "more than the 2147483648 elements", nil},
+		{"integer divisor that folds to zero", func(t *testing.T) *onnx.Model {
+			m := zooModel(t, "mlp")
+			g := m.Graph()
+			g.Node = append(g.Node,
+				&onnxpb.NodeProto{OpType: proto.String("Constant"), Output: []string{"four"}, Attribute: []*onnxpb.AttributeProto{{Name: proto.String("value_ints"), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: []int64{4}}}},
+				&onnxpb.NodeProto{OpType: proto.String("Sub"), Input: []string{"four", "four"}, Output: []string{"zero"}},
+				&onnxpb.NodeProto{OpType: proto.String("Div"), Name: proto.String("quotient"), Input: []string{"four", "zero"}, Output: []string{"quotient"}})
+			return m
+		}, nil, `node "quotient" (Div): integer division by zero: divisor "zero" holds a 0`, nil},
+		{"image too wide", func(t *testing.T) *onnx.Model {
+			m := zooModel(t, "convnet")
+			vi := m.Graph().Input[0].GetType().GetTensorType().GetShape().GetDim()
+			vi[3].Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 1 << 21}
+			return m
+		}, []string{}, "input extent 2097152 along spatial axis 1 is not in [1, 1048576]", nil},
+		{"split with an omitted output", func(t *testing.T) *onnx.Model {
+			m := zooModel(t, "mlp") // hidden [N,2] → Split → (h1, "") → Concat(h1, h1) → fc2
+			g := m.Graph()
+			var nodes []*onnxpb.NodeProto
+			for _, n := range g.Node {
+				if n.GetName() == "logits" {
+					nodes = append(nodes,
+						&onnxpb.NodeProto{OpType: proto.String("Split"), Input: []string{"hidden"}, Output: []string{"h1", ""},
+							Attribute: []*onnxpb.AttributeProto{onnx.AttrInt("axis", 1), onnx.AttrInt("num_outputs", 2)}},
+						&onnxpb.NodeProto{OpType: proto.String("Concat"), Input: []string{"h1", "h1"}, Output: []string{"h11"},
+							Attribute: []*onnxpb.AttributeProto{onnx.AttrInt("axis", 1)}})
+					n.Input[0] = "h11"
+				}
+				nodes = append(nodes, n)
+			}
+			g.Node = nodes
+			return m
+		}, []string{}, "", nil},
 		{"duplicate taps", func(t *testing.T) *onnx.Model { return zooModel(t, "convnet") }, []string{"stem", "stem"}, `tap "stem" is listed twice`, nil},
 		{"unknown tap", func(t *testing.T) *onnx.Model { return zooModel(t, "convnet") }, []string{"stem", "stage9"}, `unknown tap "stage9": the forward graph has no tensor of that name (tensors it computes include normalize.centered, normalized, stem,`, nil},
 		{"tap on a parameter", func(t *testing.T) *onnx.Model { return zooModel(t, "convnet") }, []string{"stem.weight"}, `tap "stem.weight" is an initializer`, nil},

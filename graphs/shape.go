@@ -69,16 +69,21 @@ func concatGrad(d *deriver, n *node, dy []string) ([]string, error) {
 
 func splitGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	xs := d.shape(n.in[0])
-	ax, _, err := d.g.splitSizes(n, xs)
+	ax, sizes, err := d.g.splitSizes(n, xs)
 	if err != nil {
 		return nil, err
 	}
+	if len(sizes) != len(n.out) {
+		return nil, fmt.Errorf("Split into %d parts has %d outputs", len(sizes), len(n.out))
+	}
 	parts := make([]string, len(n.out))
-	for i, o := range n.out {
+	for i := range n.out {
 		if dy[i] != "" {
 			parts[i] = dy[i]
-		} else {
-			parts[i] = d.zeros(d.shape(o))
+		} else { // also an omitted output ("")
+			sh := clone64(xs)
+			sh[ax] = sizes[i]
+			parts[i] = d.zeros(sh)
 		}
 	}
 	return one1(d.op("Concat", parts, onnx.AttrInt("axis", ax))), nil
