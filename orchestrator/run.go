@@ -188,6 +188,10 @@ func (t *Trainer) stepError(err error) error {
 	case t.cfg.Out != "":
 		disk = "no checkpoint was written yet (the run diverged in its first epoch)"
 	}
+	if le.global == 0 && le.param == "" {
+		// No update has happened: the learning rate cannot be the cause.
+		return fmt.Errorf("orchestrator: %s: %w; %s; no parameter was updated yet, so look at the data and the model rather than the learning rate", where, err, disk)
+	}
 	return fmt.Errorf("orchestrator: %s: %w; %s; try a smaller learning rate (Config.LR = %v)", where, err, disk, t.cfg.LR)
 }
 

@@ -556,6 +556,33 @@ func TestNaNStops(t *testing.T) {
 		}
 		checkLoadable(t, cfg.Out)
 	})
+	t.Run("NaN weights in the model", func(t *testing.T) {
+		cfg := testConfig(t, "mlp", "fgsm-rs")
+		params, _, err := graphs.Parameters(cfg.Forward)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := map[string][]float32{params[0].Name: append([]float32(nil), params[0].Data...)}
+		w[params[0].Name][5] = float32(math.NaN())
+		if cfg.Forward, err = graphs.WithWeights(cfg.Forward, w); err != nil {
+			t.Fatal(err)
+		}
+		_, err = New(cfg)
+		if err == nil || !strings.Contains(err.Error(), params[0].Name+" holds NaN (element 5") || strings.Contains(err.Error(), "learning rate") {
+			t.Fatalf("err = %v, want one naming the NaN weight and not the learning rate", err)
+		}
+	})
+	t.Run("NaN data at the first step", func(t *testing.T) {
+		cfg := testConfig(t, "mlp", "fgsm-rs")
+		cfg.Train = dataset.Synthetic(256, 1, 8, 8, testClasses, 1)
+		for i := range cfg.Train.X {
+			cfg.Train.X[i] = float32(math.NaN())
+		}
+		_, err := newTrainer(t, cfg).Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "NaN") || !strings.Contains(err.Error(), "no parameter was updated") || strings.Contains(err.Error(), "smaller learning rate") {
+			t.Fatalf("err = %v, want a NaN error that does not blame the learning rate", err)
+		}
+	})
 	t.Run("broken parameter at the end of an epoch", func(t *testing.T) {
 		cfg := testConfig(t, "mlp", "standard")
 		cfg.Out = t.TempDir()
