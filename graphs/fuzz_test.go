@@ -20,7 +20,7 @@ import (
 )
 
 // FuzzDerive mutates small forward graphs (the zoo's mlp and convnet at
-// width 2, the PyTorch CNN of testdata, linearModel) as the fuzz input
+// width 2, the PyTorch CNN of testdata, linearModel, opsModel) as the fuzz input
 // says, encodes the mutant, decodes it with onnx.Decode and, if it decodes,
 // derives the train, attack and eval graphs. Property: Derive returns a
 // graph or an error, never panics, hangs or reports an internal error (a
@@ -63,8 +63,49 @@ var fuzzBases = sync.OnceValues(func() ([]*onnx.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(ms, torch, linearModel()), nil
+	return append(ms, torch, linearModel(), opsModel()), nil
 })
+
+// opsModel puts many gradient rules on the path from x to the logits:
+// x [N,2,6,6] → Conv → AveragePool (overlapping) → MaxPool → Split →
+// Concat → Transpose → Pad → Slice → ConvTranspose → Clip → ReduceMean →
+// Reshape → MatMul → logits [N,3].
+func opsModel() *onnx.Model {
+	b := onnx.NewBuilder("ops")
+	b.Input("x", onnx.Float, -1, 2, 6, 6)
+	r := rand.New(rand.NewSource(3))
+	floats := func(name string, shape ...int64) string {
+		v := make([]float32, onnx.NumElements(shape))
+		for i := range v {
+			v[i] = float32(r.NormFloat64()) / 4
+		}
+		return b.Initializer(onnx.FloatTensor(name, shape, v))
+	}
+	ints := func(name string, v ...int64) string {
+		return b.Initializer(onnx.Int64Tensor(name, []int64{int64(len(v))}, v))
+	}
+	node := func(op string, in []string, out []string, attrs ...*onnxpb.AttributeProto) {
+		b.Node(op, in, out, attrs...).Name = proto.String(out[0])
+	}
+	node("Conv", []string{"x", floats("conv.w", 4, 2, 3, 3), floats("conv.b", 4)}, []string{"conv"}, onnx.AttrInts("pads", 1, 1, 1, 1))
+	node("AveragePool", []string{"conv"}, []string{"avg"}, onnx.AttrInts("kernel_shape", 3, 3), onnx.AttrInts("pads", 1, 1, 1, 1))
+	node("MaxPool", []string{"avg"}, []string{"max"}, onnx.AttrInts("kernel_shape", 2, 2), onnx.AttrInts("strides", 2, 2))
+	node("Split", []string{"max"}, []string{"lo", "hi"}, onnx.AttrInt("axis", 1), onnx.AttrInt("num_outputs", 2))
+	node("Concat", []string{"hi", "lo"}, []string{"cat"}, onnx.AttrInt("axis", 1))
+	node("Transpose", []string{"cat"}, []string{"tr"}, onnx.AttrInts("perm", 0, 1, 3, 2))
+	node("Pad", []string{"tr", ints("pads", 0, 0, 1, 1, 0, 0, 1, 1)}, []string{"pad"})
+	node("Slice", []string{"pad", ints("starts", 1, 1), ints("ends", 4, 4), ints("slice.axes", 2, 3)}, []string{"slice"})
+	node("ConvTranspose", []string{"slice", floats("deconv.w", 4, 2, 2, 2)}, []string{"deconv"}, onnx.AttrInts("strides", 2, 2))
+	b.Initializer(onnx.FloatTensor("lo.clip", nil, []float32{-1}))
+	b.Initializer(onnx.FloatTensor("hi.clip", nil, []float32{1}))
+	node("Clip", []string{"deconv", "lo.clip", "hi.clip"}, []string{"clip"})
+	node("ReduceMean", []string{"clip", ints("mean.axes", 2, 3)}, []string{"mean"}, onnx.AttrInt("keepdims", 0))
+	node("Reshape", []string{"mean", ints("shape", -1, 2)}, []string{"flat"})
+	node("MatMul", []string{"flat", floats("fc", 2, 3)}, []string{"logits"})
+	b.Output("logits", onnx.Float, -1, 3)
+	b.SetMetadata("slatrun.taps", "conv,cat")
+	return b.Model()
+}
 
 // deriveMutant runs the fuzz property on one input; it returns an error
 // for a violation (a panic is one too, caught by the fuzzing engine).
@@ -551,13 +592,18 @@ func fuzzSeeds(t testing.TB) []fuzzSeed {
 		return 0
 	}
 	tensorIndex := func(base int, name string) int { return index(t, tensorNames(bases[base].Graph()), name) }
-	const mlp, convnet, torch, linear = 0, 1, 2, 3
+	const mlp, convnet, torch, linear, ops = 0, 1, 2, 3, 4
 	v := func(x int64) int { return index(t, interesting, x) }
 	seeds := []fuzzSeed{
 		{"base-mlp", (&seedBuilder{base: mlp}).bytes(), ""},
 		{"base-convnet", (&seedBuilder{base: convnet, tapMode: 0}).bytes(), ""},
 		{"base-torch", (&seedBuilder{base: torch, batch: 1}).bytes(), ""},
 		{"base-linear", (&seedBuilder{base: linear}).bytes(), ""},
+		{"base-ops", (&seedBuilder{base: ops, batch: 2}).bytes(), ""},
+		{"ops-split-omitted-output", (&seedBuilder{base: ops}).
+			mut(mutRename, tensorIndex(ops, "hi"), index(t, fuzzNames, "")).
+			mut(mutDropInput, nodeIndex(ops, "cat"), 0, 0).
+			mut(mutAddInput, nodeIndex(ops, "cat"), tensorIndex(ops, "lo"), 0).bytes(), ""},
 		{"convnet-nchwc-dlr", (&seedBuilder{base: convnet, flags: 4 | 2}).bytes(), ""},
 		{"softmax-output", (&seedBuilder{base: convnet}).mut(mutHead, 0, 0, 0, 0).bytes(), ""},
 		{"log-softmax-output", (&seedBuilder{base: torch}).mut(mutHead, 1, 0, 0, 0).bytes(), ""},
