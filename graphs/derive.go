@@ -620,6 +620,9 @@ func (d *deriver) freeInterfaceNames() error {
 			return err
 		}
 	}
+	for name := range owner { // fresh names must not take an interface name either
+		g.used[name] = true
+	}
 	m := map[string]string{}
 	for _, name := range g.tensorNames() {
 		if c, ok := owner[name]; ok && c.tensor != name {
