@@ -615,9 +615,10 @@ func fuzzSeeds(t testing.TB) []fuzzSeed {
 		{"output-renamed-logits-taken", (&seedBuilder{base: mlp, tapMode: 1}).
 			mut(mutRename, tensorIndex(mlp, "logits"), index(t, fuzzNames, "probs")).
 			mut(mutRename, tensorIndex(mlp, "fc1"), index(t, fuzzNames, "logits")).bytes(), ""},
-		{"fresh-name-is-a-gradient-name", (&seedBuilder{base: mlp}). // found by FuzzDerive
-										mut(mutRename, tensorIndex(mlp, "fc2.weight"), index(t, fuzzNames, "x__1")).
-										mut(mutRename, tensorIndex(mlp, "flatten"), index(t, fuzzNames, "grad.x")).bytes(), ""},
+		// found by FuzzDerive
+		{"fresh-name-is-a-gradient-name", (&seedBuilder{base: mlp}).
+			mut(mutRename, tensorIndex(mlp, "fc2.weight"), index(t, fuzzNames, "x__1")).
+			mut(mutRename, tensorIndex(mlp, "flatten"), index(t, fuzzNames, "grad.x")).bytes(), ""},
 		{"conv-strides-0", (&seedBuilder{base: convnet}).mut(mutInt, nodeIndex(convnet, "stem"), attrIndex(convnet, "stem", "strides"), v(0), 1).bytes(), "strides[1] = 0"},
 		{"conv-group-huge", (&seedBuilder{base: convnet}).mut(mutAddAttr, nodeIndex(convnet, "stage2.conv1"), index(t, fuzzAttrs, "group"), 0, v(1<<62)).bytes(), "attribute group = 4611686018427387904"},
 		{"conv-pads-huge", (&seedBuilder{base: torch}).mut(mutInt, nodeIndex(torch, "/conv1/Conv"), attrIndex(torch, "/conv1/Conv", "pads"), v(1<<40), 2).bytes(), "pads[2] = 1099511627776"},
