@@ -69,6 +69,9 @@ func normAxis(a int64, rank int) (int64, error) {
 }
 
 func normAxes(axes []int64, rank int) ([]int64, error) {
+	if len(axes) > onnx.MaxRank {
+		return nil, fmt.Errorf("%d axes (at most %d)", len(axes), onnx.MaxRank)
+	}
 	out := make([]int64, len(axes))
 	for i, a := range axes {
 		v, err := normAxis(a, rank)
@@ -123,6 +126,9 @@ func (g *fgraph) checkOutputs(n *node) error {
 		t := g.info[o]
 		if o == "" || t == nil {
 			continue
+		}
+		if len(t.shape) > onnx.MaxRank {
+			return fmt.Errorf("output %q would have rank %d (at most %d)", o, len(t.shape), onnx.MaxRank)
 		}
 		cnt, err := onnx.Elements(t.shape)
 		if err != nil {
@@ -848,6 +854,9 @@ func inferUnsqueeze(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(a) > onnx.MaxRank {
+		return nil, fmt.Errorf("%d axes to unsqueeze (at most %d)", len(a), onnx.MaxRank)
+	}
 	r := len(x) + len(a)
 	axes, err := normAxes(a, r)
 	if err != nil {
@@ -996,6 +1005,9 @@ func (g *fgraph) sliceSpec(n *node, x []int64) ([]sliceAxis, []int64, error) {
 	}
 	if len(ends) != len(starts) || len(axes) != len(starts) || len(steps) != len(starts) {
 		return nil, nil, fmt.Errorf("starts/ends/axes/steps lengths differ")
+	}
+	if len(starts) > onnx.MaxRank {
+		return nil, nil, fmt.Errorf("%d axes to slice (at most %d)", len(starts), onnx.MaxRank)
 	}
 	out := clone64(x)
 	var spec []sliceAxis

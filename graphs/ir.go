@@ -302,7 +302,7 @@ func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
 	}
 	inName := inputs[0].GetName()
 	dt, dims, ok := onnx.ValueShape(inputs[0])
-	if !ok || dt != onnx.Float || len(dims) < 2 {
+	if !ok || dt != onnx.Float || len(dims) < 2 || len(dims) > onnx.MaxRank {
 		return nil, fmt.Errorf("graphs: derive: input %q must be a float tensor [N, ...] with a known shape", inName)
 	}
 	for i, d := range dims[1:] {

@@ -274,6 +274,17 @@ func TestMalformedModels(t *testing.T) {
 			g.Node = nodes
 			return m
 		}, []string{}, "", nil},
+		{"unsqueeze by a hundred axes", func(t *testing.T) *onnx.Model {
+			m := zooModel(t, "mlp")
+			g := m.Graph()
+			axes := make([]int64, 100)
+			for i := range axes {
+				axes[i] = int64(i)
+			}
+			g.Initializer = append(g.Initializer, onnx.Int64Tensor("many", []int64{100}, axes))
+			g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("Unsqueeze"), Name: proto.String("wide"), Input: []string{"hidden", "many"}, Output: []string{"wide"}})
+			return m
+		}, []string{}, "100 axes to unsqueeze (at most 64)", nil},
 		{"duplicate taps", func(t *testing.T) *onnx.Model { return zooModel(t, "convnet") }, []string{"stem", "stem"}, `tap "stem" is listed twice`, nil},
 		{"unknown tap", func(t *testing.T) *onnx.Model { return zooModel(t, "convnet") }, []string{"stem", "stage9"}, `unknown tap "stage9": the forward graph has no tensor of that name (tensors it computes include normalize.centered, normalized, stem,`, nil},
 		{"tap on a parameter", func(t *testing.T) *onnx.Model { return zooModel(t, "convnet") }, []string{"stem.weight"}, `tap "stem.weight" is an initializer`, nil},

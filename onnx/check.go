@@ -32,6 +32,9 @@ const (
 	MaxNodeArity = 1 << 12
 	// MaxGraphDepth bounds the nesting of subgraphs (If, Loop, Scan).
 	MaxGraphDepth = 16
+	// MaxRank bounds the rank of any tensor (declared or, in package
+	// graphs, inferred) and the length of axis lists.
+	MaxRank = 64
 )
 
 // More errors returned (wrapped) by Validate, Decode and Load.
@@ -216,6 +219,9 @@ func checkTensor(t *onnxpb.TensorProto) error {
 	if ExternalData(t) {
 		return externalError(t, "")
 	}
+	if len(t.GetDims()) > MaxRank {
+		return fmt.Errorf("%s has rank %d (at most %d)", what, len(t.GetDims()), MaxRank)
+	}
 	if t.Segment != nil {
 		return fmt.Errorf("%s is segmented, which slatrun does not read", what)
 	}
@@ -359,6 +365,9 @@ func (c *checker) graph(g *onnxpb.GraphProto, outer *scope, depth int) error {
 		}
 		sc.defs[name] = "graph input"
 		if _, dims, ok := ValueShape(vi); ok {
+			if len(dims) > MaxRank {
+				return fmt.Errorf("graph input %q has rank %d (at most %d)", name, len(dims), MaxRank)
+			}
 			sc.rank[name] = len(dims)
 		}
 	}
@@ -705,6 +714,9 @@ func attrRange(op string, def bool, a *onnxpb.AttributeProto, nOut int) error {
 		case "split":
 			return inRange(v, 0, MaxTensorElements, "split sizes")
 		case "perm":
+			if len(v) > MaxRank {
+				return fmt.Errorf("attribute perm has %d values (at most %d)", len(v), MaxRank)
+			}
 			seen := make([]bool, len(v))
 			for i, p := range v {
 				if p < 0 || p >= int64(len(v)) || seen[p] {
@@ -713,12 +725,15 @@ func attrRange(op string, def bool, a *onnxpb.AttributeProto, nOut int) error {
 				seen[p] = true
 			}
 		case "axes":
-			for i, x := range v {
-				for _, y := range v[:i] {
-					if x == y {
-						return fmt.Errorf("attribute axes %v repeats axis %d", v, x)
-					}
+			if len(v) > MaxRank {
+				return fmt.Errorf("attribute axes has %d values (at most %d)", len(v), MaxRank)
+			}
+			seen := map[int64]bool{}
+			for _, x := range v {
+				if seen[x] {
+					return fmt.Errorf("attribute axes %v repeats axis %d", v, x)
 				}
+				seen[x] = true
 			}
 		}
 	case onnxpb.AttributeProto_INT:

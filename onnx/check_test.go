@@ -138,6 +138,13 @@ func TestValidateRefusesMalformedModels(t *testing.T) {
 			g.Initializer = append(g.Initializer, Int64Tensor("big", []int64{2}, []int64{1 << 30, 1 << 30}))
 			g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("ConstantOfShape"), Input: []string{"big"}, Output: []string{"zeros"}})
 		}, ErrInvalid, "more than the 2147483648 elements"},
+		{"initializer of rank 65", func(m *Model) {
+			g := m.Graph()
+			g.Initializer = append(g.Initializer, &onnxpb.TensorProto{Name: proto.String("deep"), Dims: make([]int64, 65), DataType: proto.Int32(int32(Float))})
+		}, ErrInvalid, `tensor "deep" has rank 65 (at most 64)`},
+		{"axes attribute too long", func(m *Model) {
+			m.Graph().Node = append(m.Graph().Node, &onnxpb.NodeProto{OpType: proto.String("ReduceSum"), Input: []string{"f"}, Output: []string{"s"}, Attribute: []*onnxpb.AttributeProto{AttrInts("axes", make([]int64, 1000)...)}})
+		}, ErrInvalid, "attribute axes has 1000 values"},
 		{"batch norm with three inputs", func(m *Model) {
 			m.Graph().Node = append(m.Graph().Node, &onnxpb.NodeProto{OpType: proto.String("BatchNormalization"), Input: []string{"h", "W", "W"}, Output: []string{"bn"}})
 		}, ErrInvalid, "BatchNormalization takes 5 inputs, this node has 3"},
