@@ -6,7 +6,8 @@ import (
 )
 
 // Convolutions. Conv's backward uses ConvTranspose for dX and, for dW of a
-// group-1 Conv, one Gemm per kernel offset (convWeightGradGemm); grouped
+// group-1 Conv, one Gemm per kernel offset (convWeightGradGemm), or with
+// Spec.Kernels slatrun's oneDNN ConvGradWeight kernel (2-D); grouped
 // Convs and ConvTranspose's dW use a Conv of the transposed input by the
 // transposed output gradient with the forward strides and dilations swapped
 // (see ONNX-NOTES.md: without the swap dW is silently wrong whenever
@@ -177,9 +178,16 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 			onnx.AttrInt("group", cg.group), onnx.AttrInts("output_padding", op...))
 	}
 	if d.wants(w) {
-		if cg.group == 1 && onnx.NumElements(cg.k) <= maxGemmTaps {
+		switch {
+		case d.kernelOK(n, cg):
+			// (its optional dB output is left unused: the ReduceSum
+			// below gives the bias gradient exactly as the plain graphs do)
+			res[1] = d.b.OpIn(onnx.KernelDomain, onnx.ConvGradWeight, []string{x, dy[0]},
+				onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
+				onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...))
+		case cg.group == 1 && onnx.NumElements(cg.k) <= maxGemmTaps:
 			res[1] = d.convWeightGradGemm(x, xs, dy[0], ys, cg)
-		} else {
+		default:
 			res[1] = d.convWeightGrad(x, xs, dy[0], ys, cg)
 		}
 	}
@@ -328,6 +336,17 @@ func matMulGrad(d *deriver, n *node, dy []string) ([]string, error) {
 // ReorderInput → com.microsoft.nchwc Conv → ReorderOutput, with the weight
 // reordered in the graph. On the convnet's 28×28×16 layers this runs a
 // convolution about 1.7× faster than the plain Conv with runtime weights.
+
+// kernelOK reports whether the weight gradient of Conv node n runs in
+// slatrun's ConvGradWeight kernel (Spec.Kernels; 2-D, group 1, explicit
+// pads).
+func (d *deriver) kernelOK(n *node, cg convGeom) bool {
+	if !d.spec.Kernels || cg.r != 2 || cg.group != 1 {
+		return false
+	}
+	ap := n.str("auto_pad", "NOTSET")
+	return ap == "NOTSET" || ap == ""
+}
 
 // nchwcOK reports whether a 2-D, group-1 convolution from c to m channels
 // can run in the NCHWc kernels.

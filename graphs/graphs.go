@@ -71,6 +71,13 @@ type Spec struct {
 	// It must equal the loaded library's block size (ort.NCHWcBlock); such
 	// graphs run only on ONNX Runtime's CPU provider.
 	NCHWcBlock int
+	// Kernels emits slatrun's own CPU kernels (domain onnx.KernelDomain)
+	// where they apply: the weight gradient of every 2-D, group-1 Conv
+	// becomes one ConvGradWeight node (oneDNN's backward-weights
+	// convolution) instead of a Gemm per kernel offset. Such graphs run
+	// only in sessions with ort.Options.Kernels on the CPU provider where
+	// ort.Kernels() is true (ort.Options.OneDNN gives the value).
+	Kernels bool
 }
 
 // Info is what a derived graph's metadata says about it.

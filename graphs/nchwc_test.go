@@ -42,80 +42,101 @@ func TestNCHWcMatchesPlain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plainG, err := graphs.Derive(m, graphs.Spec{Kind: c.kind, Batch: c.batch})
-			if err != nil {
-				t.Fatal(err)
-			}
-			blockG, err := graphs.Derive(m, graphs.Spec{Kind: c.kind, Batch: c.batch, NCHWcBlock: block})
-			if err != nil {
-				t.Fatal(err)
-			}
-			convs := 0
-			for _, n := range blockG.Graph().GetNode() {
-				if n.GetDomain() == onnx.NCHWcDomain && n.GetOpType() == "Conv" {
-					convs++
-				}
-			}
+			blockG := matchGraphs(t, m, graphs.Spec{Kind: c.kind, Batch: c.batch}, ort.Options{Threads: 1},
+				graphs.Spec{Kind: c.kind, Batch: c.batch, NCHWcBlock: block}, ort.Options{Threads: 1})
+			convs := countOps(blockG, onnx.NCHWcDomain, "Conv")
 			if convs < c.fwd+c.dx || (c.fwd+c.dx == 0 && convs > 0) {
 				t.Errorf("%d NCHWc Convs, want at least %d (and none if 0)", convs, c.fwd+c.dx)
 			}
-			plain, err := ort.NewSession(plainG, ort.Options{Threads: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer plain.Close()
-			blocked, err := ort.NewSession(blockG, ort.Options{Threads: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer blocked.Close()
-			params, stats, err := graphs.Parameters(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			known := map[string][]float32{}
-			for _, p := range append(params, stats...) {
-				known[p.Name] = p.Data
-			}
-			r := rand.New(rand.NewSource(2))
-			for _, name := range plain.Inputs() {
-				switch {
-				case name == "y":
-					for i := range plain.Int64(name) {
-						plain.Int64(name)[i] = int64(r.Intn(10))
-					}
-					copy(blocked.Int64(name), plain.Int64(name))
-					continue
-				case known[name] != nil:
-					copy(plain.Float(name), known[name])
-				case strings.HasPrefix(name, "delta."):
-					for i := range plain.Float(name) {
-						plain.Float(name)[i] = 0.1 * float32(r.NormFloat64())
-					}
-				default:
-					for i := range plain.Float(name) {
-						plain.Float(name)[i] = r.Float32()
-					}
-				}
-				copy(blocked.Float(name), plain.Float(name))
-			}
-			run(t, plain)
-			run(t, blocked)
-			for _, name := range plain.Outputs() {
-				a, b := plain.Float(name), blocked.Float(name)
-				if a == nil {
-					continue
-				}
-				scale := 0.0
-				for _, v := range a {
-					scale = math.Max(scale, math.Abs(float64(v)))
-				}
-				if d := maxDiff(a, b); d > 1e-4*(scale+1e-3) {
-					t.Errorf("%s: NCHWc and plain graphs differ by %.3g (largest |value| %.3g)", name, d, scale)
-				}
-			}
 		})
 	}
+}
+
+// countOps counts the nodes of op type op in domain dom.
+func countOps(m *onnx.Model, dom, op string) int {
+	n := 0
+	for _, node := range m.Graph().GetNode() {
+		if node.GetDomain() == dom && node.GetOpType() == op {
+			n++
+		}
+	}
+	return n
+}
+
+// matchGraphs derives two graphs of forward m, runs them on the same
+// inputs (the model's weights, random images, labels and latent
+// perturbations) in sessions with their own options, and checks that every
+// output agrees to 1e-4 of its largest value. It returns the second graph.
+func matchGraphs(t *testing.T, m *onnx.Model, specA graphs.Spec, optsA ort.Options, specB graphs.Spec, optsB ort.Options) *onnx.Model {
+	t.Helper()
+	ga, err := graphs.Derive(m, specA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, err := graphs.Derive(m, specB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ort.NewSession(ga, optsA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := ort.NewSession(gb, optsB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	params, stats, err := graphs.Parameters(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string][]float32{}
+	for _, p := range append(params, stats...) {
+		known[p.Name] = p.Data
+	}
+	k := int64(10)
+	if s := a.Shape("logits"); len(s) == 2 {
+		k = s[1]
+	}
+	r := rand.New(rand.NewSource(2))
+	for _, name := range a.Inputs() {
+		switch {
+		case name == "y":
+			for i := range a.Int64(name) {
+				a.Int64(name)[i] = r.Int63n(k)
+			}
+			copy(b.Int64(name), a.Int64(name))
+			continue
+		case known[name] != nil:
+			copy(a.Float(name), known[name])
+		case strings.HasPrefix(name, "delta."):
+			for i := range a.Float(name) {
+				a.Float(name)[i] = 0.1 * float32(r.NormFloat64())
+			}
+		default:
+			for i := range a.Float(name) {
+				a.Float(name)[i] = r.Float32()
+			}
+		}
+		copy(b.Float(name), a.Float(name))
+	}
+	run(t, a)
+	run(t, b)
+	for _, name := range a.Outputs() {
+		va, vb := a.Float(name), b.Float(name)
+		if va == nil {
+			continue
+		}
+		scale := 0.0
+		for _, v := range va {
+			scale = math.Max(scale, math.Abs(float64(v)))
+		}
+		if d := maxDiff(va, vb); d > 1e-4*(scale+1e-3) {
+			t.Errorf("%s: the graphs differ by %.3g (largest |value| %.3g)", name, d, scale)
+		}
+	}
+	return gb
 }
 
 // TestDeriveEval checks that DeriveEval gives one eval graph per head,

@@ -141,6 +141,16 @@ func (b *Builder) Op(op string, inputs []string, attrs ...*onnxpb.AttributeProto
 // kernels (ReorderInput, ReorderOutput, Conv, pooling).
 const NCHWcDomain = "com.microsoft.nchwc"
 
+// KernelDomain is the operator domain of slatrun's own CPU kernels
+// (onnx/ort registers them; docs/kernels.md lists them).
+const KernelDomain = "ai.slatrun"
+
+// ConvGradWeight is KernelDomain's 2-D convolution weight gradient: inputs
+// X [N,C,H,W] and dY [N,K,OH,OW], outputs dW [K,C,kh,kw] and, optionally,
+// dB [K]; attributes kernel_shape (required), strides, pads, dilations and
+// group (1) as on ONNX Conv.
+const ConvGradWeight = "ConvGradWeight"
+
 // OpIn appends a node of a non-default operator domain (for example ONNX
 // Runtime's "com.microsoft.nchwc") with one fresh output; the model imports
 // that domain at version 1.

@@ -131,19 +131,33 @@ func TestMethodsLearn(t *testing.T) {
 // for BNStatsAll, the train pass only for BNStatsTrain). Parameters and
 // statistics must agree after each step.
 func TestStepByHand(t *testing.T) {
-	for _, tc := range []struct{ method, bnStats string }{
-		{"slat", BNStatsAll},
-		{"slat", BNStatsTrain},
-		{"fgsm-rs", BNStatsAll},
-		{"pgd-2", BNStatsAll},
-		{"pgd-2", BNStatsTrain},
+	for _, tc := range []struct {
+		method, bnStats string
+		kernels         bool // slatrun's oneDNN kernels
+	}{
+		{"slat", BNStatsAll, false},
+		{"slat", BNStatsTrain, false},
+		{"fgsm-rs", BNStatsAll, false},
+		{"pgd-2", BNStatsAll, false},
+		{"pgd-2", BNStatsTrain, false},
+		{"slat", BNStatsAll, true},
 	} {
-		t.Run(tc.method+"/"+tc.bnStats, func(t *testing.T) { stepByHand(t, tc.method, tc.bnStats) })
+		name := tc.method + "/" + tc.bnStats
+		if tc.kernels {
+			name += "/onednn"
+		}
+		t.Run(name, func(t *testing.T) {
+			if ok, why := ort.Kernels(); tc.kernels && !ok {
+				t.Skip(why)
+			}
+			stepByHand(t, tc.method, tc.bnStats, tc.kernels)
+		})
 	}
 }
 
-func stepByHand(t *testing.T, method, bnStats string) {
+func stepByHand(t *testing.T, method, bnStats string, kernels bool) {
 	cfg := testConfig(t, "convnet", method)
+	cfg.Runtime.Kernels = kernels
 	cfg.Batch = 8
 	cfg.Schedule = "constant"
 	cfg.LR = 0.05
@@ -160,11 +174,11 @@ func stepByHand(t *testing.T, method, bnStats string) {
 	// (the same graphs the Trainer derives: NCHWc convolutions where the
 	// library has them)
 	blk := cfg.Runtime.NCHWc()
-	attackG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps, NCHWcBlock: blk})
+	attackG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps, NCHWcBlock: blk, Kernels: kernels})
 	if err != nil {
 		t.Fatal(err)
 	}
-	trainG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps, NCHWcBlock: blk})
+	trainG, err := graphs.Derive(cfg.Forward, graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps, NCHWcBlock: blk, Kernels: kernels})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +189,7 @@ func stepByHand(t *testing.T, method, bnStats string) {
 	if len(stats) == 0 {
 		t.Fatal("the test model has no BN statistics")
 	}
-	opts := ort.Options{Threads: 1, Batch: B}
+	opts := ort.Options{Threads: 1, Batch: B, Kernels: kernels}
 	as, err := ort.NewSession(attackG, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -364,9 +378,20 @@ func comparable(ms []EpochMetrics) []EpochMetrics {
 // the middle of the first epoch (and one at its end) followed by resumes:
 // the final weights and metrics must be identical.
 func TestResume(t *testing.T) {
-	for _, c := range []struct{ model, method string }{{"mlp", "fgsm-rs"}, {"mlp", "free-2"}, {"convnet", "slat"}} {
-		t.Run(c.method, func(t *testing.T) {
+	for _, c := range []struct {
+		model, method string
+		kernels       bool // slatrun's oneDNN kernels
+	}{{"mlp", "fgsm-rs", false}, {"mlp", "free-2", false}, {"convnet", "slat", false}, {"convnet", "slat", true}} {
+		name := c.method
+		if c.kernels {
+			name += "/onednn"
+		}
+		t.Run(name, func(t *testing.T) {
+			if ok, why := ort.Kernels(); c.kernels && !ok {
+				t.Skip(why)
+			}
 			cfg := testConfig(t, c.model, c.method)
+			cfg.Runtime.Kernels = c.kernels
 			cfg.Epochs = 2
 			if c.method == "free-2" {
 				cfg.Epochs = 4

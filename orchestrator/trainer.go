@@ -349,6 +349,7 @@ func (t *Trainer) setup() error {
 // session derives one graph and opens a session over it.
 func (t *Trainer) session(name string, spec graphs.Spec, opts ort.Options) (*ort.Session, error) {
 	spec.NCHWcBlock = opts.NCHWc()
+	spec.Kernels = opts.OneDNN()
 	g, err := graphs.Derive(t.cfg.Forward, spec)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: derive the %s graph: %w", name, err)
@@ -447,6 +448,7 @@ type configFile struct {
 	Threads     int               `json:"threads"`
 	Spinning    bool              `json:"spinning"`
 	NCHWcBlock  int               `json:"nchwc_block"` // 0: plain NCHW convolutions
+	Kernels     string            `json:"kernels"`     // onednn: slatrun's oneDNN kernels; ort: ONNX Runtime's only
 	Graphs      map[string]string `json:"graphs_sha256"`
 	Forward     string            `json:"forward_sha256"`
 	Data        configData        `json:"data"`
@@ -472,7 +474,7 @@ func (t *Trainer) writeConfig() error {
 	model, _ := t.fwd.Metadata("slatrun.model")
 	c := configFile{Settings: t.r, Model: model, Params: n, ONNXRuntime: ort.Version(),
 		Provider: provider, Threads: t.cfg.Runtime.Threads, Spinning: t.cfg.Runtime.Spinning,
-		NCHWcBlock: t.cfg.Runtime.NCHWc(), Graphs: t.graph, Forward: t.prov.Forward,
+		NCHWcBlock: t.cfg.Runtime.NCHWc(), Kernels: kernelsName(t.cfg.Runtime), Graphs: t.graph, Forward: t.prov.Forward,
 		Data: configData{Spec: t.cfg.DataSpec, dataFingerprint: t.prov.Data}}
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -487,4 +489,13 @@ func (t *Trainer) write(name string, data []byte) error {
 		return fmt.Errorf("orchestrator: write %s: %w", name, err)
 	}
 	return nil
+}
+
+// kernelsName names the kernel set the sessions of opts run: "onednn" when
+// the derived graphs use slatrun's oneDNN kernels, "ort" otherwise.
+func kernelsName(opts ort.Options) string {
+	if opts.OneDNN() {
+		return "onednn"
+	}
+	return "ort"
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 )
@@ -145,3 +146,28 @@ func limit(fs *pflag.FlagSet, b bound, names ...string) {
 		f.Value = &boundedValue{Value: f.Value, b: b}
 	}
 }
+
+// enumValue is a string flag that takes one of a fixed set of values.
+type enumValue struct {
+	p       *string
+	allowed []string
+}
+
+func (e *enumValue) String() string {
+	if e.p == nil {
+		return ""
+	}
+	return *e.p
+}
+
+func (e *enumValue) Set(s string) error {
+	for _, a := range e.allowed {
+		if strings.EqualFold(s, a) {
+			*e.p = a
+			return nil
+		}
+	}
+	return fmt.Errorf("want one of %s", strings.Join(e.allowed, ", "))
+}
+
+func (e *enumValue) Type() string { return "string" }

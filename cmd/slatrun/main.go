@@ -127,11 +127,13 @@ type runtimeFlags struct {
 	threads  int
 	spinning bool
 	nchwc    bool
+	kernels  string
 }
 
 // options are the ONNX Runtime session options the flags select.
 func (r *runtimeFlags) options() ort.Options {
-	return ort.Options{Provider: r.provider, DeviceID: r.device, Threads: r.threads, Spinning: r.spinning, PlainConv: !r.nchwc}
+	return ort.Options{Provider: r.provider, DeviceID: r.device, Threads: r.threads, Spinning: r.spinning, PlainConv: !r.nchwc,
+		Kernels: r.kernels == "onednn"}
 }
 
 func (r *runtimeFlags) add(fs *pflag.FlagSet) {
@@ -141,6 +143,8 @@ func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = ONNX Runtime's choice)")
 	fs.BoolVar(&r.spinning, "spinning", false, "let idle ONNX Runtime threads spin (faster on an otherwise idle machine)")
 	fs.BoolVar(&r.nchwc, "nchwc", true, "CPU: run eligible convolutions in ONNX Runtime's blocked NCHWc kernels (--nchwc=false: plain NCHW)")
+	r.kernels = "onednn"
+	fs.Var(&enumValue{p: &r.kernels, allowed: []string{"onednn", "ort"}}, "kernels", "CPU training kernels: onednn (slatrun's oneDNN kernels where oneDNN is installed; see slatrun version) or ort (ONNX Runtime's own only)")
 	limit(fs, nonNegative, "device", "threads")
 }
 

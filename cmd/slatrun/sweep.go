@@ -32,7 +32,7 @@ var sweepOwn = []string{"method", "eps", "seed"}
 
 // runtimeFlagNames are the flags of runtimeFlags: how a cell runs, not
 // what it computes, so they are not part of a cell's flags.
-var runtimeFlagNames = []string{"ort-lib", "provider", "device", "threads", "spinning", "nchwc"}
+var runtimeFlagNames = []string{"ort-lib", "provider", "device", "threads", "spinning", "nchwc", "kernels"}
 
 const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.1,0.2 --seeds 0,1 --epochs E [--grid FLAG=V1,V2]... --out sweeps/NAME [training flags]
        slatrun sweep ... --shard I/N --out DIR           run one shard's share of the cells

@@ -32,5 +32,10 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "nchwc         unavailable: plain NCHW convolutions\n")
 	}
+	if ok, why := ort.Kernels(); ok {
+		fmt.Fprintf(stdout, "kernels       oneDNN training kernels on the CPU (%s; --kernels ort: ONNX Runtime's own)\n", ort.KernelsInfo())
+	} else {
+		fmt.Fprintf(stdout, "kernels       ONNX Runtime's own only: %s\n", why)
+	}
 	return nil
 }

@@ -582,6 +582,13 @@ static int cgw_run(ConvGradW *k, SlatOrtKernelContext *ctx, char *err, size_t n)
 	    tensor_data(vdw, &pdw, err, n, "dW") || (vdb && tensor_data(vdb, &pdb, err, n, "dB")))
 		return -1;
 
+	// The thread count first: oneDNN plans a primitive's split of the work
+	// (and so its order of summation) for the OpenMP thread count of the
+	// thread that creates it, and ONNX Runtime may call us from any thread.
+	// Set after the build, the plan, and the last bits of dW, would depend
+	// on which thread built the primitive (seen: resumed runs that differed
+	// from uninterrupted ones in the 7th digit).
+	if (k->threads > 0 && dn.omp_set_num_threads) dn.omp_set_num_threads(k->threads);
 	if (k->have && memcmp(k->key, x, 4 * sizeof(int64_t)) == 0 && k->key[4] == dy[1] && k->key[5] == dy[2] &&
 	    k->key[6] == dy[3]) {
 		// cached
@@ -589,7 +596,6 @@ static int cgw_run(ConvGradW *k, SlatOrtKernelContext *ctx, char *err, size_t n)
 		cgw_clear(k);
 		if (cgw_build(k, x, dy, err, n)) return -1;
 	}
-	if (k->threads > 0 && dn.omp_set_num_threads) dn.omp_set_num_threads(k->threads);
 
 	DNNL_TRY(dn.mem_set_handle(k->u_src, px), "dnnl_memory_set_data_handle(X)");
 	DNNL_TRY(dn.mem_set_handle(k->u_ddst, pdy), "dnnl_memory_set_data_handle(dY)");

@@ -18,17 +18,17 @@ import (
 	"unsafe"
 
 	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/slatrun/slatrun/onnx"
 )
 
 // KernelDomain is the operator domain of slatrun's own kernels, registered
 // into a session when Options.Kernels is set (see docs/kernels.md).
-const KernelDomain = "ai.slatrun"
+const KernelDomain = onnx.KernelDomain
 
 // ConvGradWeightOp is the name of the 2-D convolution weight-gradient kernel
-// in KernelDomain: inputs X [N,C,H,W] and dY [N,K,OH,OW], outputs dW
-// [K,C,kh,kw] and (optional) dB [K]; attributes kernel_shape (required),
-// strides, pads, dilations and group (1) as on ONNX Conv.
-const ConvGradWeightOp = "ConvGradWeight"
+// in KernelDomain (onnx.ConvGradWeight says what it takes).
+const ConvGradWeightOp = onnx.ConvGradWeight
 
 // KernelNotice receives, once per process, the one-sentence notice that a
 // session asked for the fast kernels but they are off here. Set it to nil to

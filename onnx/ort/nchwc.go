@@ -1,6 +1,7 @@
 package ort
 
 import (
+	"strings"
 	"sync"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -63,6 +64,17 @@ func probeNCHWc() int {
 		return 0
 	}
 	return int(s[1])
+}
+
+// OneDNN reports whether graphs derived for a session with these options
+// should use slatrun's oneDNN kernels (graphs.Spec.Kernels): Kernels is set,
+// the provider is the CPU and the kernels can run here (Kernels()).
+func (o Options) OneDNN() bool {
+	if !o.Kernels || (o.Provider != "" && !strings.EqualFold(o.Provider, "cpu")) {
+		return false
+	}
+	ok, _ := Kernels()
+	return ok
 }
 
 // NCHWc returns the block size graphs derived for a session with these
