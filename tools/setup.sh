@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what slatrun needs on a Debian/Ubuntu machine and builds it:
-#   - Debian packages: gcc (cgo), npm (to fetch ONNX Runtime), dataset-fashion-mnist
+#   - Debian packages: gcc (cgo), npm (to fetch ONNX Runtime), dataset-fashion-mnist,
+#     libdnnl-dev (oneDNN, loaded at run time for the fast CPU training kernels)
 #     (installed only when running as root or with sudo; otherwise it says what is missing)
 #   - the ONNX Runtime shared library (tools/install-ort.sh)
 #   - bin/slatrun
@@ -12,6 +13,7 @@ need=()
 command -v gcc >/dev/null || need+=(gcc)
 command -v npm >/dev/null || need+=(npm)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+ldconfig -p 2>/dev/null | grep -q "libdnnl.so.2 " || need+=(libdnnl-dev)  # oneDNN: the fast CPU training kernels
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
