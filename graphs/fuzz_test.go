@@ -27,11 +27,11 @@ import (
 // derived graph that fails validation), and a derived graph encodes.
 //
 // The input is a header of fuzzHeader bytes (base model, batch, taps, eval
-// loss, NCHWc) and then records of fuzzRecord bytes, each one mutation:
-// its kind and four argument bytes (which node, attribute, tensor or
-// dimension; which value). mutate documents the kinds. The seed corpus in
-// testdata/fuzz/FuzzDerive is written by TestFuzzDeriveSeeds with
-// SLATRUN_WRITE_FUZZ_CORPUS=1.
+// loss, NCHWc, slatrun's kernels) and then records of fuzzRecord bytes,
+// each one mutation: its kind and four argument bytes (which node,
+// attribute, tensor or dimension; which value). mutate documents the kinds.
+// The seed corpus in testdata/fuzz/FuzzDerive is written by
+// TestFuzzDeriveSeeds with SLATRUN_WRITE_FUZZ_CORPUS=1.
 func FuzzDerive(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s.data)
@@ -253,6 +253,7 @@ func mutate(bases []*onnx.Model, data []byte) (*onnx.Model, graphs.Spec) {
 	if flags&4 != 0 {
 		spec.NCHWcBlock = 2
 	}
+	spec.Kernels = flags&8 != 0
 	g := m.Graph()
 	for r := 0; r < maxMutants && in.i < len(data); r++ {
 		kind, p1, p2, p3, p4 := in.byte(), in.byte(), in.byte(), in.byte(), in.byte()
@@ -605,6 +606,7 @@ func fuzzSeeds(t testing.TB) []fuzzSeed {
 			mut(mutDropInput, nodeIndex(ops, "cat"), 0, 0).
 			mut(mutAddInput, nodeIndex(ops, "cat"), tensorIndex(ops, "lo"), 0).bytes(), ""},
 		{"convnet-nchwc-dlr", (&seedBuilder{base: convnet, flags: 4 | 2}).bytes(), ""},
+		{"torch-kernels", (&seedBuilder{base: torch, flags: 8}).bytes(), ""},
 		{"softmax-output", (&seedBuilder{base: convnet}).mut(mutHead, 0, 0, 0, 0).bytes(), ""},
 		{"log-softmax-output", (&seedBuilder{base: torch}).mut(mutHead, 1, 0, 0, 0).bytes(), ""},
 		{"softmax-over-batch", (&seedBuilder{base: mlp}).mut(mutHead, 0, v(0), 0, 1).bytes(), "not over the classes"},
