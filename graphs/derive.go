@@ -2,6 +2,7 @@ package graphs
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -794,7 +795,7 @@ func (d *deriver) reduceMean(x string, axes []int64, keep bool) string {
 // unbroadcast reduces a gradient of shape from (a broadcast result) to the
 // shape to of the operand that was broadcast.
 func (d *deriver) unbroadcast(grad string, from, to []int64) string {
-	if equal64(from, to) {
+	if slices.Equal(from, to) {
 		return grad
 	}
 	off := len(from) - len(to)
@@ -813,18 +814,6 @@ func (d *deriver) unbroadcast(grad string, from, to []int64) string {
 		r = d.reshape(r, to)
 	}
 	return r
-}
-
-func equal64(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // zeros returns a float zero tensor of the given shape.

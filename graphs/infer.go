@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/onnxpb"
@@ -272,7 +273,7 @@ func (g *fgraph) inferNode(n *node) error {
 			dt = onnx.Bool
 		}
 		if n.op == "PRelu" {
-			if !equal64(shape, in0.shape) {
+			if !slices.Equal(shape, in0.shape) {
 				return fmt.Errorf("PRelu's slope %v does not broadcast to its input %v", ins[1].shape, in0.shape)
 			}
 		}
@@ -480,7 +481,7 @@ func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, e
 // kernelAttr checks that a kernel_shape attribute, if any, matches the
 // weight's spatial dims k, and records k in it.
 func kernelAttr(n *node, k []int64) error {
-	if a := n.attr("kernel_shape"); a != nil && !equal64(a.GetInts(), k) {
+	if a := n.attr("kernel_shape"); a != nil && !slices.Equal(a.GetInts(), k) {
 		return fmt.Errorf("kernel_shape %v does not match the weight's spatial shape %v", a.GetInts(), k)
 	}
 	n.setAttr(onnx.AttrInts("kernel_shape", k...))
@@ -498,7 +499,7 @@ func group(n *node) (int64, error) {
 
 // checkBias checks an optional bias input against its expected shape [m].
 func checkBias(ins []*tinfo, m int64) error {
-	if len(ins) > 2 && ins[2] != nil && !equal64(ins[2].shape, []int64{m}) {
+	if len(ins) > 2 && ins[2] != nil && !slices.Equal(ins[2].shape, []int64{m}) {
 		return fmt.Errorf("bias has shape %v, want [%d]", ins[2].shape, m)
 	}
 	return nil
@@ -669,7 +670,7 @@ func inferBN(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 		return nil, fmt.Errorf("BatchNormalization needs an input [N, C, ...] with C ≥ 1, got %v", x)
 	}
 	for i, what := range []string{"scale", "bias", "mean", "variance"} {
-		if t := ins[1+i]; !equal64(t.shape, []int64{x[1]}) || !t.isFloat() {
+		if t := ins[1+i]; !slices.Equal(t.shape, []int64{x[1]}) || !t.isFloat() {
 			return nil, fmt.Errorf("BatchNormalization %s has shape %v, want [%d] (the input's channels) of floats", what, t.shape, x[1])
 		}
 	}
@@ -696,7 +697,7 @@ func inferGemm(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
 		return nil, fmt.Errorf("Gemm inner dimensions %d and %d differ", k, k2)
 	}
 	if len(ins) > 2 && ins[2] != nil {
-		if c, err := broadcast(ins[2].shape, []int64{m, nn}); err != nil || !equal64(c, []int64{m, nn}) {
+		if c, err := broadcast(ins[2].shape, []int64{m, nn}); err != nil || !slices.Equal(c, []int64{m, nn}) {
 			return nil, fmt.Errorf("Gemm's C of shape %v does not broadcast to [%d, %d]", ins[2].shape, m, nn)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/slatrun/slatrun/onnx/onnxpb"
@@ -896,7 +897,7 @@ func spatialAttrs(n *onnxpb.NodeProto, sc *scope, xr int, xrOK bool) error {
 			if len(wd) < 3 {
 				return fmt.Errorf("weight %q has shape %v; a convolution's weight is [M, C/group, k...]", w, wd)
 			}
-			if hasK && !equalInts(k, wd[2:]) {
+			if hasK && !slices.Equal(k, wd[2:]) {
 				return fmt.Errorf("kernel_shape %v does not match the weight's shape %v", k, wd)
 			}
 			r = len(wd) - 2
@@ -942,18 +943,6 @@ func spatialAttrs(n *onnxpb.NodeProto, sc *scope, xr int, xrOK bool) error {
 		}
 	}
 	return nil
-}
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // integerValues returns the values of an integer tensor (known false for
