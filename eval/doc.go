@@ -7,7 +7,7 @@
 // # Graphs
 //
 // eval does not build or differentiate models. Its caller hands NewClassifier
-// one eval graph per loss head (DESIGN.md §3), all with the same fixed batch
+// one eval graph per loss head (docs/contract.md), all with the same fixed batch
 // size B: inputs x float32 [B,C,H,W] in [0,1] and y int64 [B] (the "dlr-t"
 // head also target int64 [B]); outputs logits [B,K], loss.each [B] and
 // grad.x = ∂(Σ loss.each)/∂x. The heads are "ce" (cross-entropy), "cw" (the CW
@@ -18,7 +18,7 @@
 // # Attacks
 //
 // ParseAttacks reads names such as "fgsm,pgd-50-10,pgd-cw-50,apgd-ce,apgd-t";
-// StandardAttacks is the evaluation of SLAT.md. All attacks work in an L∞
+// StandardAttacks is the evaluation of docs/methods.md. All attacks work in an L∞
 // ball (or an L2 ball, Config.Norm) around x, intersected with [0,1]:
 //
 //   - FGSM: x + ε·sign(∇), clipped to the box.

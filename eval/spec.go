@@ -25,7 +25,7 @@ const (
 	KindAPGDT = "apgd-t" // Croce & Hein 2020, targeted DLR over the top target classes
 )
 
-// StandardAttacks is the evaluation of /work/shared/SLAT.md: FGSM, PGD-50-10
+// StandardAttacks is the evaluation of docs/methods.md: FGSM, PGD-50-10
 // with the CE and the CW loss, and the first two attacks of AutoAttack's
 // "standard" version.
 const StandardAttacks = "fgsm,pgd-50-10,pgd-cw-50-10,apgd-ce,apgd-t"
@@ -65,7 +65,7 @@ type AttackSpec struct {
 
 // Default numbers of the attacks ParseAttacks knows.
 const (
-	pgdStep     = 0.25 // PGD step ε/4 (SLAT.md)
+	pgdStep     = 0.25 // PGD step ε/4 (docs/methods.md)
 	apgdStep    = 2    // APGD's initial step 2ε
 	apgdIters   = 100  // AutoAttack "standard"
 	apgdTargets = 9    // AutoAttack "standard"

@@ -41,7 +41,7 @@ type EvalSpec struct {
 }
 
 // DefaultAttacks is the evaluation a sweep runs unless told otherwise:
-// PGD-50-10 (SLAT.md's evaluation) at the cell's ε.
+// PGD-50-10 (the yardstick of docs/methods.md) at the cell's ε.
 const DefaultAttacks = "pgd-50-10"
 
 // Axis is one more dimension of the grid: a training flag and its values.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The training issue's acceptance recipe on Fashion-MNIST: convnet width 16,
+# The Fashion-MNIST recipe of the README's results table: convnet width 16,
 # ε = 0.1, batch 128, 5 epochs, cyclic lr to 0.2, SGD momentum 0.9, weight
 # decay 5e-4, seed 0, full training set (1000 held out for the probe); then
 # PGD-50-10 (step ε/4) on the first 1000 test images, for model.onnx and

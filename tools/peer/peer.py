@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""slatrun's PyTorch peer: the zoo models, the training methods of SLAT.md and
+"""slatrun's PyTorch peer: the zoo models, the training methods of docs/methods.md and
 a reference trainer, written as fast as eager PyTorch honestly gets on a CPU.
 
 Two modes:
@@ -7,7 +7,7 @@ Two modes:
   bench (default)  time training steps on synthetic data (fixed seed), one
                    line per method (and memory format), --json for one JSON
                    object per line;
-  --train          train convnet on Fashion-MNIST with SLAT.md's schedule and
+  --train          train convnet on Fashion-MNIST with docs/methods.md's schedule and
                    report clean and PGD-50-10 accuracy on the first --test-n
                    test images: the reference to compare slatrun's numbers with.
 
@@ -117,7 +117,7 @@ DOMAIN_CLIP = "exact"
 
 def _domain_clip(h, delta):
     """ĥ = h + stopgrad(clip(δ, lo−h, hi−h)), lo/hi the per-sample,
-    per-channel min/max of h over H, W in this pass (SLAT.md step 3)."""
+    per-channel min/max of h over H, W in this pass (docs/methods.md, SLAT step 3)."""
     if DOMAIN_CLIP == "fused":
         return _FusedDomainClip.apply(h, delta)
     with torch.no_grad():
