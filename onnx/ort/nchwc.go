@@ -1,7 +1,6 @@
 package ort
 
 import (
-	"strings"
 	"sync"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -70,7 +69,7 @@ func probeNCHWc() int {
 // should use slatrun's oneDNN kernels (graphs.Spec.Kernels): Kernels is set,
 // the provider is the CPU and the kernels can run here (Kernels()).
 func (o Options) OneDNN() bool {
-	if !o.Kernels || (o.Provider != "" && !strings.EqualFold(o.Provider, "cpu")) {
+	if !o.Kernels || !o.OnCPU() {
 		return false
 	}
 	ok, _ := Kernels()
@@ -81,7 +80,7 @@ func (o Options) OneDNN() bool {
 // options should use for NCHWc convolutions: NCHWcBlock on the CPU
 // provider unless PlainConv is set, 0 otherwise.
 func (o Options) NCHWc() int {
-	if o.PlainConv || (o.Provider != "" && o.Provider != "cpu") {
+	if o.PlainConv || !o.OnCPU() {
 		return 0
 	}
 	return NCHWcBlock()

@@ -14,7 +14,8 @@ import (
 
 // Options configure a session.
 type Options struct {
-	// Provider is "cpu" (default) or "cuda".
+	// Provider is "cpu" (default) or "cuda", in any letter case (see
+	// ExecutionProvider).
 	Provider string
 	// DeviceID selects the CUDA device.
 	DeviceID int
@@ -124,25 +125,60 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 			return fail(fmt.Errorf("ort: profiling: %w", err))
 		}
 	}
-	switch strings.ToLower(o.Provider) {
-	case "", "cpu":
+	provider, err := o.ExecutionProvider()
+	if err != nil {
+		return fail(err)
+	}
+	switch provider {
+	case ProviderCPU:
 		if o.Kernels {
 			if err := addKernels(so, o.Threads); err != nil {
 				return fail(err)
 			}
 		}
-	case "cuda":
+	case ProviderCUDA:
 		if err := appendCUDA(so, o.DeviceID); err != nil {
 			return fail(err)
 		}
-	default:
-		return fail(fmt.Errorf("ort: unknown provider %q (want cpu or cuda)", o.Provider))
 	}
 	return so, nil
 }
 
+// The execution providers, as ExecutionProvider names them.
+const (
+	ProviderCPU  = "cpu"
+	ProviderCUDA = "cuda"
+)
+
+// ExecutionProvider returns the provider o selects, normalized once for
+// every use: ProviderCPU for an empty Provider or "cpu" in any letter case,
+// ProviderCUDA for "cuda" in any letter case, and an error for any other
+// name.
+func (o Options) ExecutionProvider() (string, error) {
+	switch p := strings.ToLower(strings.TrimSpace(o.Provider)); p {
+	case "", ProviderCPU:
+		return ProviderCPU, nil
+	case ProviderCUDA:
+		return ProviderCUDA, nil
+	}
+	return "", fmt.Errorf("ort: unknown provider %q (want cpu or cuda)", o.Provider)
+}
+
+// OnCPU reports whether o selects the CPU provider (see ExecutionProvider).
+func (o Options) OnCPU() bool {
+	p, err := o.ExecutionProvider()
+	return err == nil && p == ProviderCPU
+}
+
+// OnCUDA reports whether o selects the CUDA provider (see
+// ExecutionProvider); callers check it with CheckCUDA at start-up.
+func (o Options) OnCUDA() bool {
+	p, err := o.ExecutionProvider()
+	return err == nil && p == ProviderCUDA
+}
+
 // ErrCUDAUnavailable is wrapped by errors about a CUDA provider that cannot
-// be used here.
+// be used here; those errors also wrap ONNX Runtime's own error.
 var ErrCUDAUnavailable = errors.New("CUDA provider unavailable")
 
 func cudaHelp() string {
@@ -150,23 +186,50 @@ func cudaHelp() string {
 		Library(), LibraryVersion)
 }
 
+// cudaError is a CUDA provider that cannot be used here: what failed,
+// ONNX Runtime's own words for why, and what would make CUDA work. It
+// matches both ErrCUDAUnavailable and ONNX Runtime's error in errors.Is.
+type cudaError struct {
+	op  string // what failed, e.g. "add the CUDA provider"
+	err error  // ONNX Runtime's error
+}
+
+func (e *cudaError) Error() string {
+	why := strings.TrimPrefix(oneLine(e.err.Error()), "ort: ")
+	return fmt.Sprintf("ort: %v: %s failed: %s; %s", ErrCUDAUnavailable, e.op, why, cudaHelp())
+}
+
+func (e *cudaError) Unwrap() []error { return []error{ErrCUDAUnavailable, e.err} }
+
+// oneLine joins the lines of a (multi-line) message with "; ".
+func oneLine(s string) string {
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 func appendCUDA(so *ortgo.SessionOptions, device int) error {
 	co, err := ortgo.NewCUDAProviderOptions()
 	if err != nil {
-		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+		return &cudaError{"create the CUDA provider options", err}
 	}
 	defer co.Destroy()
 	if err := co.Update(map[string]string{"device_id": strconv.Itoa(device)}); err != nil {
-		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+		return &cudaError{fmt.Sprintf("select CUDA device %d", device), err}
 	}
 	if err := so.AppendExecutionProviderCUDA(co); err != nil {
-		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+		return &cudaError{"add the CUDA provider", err}
 	}
 	return nil
 }
 
 // CheckCUDA reports, with one clear error, whether a CUDA session on device
-// can be created. Call it at start-up when the user asks for CUDA.
+// can be created. Call it at start-up when the user asks for CUDA. The
+// error wraps ErrCUDAUnavailable and ONNX Runtime's own error.
 func CheckCUDA(device int) error {
 	if !ortgo.IsInitialized() {
 		return ErrNotInitialized
@@ -175,12 +238,14 @@ func CheckCUDA(device int) error {
 	b.Input("x", onnx.Float, 1)
 	b.Node("Identity", []string{"x"}, []string{"y"})
 	b.Output("y", onnx.Float, 1)
-	s, err := NewSession(b.Model(), Options{Provider: "cuda", DeviceID: device})
+	s, err := NewSession(b.Model(), Options{Provider: ProviderCUDA, DeviceID: device})
 	if err != nil {
 		if errors.Is(err, ErrCUDAUnavailable) {
 			return err
 		}
-		return fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+		// A one-node graph that fails only under CUDA: the provider is
+		// what cannot run.
+		return &cudaError{fmt.Sprintf("a one-node test session on CUDA device %d", device), err}
 	}
 	return s.Close()
 }
@@ -250,8 +315,8 @@ func NewSession(m *onnx.Model, opts Options) (*Session, error) {
 	sess, err := ortgo.NewAdvancedSessionWithONNXData(data, s.inputs, s.outputs, ins, outs, so)
 	if err != nil {
 		s.destroyValues()
-		if strings.EqualFold(opts.Provider, "cuda") {
-			return nil, fmt.Errorf("ort: %w: %s", ErrCUDAUnavailable, cudaHelp())
+		if opts.OnCUDA() {
+			return nil, fmt.Errorf("ort: create session on CUDA device %d: %w", opts.DeviceID, err)
 		}
 		return nil, fmt.Errorf("ort: create session: %w", err)
 	}

@@ -84,6 +84,7 @@ func TestSessionOptions(t *testing.T) {
 		{"no optimization", Options{Batch: 1, OptLevel: "none"}, ""},
 		{"bad level", Options{Batch: 1, OptLevel: "max"}, "optimization level"},
 		{"bad provider", Options{Batch: 1, Provider: "tpu"}, "unknown provider"},
+		{"provider in upper case", Options{Batch: 1, Provider: "CPU"}, ""},
 		{"no batch", Options{}, "symbolic dimension"},
 		{"missing output", Options{Batch: 1, Outputs: []string{"nope"}}, "not a graph output"},
 	}
@@ -121,9 +122,23 @@ func TestCUDAUnavailableIsOneClearError(t *testing.T) {
 	if strings.Contains(msg, "\n") {
 		t.Errorf("message is not one line: %q", msg)
 	}
-	_, err = NewSession(affine(t), Options{Batch: 1, Provider: "cuda"})
-	if !errors.Is(err, ErrCUDAUnavailable) {
-		t.Fatalf("NewSession(cuda) err = %v, want ErrCUDAUnavailable", err)
+	// ONNX Runtime's own error is kept, in its words, behind the sentinel.
+	var ce *cudaError
+	if !errors.As(err, &ce) || ce.err == nil {
+		t.Fatalf("err = %v, want a *cudaError wrapping ONNX Runtime's error", err)
+	}
+	if !errors.Is(err, ce.err) {
+		t.Errorf("errors.Is(err, ONNX Runtime's error) = false")
+	}
+	if words := oneLine(ce.err.Error()); !strings.Contains(msg, words) {
+		t.Errorf("message %q lacks ONNX Runtime's words %q", msg, words)
+	}
+	t.Logf("CheckCUDA: %v", err)
+	for _, p := range []string{"cuda", "CUDA", " Cuda "} {
+		_, err = NewSession(affine(t), Options{Batch: 1, Provider: p})
+		if !errors.Is(err, ErrCUDAUnavailable) {
+			t.Fatalf("NewSession(Provider %q) err = %v, want ErrCUDAUnavailable", p, err)
+		}
 	}
 	if got := Providers(); len(got) != 1 || got[0] != "cpu" {
 		t.Fatalf("Providers() = %v, want [cpu]", got)
@@ -217,5 +232,41 @@ func TestSharedInputs(t *testing.T) {
 	}
 	if _, err := NewSession(affine(t), Options{Batch: 2, Shared: map[string][]float32{"x": x}}); err == nil {
 		t.Fatal("a shared slice of the wrong size was accepted")
+	}
+}
+
+// TestExecutionProvider: the provider name is normalized once, in any
+// letter case, and the options derived from it agree.
+func TestExecutionProvider(t *testing.T) {
+	for _, c := range []struct {
+		provider, want string
+		cpu, cuda      bool
+	}{
+		{"", ProviderCPU, true, false},
+		{"cpu", ProviderCPU, true, false},
+		{"CPU", ProviderCPU, true, false},
+		{" Cpu", ProviderCPU, true, false},
+		{"cuda", ProviderCUDA, false, true},
+		{"CUDA", ProviderCUDA, false, true},
+		{"tpu", "", false, false},
+	} {
+		o := Options{Provider: c.provider}
+		got, err := o.ExecutionProvider()
+		if got != c.want || (err != nil) != (c.want == "") {
+			t.Errorf("Provider %q: ExecutionProvider() = %q, %v; want %q", c.provider, got, err, c.want)
+		}
+		if o.OnCPU() != c.cpu || o.OnCUDA() != c.cuda {
+			t.Errorf("Provider %q: OnCPU %v, OnCUDA %v; want %v, %v", c.provider, o.OnCPU(), o.OnCUDA(), c.cpu, c.cuda)
+		}
+		if want := (Options{}).NCHWc(); c.cpu && o.NCHWc() != want {
+			t.Errorf("Provider %q: NCHWc() = %d, want %d as for the default provider", c.provider, o.NCHWc(), want)
+		}
+		k := Options{Provider: c.provider, Kernels: true}
+		if want := (Options{Kernels: true}).OneDNN(); c.cpu && k.OneDNN() != want {
+			t.Errorf("Provider %q: OneDNN() = %v, want %v as for the default provider", c.provider, k.OneDNN(), want)
+		}
+		if !c.cpu && (o.NCHWc() != 0 || k.OneDNN()) {
+			t.Errorf("Provider %q: NCHWc %d, OneDNN %v; want both off", c.provider, o.NCHWc(), k.OneDNN())
+		}
 	}
 }
