@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -353,11 +352,12 @@ func (c *Config) Validate() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	msgs := make([]string, len(errs))
+	// One line, "a; b; c", that still wraps every problem (errors.Is).
+	args := make([]any, len(errs))
 	for i, e := range errs {
-		msgs[i] = e.Error()
+		args[i] = e
 	}
-	return errors.New("orchestrator: invalid config: " + strings.Join(msgs, "; "))
+	return fmt.Errorf("orchestrator: invalid config: "+strings.TrimSuffix(strings.Repeat("%w; ", len(errs)), "; "), args...)
 }
 
 // resolved holds the settings with every Auto filled in; it is what

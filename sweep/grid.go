@@ -203,11 +203,12 @@ func (s *Spec) Validate() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	msgs := make([]string, len(errs))
+	// One line, "a; b; c", that still wraps every problem (errors.Is).
+	args := make([]any, len(errs))
 	for i, e := range errs {
-		msgs[i] = e.Error()
+		args[i] = e
 	}
-	return errors.New("sweep: " + strings.Join(msgs, "; "))
+	return fmt.Errorf("sweep: "+strings.TrimSuffix(strings.Repeat("%w; ", len(errs)), "; "), args...)
 }
 
 func firstDup(list []string) string {
