@@ -167,19 +167,19 @@ func TestAPGDMatchesAutoAttack(t *testing.T) {
 	ten, _ := tasks()
 	c := ten.m.classifier(t, 32)
 	const seed = 21
-	defer func() { testHook = nil }()
+	defer c.setPointHook(nil)
 	for _, eps := range []float32{0.05, 0.1, 0.15} {
 		for _, spec := range mustParse(t, "apgd-ce,apgd-t-50") {
 			// Record the points each sample's rows visit.
 			traj := make([][][]float32, len(ten.y))
 			a := newAttacker(c, eps, false, seed)
 			a.aid = attackID(spec.Name)
-			testHook = func(a *attacker) {
+			c.setPointHook(func(a *attacker) {
 				for r := range a.n {
 					s := a.ids[r]
 					traj[s] = append(traj[s], append([]float32(nil), a.xa[r*a.d:(r+1)*a.d]...))
 				}
-			}
+			})
 			fooled := make([]bool, len(ten.y))
 			var set []int
 			for s := range ten.y {
@@ -190,7 +190,7 @@ func TestAPGDMatchesAutoAttack(t *testing.T) {
 			if err := a.attackSet(t.Context(), &spec, ten.x, ten.y, set, fooled, nil); err != nil {
 				t.Fatal(err)
 			}
-			testHook = nil
+			c.setPointHook(nil)
 
 			differ, diverged, points := 0, 0, 0
 			for _, s := range set {

@@ -46,9 +46,6 @@ type attacker struct {
 	runs       int // graph runs since the counter was reset
 }
 
-// testHook, when set (by tests only), sees every point an attack evaluates.
-var testHook func(a *attacker)
-
 func newAttacker(c *Classifier, eps float32, l2 bool, seed uint64) *attacker {
 	dm := c.Dims()
 	b, d := dm.B, dm.D()
@@ -132,8 +129,8 @@ func (a *attacker) forward(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if testHook != nil {
-		testHook(a)
+	if h := a.c.pointHook; h != nil {
+		h(a)
 	}
 	if err := a.run(); err != nil {
 		return err

@@ -10,7 +10,7 @@ import (
 	"github.com/slatrun/slatrun/onnx/ort"
 )
 
-// Names of the eval graph contract (DESIGN.md §3).
+// Names of the eval graph contract (docs/contract.md).
 const (
 	inX      = "x"
 	inY      = "y"
@@ -42,6 +42,9 @@ type Classifier struct {
 	extra  map[string]int       // other float inputs (parameters, BN statistics) → length
 	values map[string][]float32 // their values, set by SetInput
 	closed bool
+	// pointHook, if set (by tests, through export_test.go), sees every
+	// point an attack evaluates, before the graph runs.
+	pointHook func(a *attacker)
 }
 
 // NewClassifier checks that the eval graphs keep the contract and share the

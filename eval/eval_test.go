@@ -248,7 +248,7 @@ func TestPerturbationsStayInBall(t *testing.T) {
 	}{{NormLinf, 0.1}, {NormLinf, 0.3}, {NormLinf, 1.5}, {NormL2, 0.5}, {NormL2, 2}} {
 		t.Run(fmt.Sprintf("%s/%v", tc.norm, tc.eps), func(t *testing.T) {
 			points, bad := 0, 0
-			testHook = func(a *attacker) {
+			c.setPointHook(func(a *attacker) {
 				for r := range a.b {
 					x0, xa := a.x0[r*a.d:(r+1)*a.d], a.xa[r*a.d:(r+1)*a.d]
 					points++
@@ -275,8 +275,8 @@ func TestPerturbationsStayInBall(t *testing.T) {
 						t.FailNow()
 					}
 				}
-			}
-			defer func() { testHook = nil }()
+			})
+			defer c.setPointHook(nil)
 			evaluate(t, c, ten, Config{Eps: tc.eps, Norm: tc.norm, Attacks: mustParse(t, attacksFor(ten)), Seed: 4})
 			if points == 0 {
 				t.Fatal("the hook saw no points")
@@ -375,13 +375,13 @@ func TestCancel(t *testing.T) {
 	for _, name := range []string{"pgd-50-10", "apgd-ce", "apgd-t"} {
 		ctx, cancel = context.WithCancel(context.Background())
 		points := 0
-		testHook = func(*attacker) {
+		c.setPointHook(func(*attacker) {
 			if points++; points == 7 {
 				cancel()
 			}
-		}
+		})
 		_, err = Evaluate(ctx, c, ten.x, ten.y, Config{Eps: 0.1, Attacks: mustParse(t, name)})
-		testHook = nil
+		c.setPointHook(nil)
 		if !errors.Is(err, context.Canceled) || points != 7 {
 			t.Fatalf("%s: err = %v after %d runs, want context.Canceled after 7", name, err, points)
 		}
