@@ -10,6 +10,7 @@ import (
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
+	"github.com/slatrun/slatrun/optim"
 )
 
 // The values of Config.BNStats.
@@ -179,7 +180,7 @@ func DefaultConfig() Config {
 		Epochs:       30,
 		Batch:        128,
 		LR:           0.2,
-		Schedule:     "cyclic",
+		Schedule:     optim.Cyclic,
 		Momentum:     0.9,
 		BaseMomentum: 0.8,
 		WeightDecay:  5e-4,
@@ -255,7 +256,7 @@ func parseMethod(s string) (method, error) {
 }
 
 // Schedules lists the schedule names Config.Schedule accepts.
-const Schedules = "cyclic, piecewise, cosine, constant"
+const Schedules = optim.ScheduleNames
 
 // Validate checks the settings and returns one error naming every problem
 // it finds. It does not look at the graphs (New does).
@@ -291,15 +292,13 @@ func (c *Config) Validate() error {
 	if !(c.LR > 0 && finite(c.LR)) {
 		bad("LR = %v: want a finite learning rate > 0", c.LR)
 	}
-	switch c.Schedule {
-	case "cyclic", "piecewise", "cosine", "constant":
-	default:
+	if !optim.KnownSchedule(c.Schedule) {
 		bad("Schedule %q: want one of %s", c.Schedule, Schedules)
 	}
 	if !(c.Momentum >= 0 && c.Momentum < 1) {
 		bad("Momentum = %v: want a value in [0, 1)", c.Momentum)
 	}
-	if c.Schedule == "cyclic" && !(c.BaseMomentum >= 0 && c.BaseMomentum <= c.Momentum) {
+	if c.Schedule == optim.Cyclic && !(c.BaseMomentum >= 0 && c.BaseMomentum <= c.Momentum) {
 		bad("BaseMomentum = %v: the cyclic schedule wants 0 ≤ BaseMomentum ≤ Momentum (%v)", c.BaseMomentum, c.Momentum)
 	}
 	if !(c.WeightDecay >= 0 && finite(c.WeightDecay)) {
@@ -411,7 +410,7 @@ func resolve(c *Config, m method, taps []string) resolved {
 	if r.BNStats == "" {
 		r.BNStats = BNStatsAll
 	}
-	if c.Schedule == "cyclic" {
+	if c.Schedule == optim.Cyclic {
 		r.BaseMomentum = c.BaseMomentum
 	}
 	if m.fam == free {

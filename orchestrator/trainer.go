@@ -15,6 +15,7 @@ import (
 	"github.com/slatrun/slatrun/graphs"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
+	"github.com/slatrun/slatrun/optim"
 )
 
 // PCG streams (the second word of rand.NewPCG; the seed is the first) of
@@ -72,8 +73,8 @@ type Trainer struct {
 	// The model's state: the slices are bound as the sessions' inputs
 	// (Options.Shared), so the attack and train graphs read them in place.
 	params, stats []graphs.Tensor
-	opt           *SGD
-	sched         Schedule
+	opt           *optim.SGD
+	sched         optim.Schedule
 
 	attack, train *session
 	step          func() error // the method's step
@@ -299,8 +300,10 @@ func (t *Trainer) setup() error {
 		values[i] = p.Data
 		grads[i] = s.Float("grad." + p.Name)
 	}
-	t.opt = NewSGD(values, grads, cfg.WeightDecay)
-	t.sched = Schedule{Kind: cfg.Schedule, LR: float64(cfg.LR), Momentum: float64(cfg.Momentum),
+	if t.opt, err = optim.NewSGD(values, grads, cfg.WeightDecay); err != nil {
+		return fmt.Errorf("orchestrator: %w", err)
+	}
+	t.sched = optim.Schedule{Kind: cfg.Schedule, LR: float64(cfg.LR), Momentum: float64(cfg.Momentum),
 		BaseMomentum: float64(cfg.BaseMomentum), Steps: t.r.TotalSteps,
 		StepsPerEpoch: t.r.BatchesEpoch * t.r.Replays}
 

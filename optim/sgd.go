@@ -1,4 +1,6 @@
-package orchestrator
+package optim
+
+import "fmt"
 
 // SGD is PyTorch's torch.optim.SGD (dampening 0, no Nesterov) over
 // parameters held in caller-owned slices, updated in place in float32:
@@ -22,16 +24,21 @@ type SGD struct {
 }
 
 // NewSGD returns an SGD over params and grads with zeroed momentum buffers.
-func NewSGD(params, grads [][]float32, weightDecay float32) *SGD {
+// params and grads must pair up: as many gradients as parameters, each of
+// its parameter's length.
+func NewSGD(params, grads [][]float32, weightDecay float32) (*SGD, error) {
+	if len(grads) != len(params) {
+		return nil, fmt.Errorf("optim: NewSGD: %d parameters but %d gradients", len(params), len(grads))
+	}
 	o := &SGD{Params: params, Grads: grads, WeightDecay: weightDecay}
 	o.Bufs = make([][]float32, len(params))
 	for i, p := range params {
 		if len(grads[i]) != len(p) {
-			panic("orchestrator: NewSGD: parameter and gradient lengths differ")
+			return nil, fmt.Errorf("optim: NewSGD: parameter %d has %d values but its gradient %d", i, len(p), len(grads[i]))
 		}
 		o.Bufs[i] = make([]float32, len(p))
 	}
-	return o
+	return o, nil
 }
 
 // Step updates every parameter in place.

@@ -1,10 +1,33 @@
-package orchestrator
+package optim
 
 import "math"
 
+// The schedule kinds, the values of Schedule.Kind.
+const (
+	Cyclic    = "cyclic"
+	Piecewise = "piecewise"
+	Cosine    = "cosine"
+	Constant  = "constant"
+)
+
+// ScheduleNames lists the schedule kinds.
+const ScheduleNames = Cyclic + ", " + Piecewise + ", " + Cosine + ", " + Constant
+
+// KnownSchedule reports whether kind is one of the schedule kinds.
+func KnownSchedule(kind string) bool {
+	switch kind {
+	case Cyclic, Piecewise, Cosine, Constant:
+		return true
+	}
+	return false
+}
+
 // Schedule gives the learning rate and momentum of every optimizer step.
 type Schedule struct {
-	// Kind is cyclic, piecewise, cosine or constant (see Config.Schedule).
+	// Kind is Cyclic (per step, 0 → LR at 40% of Steps → 0, momentum
+	// cycling the other way), Piecewise (×0.1 at 30%, 60% and 80% of the
+	// epochs), Cosine (per step, LR → 0) or Constant; At treats any other
+	// kind as Constant.
 	Kind string
 	// LR is the peak (cyclic, cosine) or initial (piecewise, constant)
 	// learning rate.
@@ -21,7 +44,7 @@ type Schedule struct {
 // piecewiseMilestones are where the piecewise schedule multiplies the
 // learning rate by 0.1, as fractions of the epochs (rounded to whole epochs:
 // epochs 3, 6 and 8 of 10).
-var piecewiseMilestones = [...]float64{0.3, 0.6, 0.8}
+func piecewiseMilestones() [3]float64 { return [...]float64{0.3, 0.6, 0.8} }
 
 // At returns the learning rate and momentum of step i (0-based, counted
 // over the whole run).
@@ -34,7 +57,7 @@ var piecewiseMilestones = [...]float64{0.3, 0.6, 0.8}
 // has learning rate 0 and momentum Momentum.
 func (s *Schedule) At(i int) (lr, momentum float64) {
 	switch s.Kind {
-	case "cyclic":
+	case Cyclic:
 		// The reference passes step_size_up = steps·2/5, step_size_down =
 		// steps·3/5; computing them the same way keeps the float64
 		// arithmetic identical.
@@ -50,17 +73,17 @@ func (s *Schedule) At(i int) (lr, momentum float64) {
 			scale = (x - 1) / (ratio - 1)
 		}
 		return s.LR * scale, s.Momentum - (s.Momentum-s.BaseMomentum)*scale
-	case "piecewise":
+	case Piecewise:
 		epochs := float64(s.Steps / max(1, s.StepsPerEpoch))
 		epoch := float64(i / max(1, s.StepsPerEpoch))
 		lr = s.LR
-		for _, f := range piecewiseMilestones {
+		for _, f := range piecewiseMilestones() {
 			if epoch >= math.Round(f*epochs) {
 				lr *= 0.1
 			}
 		}
 		return lr, s.Momentum
-	case "cosine":
+	case Cosine:
 		return s.LR * 0.5 * (1 + math.Cos(math.Pi*float64(i)/float64(max(1, s.Steps)))), s.Momentum
 	}
 	return s.LR, s.Momentum
