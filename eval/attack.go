@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx/ort"
 )
 
@@ -67,10 +68,10 @@ func (a *attacker) bind(head string) error {
 		return err
 	}
 	a.s = s
-	a.sx, a.sg, a.sz, a.sl = s.Float(inX), s.Float(outGrad), s.Float(outZ), s.Float(outLoss)
-	a.sy, a.st = s.Int64(inY), nil
-	if s.Has(inTarget) {
-		a.st = s.Int64(inTarget)
+	a.sx, a.sg, a.sz, a.sl = s.Float(contract.Input), s.Float(contract.InputGrad), s.Float(contract.Logits), s.Float(contract.LossEach)
+	a.sy, a.st = s.Int64(contract.Labels), nil
+	if s.Has(contract.Target) {
+		a.st = s.Int64(contract.Target)
 	}
 	return nil
 }

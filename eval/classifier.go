@@ -6,18 +6,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
-)
-
-// Names of the eval graph contract (docs/contract.md).
-const (
-	inX      = "x"
-	inY      = "y"
-	inTarget = "target"
-	outZ     = "logits"
-	outLoss  = "loss.each"
-	outGrad  = "grad.x"
 )
 
 // ErrGraph is wrapped by every error about an eval graph that does not keep
@@ -67,7 +58,7 @@ func NewClassifier(graphs map[string]*onnx.Model, opts ort.Options) (*Classifier
 		extra:  map[string]int{},
 		values: map[string][]float32{},
 	}
-	c.opts.Outputs = []string{outZ, outLoss, outGrad}
+	c.opts.Outputs = []string{contract.Logits, contract.LossEach, contract.InputGrad}
 	first := ""
 	for _, head := range sortedKeys(graphs) {
 		m := graphs[head]
@@ -91,7 +82,7 @@ func NewClassifier(graphs map[string]*onnx.Model, opts ort.Options) (*Classifier
 
 // check validates one graph and returns its sizes.
 func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
-	minK := map[string]int{HeadCE: 2, HeadCW: 2, HeadDLR: 3, HeadDLRT: 4}[head]
+	minK := contract.MinClasses(head)
 	if minK == 0 {
 		return Dims{}, fmt.Errorf("eval: %w: unknown loss head %q (want ce, cw, dlr or dlr-t)", ErrGraph, head)
 	}
@@ -128,7 +119,7 @@ func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
 		}
 		return n
 	}
-	x, ok := ins[inX]
+	x, ok := ins[contract.Input]
 	if !ok || x.dt != onnx.Float || len(x.dims) != 4 {
 		return bad(`needs input "x" float32 [B,C,H,W]`)
 	}
@@ -156,32 +147,32 @@ func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
 		}
 		return true
 	}
-	if y, ok := ins[inY]; !want(y, ok, onnx.Int64, b) {
+	if y, ok := ins[contract.Labels]; !want(y, ok, onnx.Int64, b) {
 		return bad(`needs input "y" int64 [%d]`, b)
 	}
-	t, hasT := ins[inTarget]
+	t, hasT := ins[contract.Target]
 	if head == HeadDLRT && !want(t, hasT, onnx.Int64, b) {
-		return bad(`needs input "target" int64 [%d]`, b)
+		return bad("needs input %q int64 [%d]", contract.Target, b)
 	}
 	if head != HeadDLRT && hasT {
-		return bad(`has an input "target", which only the dlr-t head takes`)
+		return bad("has an input %q, which only the %s head takes", contract.Target, contract.HeadDLRT)
 	}
-	z, ok := outs[outZ]
+	z, ok := outs[contract.Logits]
 	if !want(z, ok, onnx.Float, b, -1) || z.dims[1] <= 0 {
-		return bad(`needs output "logits" float32 [%d,K]`, b)
+		return bad("needs output %q float32 [%d,K]", contract.Logits, b)
 	}
 	d.K = int(z.dims[1])
 	if d.K < minK {
 		return bad("%d classes; this head needs at least %d", d.K, minK)
 	}
-	if l, ok := outs[outLoss]; !want(l, ok, onnx.Float, b) {
-		return bad(`needs output "loss.each" float32 [%d]`, b)
+	if l, ok := outs[contract.LossEach]; !want(l, ok, onnx.Float, b) {
+		return bad("needs output %q float32 [%d]", contract.LossEach, b)
 	}
-	if gx, ok := outs[outGrad]; !want(gx, ok, onnx.Float, b, int64(d.C), int64(d.H), int64(d.W)) {
-		return bad(`needs output "grad.x" float32 [%d,%d,%d,%d]`, b, d.C, d.H, d.W)
+	if gx, ok := outs[contract.InputGrad]; !want(gx, ok, onnx.Float, b, int64(d.C), int64(d.H), int64(d.W)) {
+		return bad("needs output %q float32 [%d,%d,%d,%d]", contract.InputGrad, b, d.C, d.H, d.W)
 	}
 	for name, v := range ins {
-		if name == inX || name == inY || name == inTarget {
+		if name == contract.Input || name == contract.Labels || name == contract.Target {
 			continue
 		}
 		n := int64(1)
@@ -249,7 +240,7 @@ func (c *Classifier) session(head string) (*ort.Session, error) {
 		return nil, fmt.Errorf("eval: %q eval graph: %w", head, err)
 	}
 	for _, name := range s.Inputs() {
-		if name == inX || name == inY || name == inTarget {
+		if name == contract.Input || name == contract.Labels || name == contract.Target {
 			continue
 		}
 		v, ok := c.values[name]

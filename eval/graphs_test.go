@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
 )
@@ -31,14 +32,14 @@ func TestGraphsMatchReference(t *testing.T) {
 				}
 				defer s.Close()
 				r := rand.New(rand.NewPCG(7, 7))
-				x, y := s.Float(inX), s.Int64(inY)
+				x, y := s.Float(contract.Input), s.Int64(contract.Labels)
 				copy(x, tc.tk.x[:bs*imgD])
 				for i := range y {
 					y[i] = int64(r.IntN(m.K)) // wrong labels too: every branch of the heads
 				}
 				var target []int64
 				if head == HeadDLRT {
-					target = s.Int64(inTarget)
+					target = s.Int64(contract.Target)
 					for i := range target {
 						target[i] = (y[i] + 1 + int64(r.IntN(m.K-1))) % int64(m.K)
 					}
@@ -46,7 +47,7 @@ func TestGraphsMatchReference(t *testing.T) {
 				if err := s.Run(); err != nil {
 					t.Fatal(err)
 				}
-				z, loss, grad := s.Float(outZ), s.Float(outLoss), s.Float(outGrad)
+				z, loss, grad := s.Float(contract.Logits), s.Float(contract.LossEach), s.Float(contract.InputGrad)
 				// Float32 rounding of the logit-space gradient (e.g. softmax − 1
 				// near p = 1) limits grad.x to a few ulp(1)·Σ_j |W_ij| absolutely; the rest
 				// must agree to 1e-3 of the gradient's scale.

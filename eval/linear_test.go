@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
 )
@@ -98,10 +99,10 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 	k := int64(m.K)
 	B := int64(bs)
 	g := onnx.NewBuilder("linear-" + head)
-	g.Input(inX, onnx.Float, B, imgC, imgH, imgW)
-	g.Input(inY, onnx.Int64, B)
+	g.Input(contract.Input, onnx.Float, B, imgC, imgH, imgW)
+	g.Input(contract.Labels, onnx.Int64, B)
 	if head == HeadDLRT {
-		g.Input(inTarget, onnx.Int64, B)
+		g.Input(contract.Target, onnx.Int64, B)
 	}
 	wt := make([]float32, len(m.W))
 	for i := range imgD {
@@ -116,10 +117,10 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 		W, Wt = g.Floats("W", []int64{imgD, k}, m.W), g.Floats("Wt", []int64{k, imgD}, wt)
 	}
 	bias := g.Floats("b", []int64{k}, m.b)
-	flat := g.Op("Flatten", []string{inX}, onnx.AttrInt("axis", 1))
+	flat := g.Op("Flatten", []string{contract.Input}, onnx.AttrInt("axis", 1))
 	mm := g.Op("MatMul", []string{flat, W})
-	g.Node("Add", []string{mm, bias}, []string{outZ})
-	z := outZ
+	g.Node("Add", []string{mm, bias}, []string{contract.Logits})
+	z := contract.Logits
 
 	depth := g.Int64s("depth", []int64{1}, []int64{k})
 	offOn := g.Floats("off_on", []int64{2}, []float32{0, 1})
@@ -136,8 +137,8 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 		return g.Op("Gather", []string{v, g.Int64s("col", nil, []int64{i})}, onnx.AttrInt("axis", 1))
 	}
 	op := func(name string, in ...string) string { return g.Op(name, in) }
-	ohy := oneHot(inY)
-	zy := pick(z, inY)
+	ohy := oneHot(contract.Labels)
+	zy := pick(z, contract.Labels)
 	// maxOther: argmax over j ≠ y.
 	argmaxOther := func() string {
 		masked := op("Sub", z, op("Mul", ohy, g.Scalar(1e30)))
@@ -168,7 +169,7 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 			den = op("Add", op("Sub", col(vals, 0), col(vals, 2)), g.Scalar(1e-12))
 			dden = op("Sub", oneHot(col(idx, 0)), oneHot(col(idx, 2)))
 		} else {
-			other = inTarget
+			other = contract.Target
 			vals, idx := topk(4)
 			half := g.Scalar(0.5)
 			den = op("Add", op("Sub", col(vals, 0), op("Mul", op("Add", col(vals, 2), col(vals, 3)), half)), g.Scalar(1e-12))
@@ -181,12 +182,12 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 	default:
 		panic("unknown head " + head)
 	}
-	g.Node("Identity", []string{loss}, []string{outLoss})
+	g.Node("Identity", []string{loss}, []string{contract.LossEach})
 	gflat := op("MatMul", dz, Wt)
-	g.Node("Reshape", []string{gflat, g.Ints(B, imgC, imgH, imgW)}, []string{outGrad})
-	g.Output(outZ, onnx.Float, B, k)
-	g.Output(outLoss, onnx.Float, B)
-	g.Output(outGrad, onnx.Float, B, imgC, imgH, imgW)
+	g.Node("Reshape", []string{gflat, g.Ints(B, imgC, imgH, imgW)}, []string{contract.InputGrad})
+	g.Output(contract.Logits, onnx.Float, B, k)
+	g.Output(contract.LossEach, onnx.Float, B)
+	g.Output(contract.InputGrad, onnx.Float, B, imgC, imgH, imgW)
 	return g.Model()
 }
 

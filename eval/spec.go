@@ -6,15 +6,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/slatrun/slatrun/graphs/contract"
 )
 
-// Loss heads: the keys of the eval graphs a Classifier is made from. For
-// every head a higher loss is more adversarial.
+// Loss heads: the keys of the eval graphs a Classifier is made from. The
+// graphs' producer defines them (package contract, which says what each
+// computes); these are aliases for eval's callers. For every head a higher
+// loss is more adversarial.
 const (
-	HeadCE   = "ce"    // cross-entropy: logsumexp(z) − z_y
-	HeadCW   = "cw"    // CW margin: max_{j≠y} z_j − z_y
-	HeadDLR  = "dlr"   // −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12)
-	HeadDLRT = "dlr-t" // targeted: −(z_y − z_t) / (z_π1 − (z_π3+z_π4)/2 + 1e-12); input "target"
+	HeadCE   = contract.HeadCE
+	HeadCW   = contract.HeadCW
+	HeadDLR  = contract.HeadDLR
+	HeadDLRT = contract.HeadDLRT
 )
 
 // Attack kinds.

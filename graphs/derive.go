@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
@@ -54,7 +55,7 @@ type deriver struct {
 	wrt    []string
 }
 
-// Derive builds the graph of spec.Kind from a forward graph (DESIGN.md §3):
+// Derive builds the graph of spec.Kind from a forward graph (docs/contract.md):
 //
 //   - forward: the forward graph, batch made concrete, with metadata;
 //   - attack: inputs x, y, every parameter and every BN running
@@ -90,7 +91,7 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	}
 	if spec.Kind == Eval {
 		switch spec.Loss {
-		case "", "ce", "cw", "dlr", "dlr-t":
+		case "", contract.HeadCE, contract.HeadCW, contract.HeadDLR, contract.HeadDLRT:
 		default:
 			return nil, fmt.Errorf("graphs: derive: unknown eval loss %q (want ce, cw, dlr or dlr-t)", spec.Loss)
 		}
@@ -104,8 +105,8 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	}
 	taps := spec.Taps
 	if taps == nil {
-		if v, ok := forward.Metadata(MetaTaps); ok {
-			taps = splitList(v)
+		if v, ok := forward.Metadata(contract.MetaTaps); ok {
+			taps = contract.SplitList(v)
 		}
 	}
 	if spec.Kind != Eval {
@@ -140,7 +141,7 @@ func DeriveEval(forward *onnx.Model, batch int, heads []string, nchwcBlock int) 
 // no BatchNormalization: almost always a PyTorch eval-mode export that folded
 // BN into the convolutions.
 func checkFoldedBN(forward *onnx.Model, g *fgraph) error {
-	if v, ok := forward.Metadata("slatrun.bn"); ok && v == "none" {
+	if v, ok := forward.Metadata(contract.MetaBN); ok && v == contract.BNNone {
 		return nil
 	}
 	conv, bn := false, false
@@ -177,14 +178,14 @@ func deriveForward(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 				}
 			}
 		}
-		m.SetMetadata(MetaBatch, strconv.Itoa(spec.Batch))
+		m.SetMetadata(contract.MetaBatch, strconv.Itoa(spec.Batch))
 	}
 	params, stats := classifyNames(m)
-	m.SetMetadata(MetaKind, string(Forward))
+	m.SetMetadata(contract.MetaKind, string(Forward))
 	taps := spec.Taps
 	if taps == nil {
-		if v, ok := forward.Metadata(MetaTaps); ok {
-			taps = splitList(v)
+		if v, ok := forward.Metadata(contract.MetaTaps); ok {
+			taps = contract.SplitList(v)
 		}
 	}
 	computed := map[string]bool{}
@@ -203,9 +204,9 @@ func deriveForward(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 			return nil, fmt.Errorf("graphs: derive: unknown tap %q: no node of the forward graph computes a tensor of that name", t)
 		}
 	}
-	m.SetMetadata(MetaTaps, strings.Join(taps, ","))
-	m.SetMetadata(MetaParams, strings.Join(params, ","))
-	m.SetMetadata(MetaStats, strings.Join(stats, ","))
+	m.SetMetadata(contract.MetaTaps, contract.List(taps))
+	m.SetMetadata(contract.MetaParams, contract.List(params))
+	m.SetMetadata(contract.MetaStats, contract.List(stats))
 	return m, nil
 }
 
@@ -233,7 +234,7 @@ func (d *deriver) build() (*onnx.Model, error) {
 				}
 			}
 			g.info[pre] = g.info[t]
-			delta := "delta." + t
+			delta := contract.DeltaName(t)
 			g.info[delta] = &tinfo{dt: onnx.Float, shape: clone64(g.info[t].shape)}
 			tn := &node{op: "SlatrunTap", name: "tap " + t, in: []string{pre, delta}, out: []string{t}, tap: true}
 			for i, n := range g.nodes {
@@ -268,7 +269,7 @@ func (d *deriver) build() (*onnx.Model, error) {
 		}
 	}
 	g.nodes = nodes
-	if !want["x"] {
+	if !want[contract.Input] {
 		return nil, fmt.Errorf("graphs: derive: the logits do not depend on the input")
 	}
 	// What to differentiate.
@@ -276,14 +277,14 @@ func (d *deriver) build() (*onnx.Model, error) {
 	case d.linear != nil:
 		d.sources = d.wrt
 	case spec.Kind == Attack:
-		d.sources = append([]string{"x"}, d.taps...)
+		d.sources = append([]string{contract.Input}, d.taps...)
 	case spec.Kind == Train:
 		d.sources = append([]string(nil), g.params...)
 		if spec.InputGrad {
-			d.sources = append(d.sources, "x")
+			d.sources = append(d.sources, contract.Input)
 		}
 	case spec.Kind == Eval:
-		d.sources = []string{"x"}
+		d.sources = []string{contract.Input}
 	}
 	for _, s := range d.sources {
 		d.needs[s] = true
@@ -310,20 +311,20 @@ func (d *deriver) build() (*onnx.Model, error) {
 	for name := range g.used {
 		d.b.Reserve(name)
 	}
-	for _, s := range []string{"x", "y", "target", "loss", "loss.each", "logits", "grad.x"} {
+	for _, s := range []string{contract.Input, contract.Labels, contract.Target, contract.Loss, contract.LossEach, contract.Logits, contract.InputGrad} {
 		d.b.Reserve(s)
 	}
 	for _, s := range append(append([]string(nil), g.params...), d.taps...) {
-		d.b.Reserve("grad." + s)
-		d.b.Reserve("delta." + s)
+		d.b.Reserve(contract.GradName(s))
+		d.b.Reserve(contract.DeltaName(s))
 	}
 	for _, s := range g.stats {
-		d.b.Reserve(s + ".next")
+		d.b.Reserve(contract.NextName(s))
 	}
 	B := int64(spec.Batch)
-	d.input("x", onnx.Float, g.info["x"].shape)
-	d.input("y", onnx.Int64, []int64{B})
-	g.info["y"] = &tinfo{dt: onnx.Int64, shape: []int64{B}}
+	d.input(contract.Input, onnx.Float, g.info[contract.Input].shape)
+	d.input(contract.Labels, onnx.Int64, []int64{B})
+	g.info[contract.Labels] = &tinfo{dt: onnx.Int64, shape: []int64{B}}
 	if d.linear != nil {
 		for _, p := range d.wrt {
 			if _, ok := g.inits[p]; ok {
@@ -342,7 +343,7 @@ func (d *deriver) build() (*onnx.Model, error) {
 	}
 	if spec.Kind == Train && d.linear == nil {
 		for _, t := range d.taps {
-			d.input("delta."+t, onnx.Float, g.info[t].shape)
+			d.input(contract.DeltaName(t), onnx.Float, g.info[t].shape)
 		}
 	}
 
@@ -427,41 +428,41 @@ func (d *deriver) build() (*onnx.Model, error) {
 			d.gradOutput(w)
 		}
 	case spec.Kind == Attack:
-		d.gradOutput("x")
+		d.gradOutput(contract.Input)
 		for _, t := range d.taps {
 			d.gradOutput(t)
 		}
 		d.statOutputs()
 	case spec.Kind == Train:
 		if spec.InputGrad {
-			d.gradOutput("x")
+			d.gradOutput(contract.Input)
 		}
 		for _, p := range g.params {
 			d.gradOutput(p)
 		}
 		d.statOutputs()
 	case spec.Kind == Eval:
-		d.gradOutput("x")
+		d.gradOutput(contract.Input)
 	}
 	d.b.Graph().Output = d.outs
 
 	// Metadata: the forward's slatrun.* keys, then ours.
 	for _, kv := range g.meta {
-		if strings.HasPrefix(kv[0], "slatrun.") {
+		if strings.HasPrefix(kv[0], contract.MetaPrefix) {
 			d.b.SetMetadata(kv[0], kv[1])
 		}
 	}
-	d.b.SetMetadata(MetaKind, string(spec.Kind))
-	d.b.SetMetadata(MetaTaps, strings.Join(d.taps, ","))
-	d.b.SetMetadata(MetaParams, strings.Join(g.params, ","))
-	d.b.SetMetadata(MetaStats, strings.Join(g.stats, ","))
-	d.b.SetMetadata(MetaBatch, strconv.Itoa(spec.Batch))
+	d.b.SetMetadata(contract.MetaKind, string(spec.Kind))
+	d.b.SetMetadata(contract.MetaTaps, contract.List(d.taps))
+	d.b.SetMetadata(contract.MetaParams, contract.List(g.params))
+	d.b.SetMetadata(contract.MetaStats, contract.List(g.stats))
+	d.b.SetMetadata(contract.MetaBatch, strconv.Itoa(spec.Batch))
 	if spec.Kind == Eval {
 		loss := spec.Loss
 		if loss == "" {
-			loss = "ce"
+			loss = contract.HeadCE
 		}
-		d.b.SetMetadata(MetaLoss, loss)
+		d.b.SetMetadata(contract.MetaLoss, loss)
 	}
 	m := d.b.Model()
 	if err := m.Validate(); err != nil {
@@ -474,8 +475,8 @@ func (d *deriver) build() (*onnx.Model, error) {
 // forward pass updated (the training kinds).
 func (d *deriver) statOutputs() {
 	for _, s := range d.g.stats {
-		if d.emitted[s+".next"] {
-			d.output(s+".next", d.g.info[s].shape)
+		if d.emitted[contract.NextName(s)] {
+			d.output(contract.NextName(s), d.g.info[s].shape)
 		}
 	}
 }
@@ -491,7 +492,7 @@ func checkLogits(g *fgraph) error {
 	if g.stripped != "" {
 		what = fmt.Sprintf("logits (the input of the %s that computes the output %q)", g.stripped, g.outputName)
 	}
-	t := g.info["logits"]
+	t := g.info[contract.Logits]
 	if t == nil || len(t.shape) != 2 || !t.isFloat() {
 		got := "an unknown shape"
 		if t != nil {
@@ -522,9 +523,9 @@ func (d *deriver) checkTaps() error {
 		seen[t] = true
 		if now, ok := g.renamed[t]; ok {
 			switch now {
-			case "x":
+			case contract.Input:
 				return fmt.Errorf("graphs: derive: tap %q is the model's input; a tap must be a tensor the forward graph computes", t)
-			case "logits":
+			case contract.Logits:
 				return fmt.Errorf("graphs: derive: tap %q is the model's logits, which slatrun calls logits; name the tap logits", t)
 			}
 			return fmt.Errorf("graphs: derive: tap %q: slatrun renames this tensor (to %q) because the names x and logits are reserved for the model's input and logits; rename it in the model", t, now)
@@ -533,7 +534,7 @@ func (d *deriver) checkTaps() error {
 		switch {
 		case t == "":
 			return fmt.Errorf("graphs: derive: a tap has an empty name")
-		case t == "x":
+		case t == contract.Input:
 			return fmt.Errorf("graphs: derive: tap %q is the model's input; a tap must be a tensor the forward graph computes", t)
 		case ti == nil:
 			return fmt.Errorf("graphs: derive: unknown tap %q: the forward graph has no tensor of that name%s", t, d.tapHint())
@@ -559,7 +560,7 @@ func (d *deriver) tapHint() string {
 			continue
 		}
 		for _, o := range n.out {
-			if t := d.g.info[o]; o != "" && o != "logits" && live[o] && t != nil && t.isFloat() && len(t.shape) >= 2 && len(names) < 6 {
+			if t := d.g.info[o]; o != "" && o != contract.Logits && live[o] && t != nil && t.isFloat() && len(t.shape) >= 2 && len(names) < 6 {
 				names = append(names, o)
 			}
 		}
@@ -604,17 +605,17 @@ func (d *deriver) freeInterfaceNames() error {
 		owner[name] = claim{tensor, role}
 		return nil
 	}
-	claims := [][3]string{{"x", "x", "the image input"}, {"logits", "logits", "the logits"},
-		{"y", "", "the labels input"}, {"target", "", "the targets input"}, {"loss", "", "the loss output"},
-		{"loss.each", "", "the per-example loss output"}, {"grad.x", "", "the input gradient output"}}
+	claims := [][3]string{{contract.Input, contract.Input, "the image input"}, {contract.Logits, contract.Logits, "the logits"},
+		{contract.Labels, "", "the labels input"}, {contract.Target, "", "the targets input"}, {contract.Loss, "", "the loss output"},
+		{contract.LossEach, "", "the per-example loss output"}, {contract.InputGrad, "", "the input gradient output"}}
 	for _, p := range g.params {
-		claims = append(claims, [3]string{p, p, "parameter " + p}, [3]string{"grad." + p, "", "the gradient of parameter " + p})
+		claims = append(claims, [3]string{p, p, "parameter " + p}, [3]string{contract.GradName(p), "", "the gradient of parameter " + p})
 	}
 	for _, s := range g.stats {
-		claims = append(claims, [3]string{s, s, "running statistic " + s}, [3]string{s + ".next", "", "the update of running statistic " + s})
+		claims = append(claims, [3]string{s, s, "running statistic " + s}, [3]string{contract.NextName(s), "", "the update of running statistic " + s})
 	}
 	for _, t := range d.taps {
-		claims = append(claims, [3]string{t, t, "tap " + t}, [3]string{"delta." + t, "", "the perturbation of tap " + t}, [3]string{"grad." + t, "", "the gradient of tap " + t})
+		claims = append(claims, [3]string{t, t, "tap " + t}, [3]string{contract.DeltaName(t), "", "the perturbation of tap " + t}, [3]string{contract.GradName(t), "", "the gradient of tap " + t})
 	}
 	for _, c := range claims {
 		if err := add(c[0], c[1], c[2]); err != nil {
@@ -648,7 +649,7 @@ func (d *deriver) output(name string, shape []int64) {
 
 // gradOutput declares grad.<name>, the total gradient of forward tensor name.
 func (d *deriver) gradOutput(name string) {
-	out := "grad." + name
+	out := contract.GradName(name)
 	shape := d.g.info[name].shape
 	if len(d.grads[name]) == 0 {
 		d.b.Node("ConstantOfShape", []string{d.ints(shape...)}, []string{out}, onnx.AttrTensor("value", onnx.FloatTensor("value", []int64{1}, []float32{0})))

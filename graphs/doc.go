@@ -13,7 +13,7 @@
 // Derive takes a forward graph (from the model zoo or torch.onnx.export)
 // with one image input [N, C, H, W] and logits [N, K] as its first output,
 // and a Spec (kind, concrete batch size, taps), and returns a graph of one
-// of the kinds of DESIGN.md §3:
+// of the kinds docs/contract.md describes:
 //
 //   - attack: loss, logits, grad.x, grad.<tap> and <stat>.next, BN on
 //     batch statistics, no parameter gradients (SLAT's first pass, and the

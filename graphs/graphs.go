@@ -3,41 +3,43 @@ package graphs
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
 
-// Kind names what a derived graph computes (DESIGN.md §3).
+// Kind names what a derived graph computes (docs/contract.md).
 type Kind string
 
 // The graph kinds.
 const (
 	// Forward is the plain model: weights as initializers, batch made
 	// concrete, metadata recorded.
-	Forward Kind = "forward"
+	Forward Kind = contract.KindForward
 	// Attack runs in training mode (BN on batch statistics) and outputs
 	// loss, logits, grad.x, grad.<tap> and <stat>.next (the BN running
 	// statistics updated by this pass); no parameter gradients.
-	Attack Kind = "attack"
+	Attack Kind = contract.KindAttack
 	// Train runs in training mode at the perturbed point (delta.<tap>
 	// inputs, SLAT's domain clip) and outputs loss, logits, grad.<param>
 	// and <stat>.next.
-	Train Kind = "train"
+	Train Kind = contract.KindTrain
 	// Eval runs with BN on running statistics and outputs logits,
 	// loss.each and grad.x of the summed per-example loss.
-	Eval Kind = "eval"
+	Eval Kind = contract.KindEval
 )
 
-// Metadata keys written into every derived graph.
+// Metadata keys written into every derived graph: aliases of the
+// constants of package contract, where they are defined, kept for callers
+// that use these names.
 const (
-	MetaKind   = "slatrun.kind"
-	MetaTaps   = "slatrun.taps"
-	MetaParams = "slatrun.params"
-	MetaStats  = "slatrun.stats"
-	MetaBatch  = "slatrun.batch"
-	MetaLoss   = "slatrun.loss"
+	MetaKind   = contract.MetaKind
+	MetaTaps   = contract.MetaTaps
+	MetaParams = contract.MetaParams
+	MetaStats  = contract.MetaStats
+	MetaBatch  = contract.MetaBatch
+	MetaLoss   = contract.MetaLoss
 )
 
 // Spec says which graph Derive builds.
@@ -55,7 +57,8 @@ type Spec struct {
 	NoDomainClip bool
 	// InputGrad adds grad.x to the train kind's outputs (Free-m needs it).
 	InputGrad bool
-	// Loss is the eval kind's per-example loss: "ce" (default), "cw" (the
+	// Loss is the eval kind's per-example loss, one of the heads of
+	// package contract: "ce" (default), "cw" (the
 	// CW margin max_{j≠y} z_j − z_y) or "dlr" (Croce & Hein's
 	// difference-of-logits ratio, −(z_y − max_{j≠y} z_j)/(z_π1 − z_π3)) or
 	// "dlr-t" (its targeted form −(z_y − z_t)/(z_π1 − (z_π3+z_π4)/2), with
@@ -90,29 +93,22 @@ type Info struct {
 	Stats  []string
 }
 
-func splitList(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
-}
-
 // ReadInfo reads a graph's slatrun.* metadata.
 func ReadInfo(m *onnx.Model) Info {
 	var in Info
-	if v, ok := m.Metadata(MetaKind); ok {
+	if v, ok := m.Metadata(contract.MetaKind); ok {
 		in.Kind = Kind(v)
 	}
-	if v, ok := m.Metadata(MetaBatch); ok {
+	if v, ok := m.Metadata(contract.MetaBatch); ok {
 		in.Batch, _ = strconv.Atoi(v)
 	}
-	in.Loss, _ = m.Metadata(MetaLoss)
-	v, _ := m.Metadata(MetaTaps)
-	in.Taps = splitList(v)
-	v, _ = m.Metadata(MetaParams)
-	in.Params = splitList(v)
-	v, _ = m.Metadata(MetaStats)
-	in.Stats = splitList(v)
+	in.Loss, _ = m.Metadata(contract.MetaLoss)
+	v, _ := m.Metadata(contract.MetaTaps)
+	in.Taps = contract.SplitList(v)
+	v, _ = m.Metadata(contract.MetaParams)
+	in.Params = contract.SplitList(v)
+	v, _ = m.Metadata(contract.MetaStats)
+	in.Stats = contract.SplitList(v)
 	return in
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
@@ -114,8 +115,8 @@ type fgraph struct {
 	info    map[string]*tinfo
 	inits   map[string]*onnxpb.TensorProto // initializers of the forward graph
 	initSeq []string                       // their order
-	input   string                         // "x" after renaming
-	output  string                         // "logits" after renaming
+	input   string                         // contract.Input after renaming
+	output  string                         // contract.Logits after renaming
 	params  []string
 	stats   []string
 	opset   int64
@@ -352,10 +353,10 @@ func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
 		return nil, fmt.Errorf("graphs: derive: the forward graph's output is its input")
 	}
 	// Rename the image input to x and the logits to logits, in one pass.
-	g.renameAll(map[string]string{inName: "x", out: "logits"})
-	g.input = "x"
-	g.output = "logits"
-	g.info["x"] = &tinfo{dt: onnx.Float, shape: dims}
+	g.renameAll(map[string]string{inName: contract.Input, out: contract.Logits})
+	g.input = contract.Input
+	g.output = contract.Logits
+	g.info[contract.Input] = &tinfo{dt: onnx.Float, shape: dims}
 
 	for _, n := range g.nodes {
 		if err := g.upgrade(n); err != nil {

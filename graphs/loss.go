@@ -1,6 +1,7 @@
 package graphs
 
 import (
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 )
 
@@ -59,39 +60,39 @@ func (d *deriver) emitHead() (string, error) {
 	z := d.g.output
 	zs := d.shape(z)
 	B, K := zs[0], zs[1]
-	oh := d.onehot("y", K)
+	oh := d.onehot(contract.Labels, K)
 	loss := d.spec.Loss
 	if d.spec.Kind != Eval {
-		loss = "ce"
+		loss = contract.HeadCE
 	}
 	switch loss {
-	case "", "ce":
+	case "", contract.HeadCE:
 		lsm := d.op("LogSoftmax", []string{z}, onnx.AttrInt("axis", 1))
 		picked := d.op("Mul", []string{lsm, oh})
 		diff := d.op("Sub", []string{d.op("Exp", []string{lsm}), oh})
 		if d.spec.Kind == Eval {
 			s := d.reduceSum(picked, []int64{1}, false)
-			d.b.Node("Neg", []string{s}, []string{"loss.each"})
-			d.output("logits", zs)
-			d.output("loss.each", []int64{B})
+			d.b.Node("Neg", []string{s}, []string{contract.LossEach})
+			d.output(contract.Logits, zs)
+			d.output(contract.LossEach, []int64{B})
 			return diff, nil
 		}
 		s := d.reduceSum(picked, []int64{0, 1}, false)
-		d.b.Node("Mul", []string{s, d.scalar(-1 / float32(B))}, []string{"loss"})
-		d.output("loss", nil)
-		d.output("logits", zs)
+		d.b.Node("Mul", []string{s, d.scalar(-1 / float32(B))}, []string{contract.Loss})
+		d.output(contract.Loss, nil)
+		d.output(contract.Logits, zs)
 		return d.op("Mul", []string{diff, d.scalar(1 / float32(B))}), nil
-	case "cw", "dlr":
+	case contract.HeadCW, contract.HeadDLR:
 		zy := d.reduceSum(d.op("Mul", []string{z, oh}), []int64{1}, false)
 		other := d.op("Sub", []string{z, d.op("Mul", []string{oh, d.scalar(1e9)})})
 		zmax := d.op("ReduceMax", []string{other, d.ints(1)}, onnx.AttrInt("keepdims", 0))
 		jstar := d.op("ArgMax", []string{other}, onnx.AttrInt("axis", 1), onnx.AttrInt("keepdims", 0))
 		margin := d.op("Sub", []string{zmax, zy})
 		dm := d.op("Sub", []string{d.onehot(jstar, K), oh})
-		d.output("logits", zs)
-		d.output("loss.each", []int64{B})
-		if loss == "cw" {
-			d.b.Node("Identity", []string{margin}, []string{"loss.each"})
+		d.output(contract.Logits, zs)
+		d.output(contract.LossEach, []int64{B})
+		if loss == contract.HeadCW {
+			d.b.Node("Identity", []string{margin}, []string{contract.LossEach})
 			return dm, nil
 		}
 		if K < 3 {
@@ -106,19 +107,19 @@ func (d *deriver) emitHead() (string, error) {
 		i1 := d.op("Gather", []string{idx, c0}, onnx.AttrInt("axis", 1))
 		i3 := d.op("Gather", []string{idx, c2}, onnx.AttrInt("axis", 1))
 		den := d.op("Add", []string{d.op("Sub", []string{v1, v3}), d.scalar(1e-12)})
-		d.b.Node("Div", []string{margin, den}, []string{"loss.each"})
+		d.b.Node("Div", []string{margin, den}, []string{contract.LossEach})
 		// ∂/∂z = dm/den − margin/den² · (onehot(π1) − onehot(π3))
 		inv := d.op("Reciprocal", []string{den})
 		invc := d.reshape(inv, []int64{B, 1})
-		q := d.reshape(d.op("Mul", []string{"loss.each", inv}), []int64{B, 1})
+		q := d.reshape(d.op("Mul", []string{contract.LossEach, inv}), []int64{B, 1})
 		dd := d.op("Sub", []string{d.onehot(i1, K), d.onehot(i3, K)})
 		return d.op("Sub", []string{d.op("Mul", []string{dm, invc}), d.op("Mul", []string{dd, q})}), nil
-	case "dlr-t":
+	case contract.HeadDLRT:
 		if K < 4 {
 			return "", &UnsupportedOpError{Node: "loss head", Op: "DLR-T", Detail: "the targeted DLR loss needs at least 4 classes"}
 		}
-		d.input("target", onnx.Int64, []int64{B})
-		ot := d.onehot("target", K)
+		d.input(contract.Target, onnx.Int64, []int64{B})
+		ot := d.onehot(contract.Target, K)
 		zy := d.reduceSum(d.op("Mul", []string{z, oh}), []int64{1}, false)
 		zt := d.reduceSum(d.op("Mul", []string{z, ot}), []int64{1}, false)
 		outs := d.b.OpN("TopK", []string{z, d.ints(4)}, 2, onnx.AttrInt("axis", 1))
@@ -133,13 +134,13 @@ func (d *deriver) emitHead() (string, error) {
 		// den = z_π1 − (z_π3 + z_π4)/2 + 1e-12; loss = (z_t − z_y)/den.
 		half := d.op("Mul", []string{d.op("Add", []string{v3, v4}), d.scalar(0.5)})
 		den := d.op("Add", []string{d.op("Sub", []string{v1, half}), d.scalar(1e-12)})
-		d.b.Node("Div", []string{d.op("Sub", []string{zt, zy}), den}, []string{"loss.each"})
-		d.output("logits", zs)
-		d.output("loss.each", []int64{B})
+		d.b.Node("Div", []string{d.op("Sub", []string{zt, zy}), den}, []string{contract.LossEach})
+		d.output(contract.Logits, zs)
+		d.output(contract.LossEach, []int64{B})
 		// ∂/∂z = (onehot(t) − onehot(y))/den − loss/den · (onehot(π1) − (onehot(π3)+onehot(π4))/2)
 		inv := d.op("Reciprocal", []string{den})
 		invc := d.reshape(inv, []int64{B, 1})
-		q := d.reshape(d.op("Mul", []string{"loss.each", inv}), []int64{B, 1})
+		q := d.reshape(d.op("Mul", []string{contract.LossEach, inv}), []int64{B, 1})
 		dm := d.op("Sub", []string{ot, oh})
 		h34 := d.op("Mul", []string{d.op("Add", []string{d.onehot(i3, K), d.onehot(i4, K)}), d.scalar(0.5)})
 		dd := d.op("Sub", []string{d.onehot(i1, K), h34})

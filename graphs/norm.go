@@ -3,6 +3,7 @@ package graphs
 import (
 	"fmt"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 )
 
@@ -56,7 +57,7 @@ func bnForward(d *deriver, n *node) error {
 	d.b.Node("Add", []string{d.mul(xc, k), d.reshape(bias, bs)}, []string{n.out[0]})
 	d.saved[n] = map[string]string{"xc": xc, "invstd": invstd, "k": k}
 	if d.isInput[mean] && d.isInput[vr] {
-		if mean == vr || d.emitted[mean+".next"] || d.emitted[vr+".next"] {
+		if mean == vr || d.emitted[contract.NextName(mean)] || d.emitted[contract.NextName(vr)] {
 			return fmt.Errorf("the running statistics %q and %q are shared with another BatchNormalization (or with each other); slatrun updates each from one node", mean, vr)
 		}
 		m := d.spec.BNMomentum
@@ -67,10 +68,10 @@ func bnForward(d *deriver, n *node) error {
 		if cnt > 1 {
 			unb = float32(cnt) / float32(cnt-1)
 		}
-		d.b.Node("Add", []string{d.mul(mean, d.scalar(1-m)), d.mul(d.reshape(mu, []int64{C}), d.scalar(m))}, []string{mean + ".next"})
-		d.b.Node("Add", []string{d.mul(vr, d.scalar(1-m)), d.mul(d.reshape(v, []int64{C}), d.scalar(m*unb))}, []string{vr + ".next"})
-		d.emitted[mean+".next"] = true
-		d.emitted[vr+".next"] = true
+		d.b.Node("Add", []string{d.mul(mean, d.scalar(1-m)), d.mul(d.reshape(mu, []int64{C}), d.scalar(m))}, []string{contract.NextName(mean)})
+		d.b.Node("Add", []string{d.mul(vr, d.scalar(1-m)), d.mul(d.reshape(v, []int64{C}), d.scalar(m*unb))}, []string{contract.NextName(vr)})
+		d.emitted[contract.NextName(mean)] = true
+		d.emitted[contract.NextName(vr)] = true
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package zoo
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
@@ -26,6 +28,16 @@ type net struct {
 	b      *onnx.Builder
 	rng    *rand.Rand
 	shapes map[string][]int64
+	// err is the first error building the graph (a name used twice: a
+	// mistake in a model's definition); Build returns it.
+	err error
+}
+
+// fail records err unless an earlier error is recorded.
+func (n *net) fail(err error) {
+	if n.err == nil {
+		n.err = err
+	}
 }
 
 func newNet(name string, seed uint64) *net {
@@ -37,15 +49,16 @@ func newNet(name string, seed uint64) *net {
 }
 
 // node appends a one-output node whose output (and node name) is out, and
-// records the output's shape; the graph output "logits" gets no value_info.
+// records the output's shape; the graph output (contract.Logits) gets no
+// value_info.
 func (n *net) node(op, out string, inputs []string, shape []int64, attrs ...*onnxpb.AttributeProto) string {
 	if n.b.Fresh(out) != out {
-		panic("zoo: tensor name " + out + " used twice") // programming error
+		n.fail(fmt.Errorf("tensor name %q used twice", out))
 	}
 	nd := n.b.Node(op, inputs, []string{out}, attrs...)
 	nd.Name = proto.String(out)
 	n.shapes[out] = shape
-	if out != "logits" {
+	if out != contract.Logits {
 		g := n.b.Graph()
 		g.ValueInfo = append(g.ValueInfo, onnx.ValueInfo(out, onnx.Float, shape...))
 	}
@@ -55,7 +68,7 @@ func (n *net) node(op, out string, inputs []string, shape []int64, attrs ...*onn
 // param adds an initializer under exactly name.
 func (n *net) param(name string, shape []int64, data []float32) string {
 	if n.b.Fresh(name) != name {
-		panic("zoo: initializer name " + name + " used twice") // programming error
+		n.fail(fmt.Errorf("initializer name %q used twice", name))
 	}
 	return n.b.Initializer(onnx.FloatTensor(name, shape, data))
 }
@@ -154,11 +167,11 @@ func (n *net) block(prefix, out, x string, cout, stride int64, dropout float32) 
 }
 
 // head adds BN → ReLU → GlobalAveragePool → Flatten → Linear(classes) and
-// returns "logits".
+// returns contract.Logits.
 func (n *net) head(x string, classes int) string {
 	s := n.shapes[x]
 	o := n.relu("relu", n.bn("bn", x))
 	o = n.node("GlobalAveragePool", "pool", []string{o}, []int64{-1, s[1], 1, 1})
 	o = n.node("Flatten", "flatten", []string{o}, []int64{-1, s[1]}, onnx.AttrInt("axis", 1))
-	return n.linear("fc", "logits", o, int64(classes))
+	return n.linear("fc", contract.Logits, o, int64(classes))
 }

@@ -3,6 +3,7 @@ package zoo
 import (
 	"fmt"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 )
 
@@ -65,5 +66,5 @@ func buildMLP(n *net, x string, cfg Config) string {
 	h := n.node("Flatten", "flatten", []string{x}, []int64{-1, s[1] * s[2] * s[3]}, onnx.AttrInt("axis", 1))
 	h = n.linear("fc1", "fc1", h, int64(cfg.Width))
 	h = n.relu("hidden", h)
-	return n.linear("fc2", "logits", h, int64(cfg.Classes))
+	return n.linear("fc2", contract.Logits, h, int64(cfg.Classes))
 }

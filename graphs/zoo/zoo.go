@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 )
 
@@ -106,21 +107,24 @@ func Build(name string, cfg Config) (*onnx.Model, error) {
 	}
 	c, h, w := s.input[0], s.input[1], s.input[2]
 	n := newNet(s.name, cfg.Seed)
-	n.b.Input("x", onnx.Float, -1, int64(c), int64(h), int64(w))
-	n.shapes["x"] = []int64{-1, int64(c), int64(h), int64(w)}
-	x := n.normalize("x", cfg.Mean, cfg.Std)
+	n.b.Input(contract.Input, onnx.Float, -1, int64(c), int64(h), int64(w))
+	n.shapes[contract.Input] = []int64{-1, int64(c), int64(h), int64(w)}
+	x := n.normalize(contract.Input, cfg.Mean, cfg.Std)
 	feat := s.build(n, x, cfg)
 	if !s.headless {
 		feat = n.head(feat, cfg.Classes)
 	}
-	if feat != "logits" {
-		panic("zoo: " + name + " does not end in logits") // programming error
+	if n.err != nil {
+		return nil, fmt.Errorf("zoo: %s: %w", name, n.err)
 	}
-	n.b.Output("logits", onnx.Float, -1, int64(cfg.Classes))
-	n.b.SetMetadata("slatrun.model", s.name)
-	n.b.SetMetadata("slatrun.taps", strings.Join(s.taps, ","))
-	n.b.SetMetadata("slatrun.input", fmt.Sprintf("%d,%d,%d", c, h, w))
-	n.b.SetMetadata("slatrun.classes", strconv.Itoa(cfg.Classes))
+	if feat != contract.Logits {
+		return nil, fmt.Errorf("zoo: %s: the graph ends in %q, not %s", name, feat, contract.Logits)
+	}
+	n.b.Output(contract.Logits, onnx.Float, -1, int64(cfg.Classes))
+	n.b.SetMetadata(contract.MetaModel, s.name)
+	n.b.SetMetadata(contract.MetaTaps, contract.List(s.taps))
+	n.b.SetMetadata(contract.MetaInput, fmt.Sprintf("%d,%d,%d", c, h, w))
+	n.b.SetMetadata(contract.MetaClasses, strconv.Itoa(cfg.Classes))
 	m := n.b.Model()
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("zoo: %s: built an invalid graph: %w", name, err)

@@ -1,0 +1,147 @@
+// Package contract is the one home of the names shared by the graphs that
+// package graphs derives and the code that runs them (orchestrator, eval,
+// recalibrate, predict, the zoo): tensor names of the derived graphs'
+// inputs and outputs, the slatrun.* metadata keys and values, the graph
+// kinds and the eval loss heads. Producer and consumers import these
+// constants instead of spelling the strings themselves, so a name changes
+// in one place. docs/contract.md describes what each one means.
+//
+// The package is a leaf: it imports nothing from the project.
+package contract
+
+import "strings"
+
+// Tensor names of the derived graphs' inputs and outputs.
+const (
+	// Input is the image input [N, C, H, W] (the forward graph's input,
+	// renamed).
+	Input = "x"
+	// Labels is the int64 label input [N] of the attack, train and eval
+	// kinds.
+	Labels = "y"
+	// Target is the int64 target-class input [N] of the targeted DLR
+	// head (HeadDLRT) only.
+	Target = "target"
+	// Logits is the logits output [N, K].
+	Logits = "logits"
+	// Loss is the mean cross-entropy output (0-d) of the attack and train
+	// kinds.
+	Loss = "loss"
+	// LossEach is the per-example loss output [N] of the eval kind.
+	LossEach = "loss.each"
+)
+
+// Prefixes and suffixes that name tensors after another tensor t; build
+// names with GradName, DeltaName and NextName.
+const (
+	// GradPrefix starts the gradient output of t: grad.<t>.
+	GradPrefix = "grad."
+	// DeltaPrefix starts the perturbation input of tap t (train kind):
+	// delta.<t>.
+	DeltaPrefix = "delta."
+	// NextSuffix ends the updated BN running statistic output of the
+	// training kinds: <stat>.next.
+	NextSuffix = ".next"
+)
+
+// GradName returns the name of the gradient output of tensor t, grad.<t>.
+func GradName(t string) string { return GradPrefix + t }
+
+// DeltaName returns the name of the perturbation input of tap t, delta.<t>.
+func DeltaName(t string) string { return DeltaPrefix + t }
+
+// NextName returns the name of the updated running statistic output of
+// stat, <stat>.next.
+func NextName(stat string) string { return stat + NextSuffix }
+
+// InputGrad is the name of the input gradient output, grad.x.
+const InputGrad = GradPrefix + Input
+
+// Metadata keys. Every key starts with MetaPrefix; derived graphs keep the
+// forward graph's slatrun.* keys and set the ones they describe.
+const (
+	// MetaPrefix starts every slatrun metadata key.
+	MetaPrefix = "slatrun."
+	// MetaKind is the graph's kind (KindForward, KindAttack, ...).
+	MetaKind = MetaPrefix + "kind"
+	// MetaTaps lists the taps (a List): in a zoo model the default taps,
+	// in a derived graph those it was derived with.
+	MetaTaps = MetaPrefix + "taps"
+	// MetaParams lists the trainable parameters, in the order of their
+	// grad.<param> outputs.
+	MetaParams = MetaPrefix + "params"
+	// MetaStats lists the BN running statistics, in the order of their
+	// <stat>.next outputs.
+	MetaStats = MetaPrefix + "stats"
+	// MetaBatch is the concrete batch size a derived graph is specialized
+	// to (decimal).
+	MetaBatch = MetaPrefix + "batch"
+	// MetaLoss is an eval graph's loss head (HeadCE, ...).
+	MetaLoss = MetaPrefix + "loss"
+	// MetaModel is a zoo model's name.
+	MetaModel = MetaPrefix + "model"
+	// MetaInput is a zoo model's input size "C,H,W".
+	MetaInput = MetaPrefix + "input"
+	// MetaClasses is a zoo model's number of classes (decimal).
+	MetaClasses = MetaPrefix + "classes"
+	// MetaBN, set to BNNone, says a model really has no batch
+	// normalization (so Derive does not take it for a PyTorch eval-mode
+	// export that folded BN into its convolutions).
+	MetaBN = MetaPrefix + "bn"
+)
+
+// BNNone is the MetaBN value of a model without batch normalization.
+const BNNone = "none"
+
+// The values of MetaKind: what a derived graph computes.
+const (
+	KindForward = "forward"
+	KindAttack  = "attack"
+	KindTrain   = "train"
+	KindEval    = "eval"
+)
+
+// Loss heads: the per-example losses of the eval kind (MetaLoss). For
+// every head a higher loss is more adversarial.
+const (
+	HeadCE   = "ce"    // cross-entropy: logsumexp(z) − z_y
+	HeadCW   = "cw"    // CW margin: max_{j≠y} z_j − z_y
+	HeadDLR  = "dlr"   // −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12)
+	HeadDLRT = "dlr-t" // targeted: −(z_y − z_t) / (z_π1 − (z_π3+z_π4)/2 + 1e-12); input Target
+)
+
+// DefaultHead is the loss head of an eval graph derived with no head named.
+const DefaultHead = HeadCE
+
+// Heads lists every loss head, in a fixed order.
+func Heads() []string { return []string{HeadCE, HeadCW, HeadDLR, HeadDLRT} }
+
+// MinClasses returns the fewest classes the loss head needs (DLR sorts the
+// top three logits, its targeted form the top four), or 0 for an unknown
+// head.
+func MinClasses(head string) int {
+	switch head {
+	case HeadCE, HeadCW:
+		return 2
+	case HeadDLR:
+		return 3
+	case HeadDLRT:
+		return 4
+	}
+	return 0
+}
+
+// listSep separates the names of a list-valued metadata entry.
+const listSep = ","
+
+// List joins names into a list-valued metadata entry (MetaTaps,
+// MetaParams, MetaStats).
+func List(names []string) string { return strings.Join(names, listSep) }
+
+// SplitList splits a list-valued metadata entry; "" is the empty list (nil).
+func SplitList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, listSep)
+}
