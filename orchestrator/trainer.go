@@ -13,6 +13,7 @@ import (
 
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
 	"github.com/slatrun/slatrun/optim"
@@ -40,15 +41,15 @@ type session struct {
 }
 
 func bindSession(s *ort.Session, taps []string, tapPrefix string, gradX bool, stats []graphs.Tensor) *session {
-	b := &session{s: s, x: s.Float("x"), y: s.Int64("y"), loss: s.Float("loss"), logits: s.Float("logits")}
+	b := &session{s: s, x: s.Float(contract.Input), y: s.Int64(contract.Labels), loss: s.Float(contract.Loss), logits: s.Float(contract.Logits)}
 	if gradX {
-		b.gradX = s.Float("grad.x")
+		b.gradX = s.Float(contract.InputGrad)
 	}
 	for _, tap := range taps {
 		b.taps = append(b.taps, s.Float(tapPrefix+tap))
 	}
 	for _, st := range stats {
-		b.statNext = append(b.statNext, s.Float(st.Name+".next"))
+		b.statNext = append(b.statNext, s.Float(contract.NextName(st.Name)))
 	}
 	return b
 }
@@ -159,8 +160,8 @@ func (t *Trainer) init() error {
 	if t.m.fam == slat {
 		t.taps = cfg.Taps
 		if len(t.taps) == 0 {
-			if v, ok := cfg.Forward.Metadata(graphs.MetaTaps); ok && v != "" {
-				t.taps = strings.Split(v, ",")
+			if v, ok := cfg.Forward.Metadata(contract.MetaTaps); ok && v != "" {
+				t.taps = contract.SplitList(v)
 			}
 		}
 		if len(t.taps) == 0 {
@@ -282,14 +283,14 @@ func (t *Trainer) setup() error {
 		if err != nil {
 			return err
 		}
-		t.attack = bindSession(s, taps, "grad.", true, t.stats)
+		t.attack = bindSession(s, taps, contract.GradPrefix, true, t.stats)
 	}
 	s, err := t.session("train", graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps,
 		NoDomainClip: !cfg.DomainClip, InputGrad: t.m.fam == free}, opts)
 	if err != nil {
 		return err
 	}
-	t.train = bindSession(s, taps, "delta.", t.m.fam == free, t.stats)
+	t.train = bindSession(s, taps, contract.DeltaPrefix, t.m.fam == free, t.stats)
 	if err := t.checkData(s); err != nil {
 		return err
 	}
@@ -298,7 +299,7 @@ func (t *Trainer) setup() error {
 	values := make([][]float32, len(t.params))
 	for i, p := range t.params {
 		values[i] = p.Data
-		grads[i] = s.Float("grad." + p.Name)
+		grads[i] = s.Float(contract.GradName(p.Name))
 	}
 	if t.opt, err = optim.NewSGD(values, grads, cfg.WeightDecay); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)
@@ -375,7 +376,7 @@ func (t *Trainer) session(name string, spec graphs.Spec, opts ort.Options) (*ort
 
 // checkData checks the data against the train graph's x and logits.
 func (t *Trainer) checkData(s *ort.Session) error {
-	xs, ls := s.Shape("x"), s.Shape("logits")
+	xs, ls := s.Shape(contract.Input), s.Shape(contract.Logits)
 	if len(xs) != 4 || len(ls) != 2 {
 		return fmt.Errorf("orchestrator: the model takes x %v and gives logits %v; slatrun trains image classifiers (x [N,C,H,W], logits [N,K])", xs, ls)
 	}
@@ -474,7 +475,7 @@ func (t *Trainer) writeConfig() error {
 	if provider == "" {
 		provider = "cpu"
 	}
-	model, _ := t.fwd.Metadata("slatrun.model")
+	model, _ := t.fwd.Metadata(contract.MetaModel)
 	c := configFile{Settings: t.r, Model: model, Params: n, ONNXRuntime: ort.Version(),
 		Provider: provider, Threads: t.cfg.Runtime.Threads, Spinning: t.cfg.Runtime.Spinning,
 		NCHWcBlock: t.cfg.Runtime.NCHWc(), Kernels: kernelsName(t.cfg.Runtime), Graphs: t.graph, Forward: t.prov.Forward,
