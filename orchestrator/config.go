@@ -72,21 +72,24 @@ type Config struct {
 	// ([0,1] images), for training and for the probe.
 	Eps float32
 	// InputStep is the step of the input perturbation; Auto means the
-	// method's default: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε,
-	// pgd-K 2.5ε/K, free-M ε.
+	// method's default (the Defaults table, e.g. 0.9ε for slat).
 	InputStep float32
-	// NoiseRadius is the half-width of N-FGSM's uniform start (Auto: 2ε;
-	// no ±ε clip follows). FGSM-RS and PGD start uniformly in ±ε.
+	// NoiseRadius is the half-width of N-FGSM's uniform start (Auto: its
+	// Defaults row; no ±ε clip follows). FGSM-RS and PGD start uniformly
+	// in ±ε.
 	NoiseRadius float32
 	// Taps are the latent tensors SLAT perturbs (default: the forward
 	// graph's slatrun.taps metadata, the zoo model's default taps).
 	Taps []string
-	// LatentEta is SLAT's latent budget η in activation units (Auto: ε).
+	// LatentEta is SLAT's latent budget η in activation units (Auto: its
+	// Defaults row, a multiple of ε).
 	LatentEta float32
-	// LatentStep is SLAT's latent step (Auto: 1.8η).
+	// LatentStep is SLAT's latent step (Auto: its Defaults row, a multiple
+	// of η).
 	LatentStep float32
-	// LatentRadius is SLAT's ±clip of the latent step (Auto: η); 0 means
-	// no clip, the reference's CIFAR-100 variant.
+	// LatentRadius is SLAT's ±clip of the latent step (Auto: its Defaults
+	// row, a multiple of η); 0 means no clip, the reference's CIFAR-100
+	// variant.
 	LatentRadius float32
 	// DomainClip keeps SLAT's perturbed activations inside the range the
 	// clean activation spans (per sample and channel); on by default.
@@ -143,7 +146,7 @@ type ProbeConfig struct {
 	N int
 	// Steps is the number of PGD steps (default 10).
 	Steps int
-	// Step is the PGD step size (Auto: ε/4).
+	// Step is the PGD step size (Auto: its Defaults row, a multiple of ε).
 	Step float32
 	// Collapse and Floor define catastrophic overfitting: an epoch is
 	// flagged when the probe's robust accuracy is below Collapse (default
@@ -169,11 +172,11 @@ type Hooks struct {
 	OnCheckpoint func(dir string, epochs int, best bool) error
 }
 
-// DefaultConfig returns SLAT.md's reference settings: slat, 30 epochs,
-// batch 128, cyclic learning rate to 0.2, momentum 0.9 (cycling to 0.8),
-// weight decay 5e-4, ε = 8/255, every step size Auto, domain clip on, a
-// PGD-10 probe with step ε/4 on up to 1000 held-out examples, a metrics
-// line every 50 steps.
+// DefaultConfig returns the reference settings of docs/methods.md: slat,
+// 30 epochs, batch 128, cyclic learning rate to 0.2, momentum 0.9 (cycling
+// to 0.8), weight decay 5e-4, ε = 8/255, every step size Auto (Defaults),
+// domain clip on, a PGD-10 probe on up to 1000 held-out examples, a
+// metrics line every 50 steps.
 func DefaultConfig() Config {
 	return Config{
 		Method:       "slat",
@@ -393,6 +396,11 @@ type resolved struct {
 	ProbeStep    float32  `json:"probe_step"`
 	Collapse     float32  `json:"probe_collapse"`
 	Floor        float32  `json:"probe_floor"`
+
+	// inputFrac is InputStep as the fraction of Eps that SLAT's input rule
+	// takes, probeFrac ProbeStep as the fraction of Eps that eval's PGD
+	// takes (not recorded: they follow from the fields above).
+	inputFrac, probeFrac float32
 }
 
 // resolve fills in the Auto fields; c must be valid.
@@ -426,27 +434,37 @@ func resolve(c *Config, m method, taps []string) resolved {
 			r.ProbeN = min(c.Probe.N, c.Holdout.N)
 		}
 	}
+	def := func(setting string, eta float32) float32 {
+		d, ok := defaultOf(m, setting)
+		if !ok {
+			return 0
+		}
+		return d.of(c.Eps, eta, m.k)
+	}
+	// The fractions of ε that SLATInput and the probe take: the table's
+	// factor itself on Auto (and with ε = 0), so that no round trip
+	// through ε changes it.
+	frac := func(setting string) float32 {
+		if d, ok := defaultOf(m, setting); ok && d.Basis == OfEps {
+			return d.Scale
+		}
+		return 0
+	}
+	r.inputFrac, r.probeFrac = frac("InputStep"), frac("Probe.Step")
 	if r.ProbeStep == Auto {
-		r.ProbeStep = c.Eps / 4
+		r.ProbeStep = def("Probe.Step", 0)
+	} else if c.Eps > 0 {
+		r.probeFrac = r.ProbeStep / c.Eps
 	}
 	if r.InputStep == Auto {
-		switch m.fam {
-		case slat:
-			r.InputStep = 0.9 * c.Eps
-		case fgsmRS:
-			r.InputStep = 1.25 * c.Eps
-		case pgd:
-			r.InputStep = 2.5 * c.Eps / float32(m.k)
-		case standard:
-			r.InputStep = 0
-		default: // fgsm, n-fgsm, free
-			r.InputStep = c.Eps
-		}
+		r.InputStep = def("InputStep", 0)
+	} else if c.Eps > 0 {
+		r.inputFrac = r.InputStep / c.Eps
 	}
-	if m.fam == nfgsm {
+	if _, ok := defaultOf(m, "NoiseRadius"); ok {
 		r.NoiseRadius = c.NoiseRadius
 		if r.NoiseRadius == Auto {
-			r.NoiseRadius = 2 * c.Eps
+			r.NoiseRadius = def("NoiseRadius", 0)
 		}
 	}
 	if m.fam == slat {
@@ -454,15 +472,15 @@ func resolve(c *Config, m method, taps []string) resolved {
 		r.DomainClip = c.DomainClip
 		r.LatentEta = c.LatentEta
 		if r.LatentEta == Auto {
-			r.LatentEta = c.Eps
+			r.LatentEta = def("LatentEta", 0)
 		}
 		r.LatentStep = c.LatentStep
 		if r.LatentStep == Auto {
-			r.LatentStep = 1.8 * r.LatentEta
+			r.LatentStep = def("LatentStep", r.LatentEta)
 		}
 		r.LatentRadius = c.LatentRadius
 		if r.LatentRadius == Auto {
-			r.LatentRadius = r.LatentEta
+			r.LatentRadius = def("LatentRadius", r.LatentEta)
 		}
 	}
 	return r

@@ -28,13 +28,9 @@ type prober struct {
 }
 
 func newProber(set *dataset.Set, batch int, r resolved, runtime ort.Options) *prober {
-	step := float32(0.25)
-	if r.Eps > 0 {
-		step = r.ProbeStep / r.Eps
-	}
 	return &prober{set: set, batch: batch, eps: r.Eps, seed: r.Seed, runtime: runtime,
 		attack: eval.AttackSpec{Name: "pgd-" + strconv.Itoa(r.ProbeSteps), Kind: eval.KindPGD, Loss: eval.HeadCE,
-			Steps: r.ProbeSteps, Restarts: 1, Step: step, RandomStart: true}}
+			Steps: r.ProbeSteps, Restarts: 1, Step: r.probeFrac, RandomStart: true}}
 }
 
 // run probes the checkpoint ckpt after pass (0-based). Its random starts

@@ -7,7 +7,7 @@ import (
 	"github.com/slatrun/slatrun/perturb"
 )
 
-// The steps, one per method family (SLAT.md). Each starts with the clean
+// The steps, one per method family (docs/methods.md). Each starts with the clean
 // minibatch in t.x, t.y, runs its attack passes through attackPass and
 // ends with one or more trainPass calls, which run the train graph and
 // update the parameters. None allocates.
@@ -28,10 +28,10 @@ func (t *Trainer) stepSLAT() error {
 	if err := t.attackPass(); err != nil {
 		return err
 	}
-	perturb.SLATInput(t.delta, a.gradX, t.x, t.eps, t.inputFrac)
+	perturb.SLATInput(t.delta, a.gradX, t.x, t.r.Eps, t.r.inputFrac)
 	perturb.Add(tr.x, t.x, t.delta)
 	for i, g := range a.taps {
-		perturb.SLATLatent(tr.taps[i], g, t.eta, t.latentStep, t.latentRadius)
+		perturb.SLATLatent(tr.taps[i], g, t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
 		t.info.TapGradL1[i] = perturb.MeanAbsSum(g, t.cfg.Batch)
 	}
 	return t.trainPass()
@@ -52,9 +52,9 @@ func (t *Trainer) stepSingle() error {
 	case fgsm:
 		clear(t.delta)
 	case fgsmRS:
-		perturb.RandomStart(t.rng, t.delta, t.x, t.eps)
+		perturb.RandomStart(t.rng, t.delta, t.x, t.r.Eps)
 	case nfgsm:
-		perturb.Uniform(t.rng, t.delta, t.noise)
+		perturb.Uniform(t.rng, t.delta, t.r.NoiseRadius)
 	}
 	perturb.Add(a.x, t.x, t.delta)
 	copy(a.y, t.y)
@@ -62,9 +62,9 @@ func (t *Trainer) stepSingle() error {
 		return err
 	}
 	if t.m.fam == nfgsm {
-		perturb.NFGSM(t.delta, a.gradX, t.x, t.inputStep)
+		perturb.NFGSM(t.delta, a.gradX, t.x, t.r.InputStep)
 	} else {
-		perturb.FGSMRS(t.delta, a.gradX, t.x, t.eps, t.inputStep)
+		perturb.FGSMRS(t.delta, a.gradX, t.x, t.r.Eps, t.r.InputStep)
 	}
 	perturb.Add(t.train.x, t.x, t.delta)
 	return t.trainPass()
@@ -74,14 +74,14 @@ func (t *Trainer) stepSingle() error {
 // size α with projection to ±ε and [0,1], one train pass at the result.
 func (t *Trainer) stepPGD() error {
 	a := t.attack
-	perturb.RandomStart(t.rng, t.delta, t.x, t.eps)
+	perturb.RandomStart(t.rng, t.delta, t.x, t.r.Eps)
 	copy(a.y, t.y)
 	for range t.m.k {
 		perturb.Add(a.x, t.x, t.delta)
 		if err := t.attackPass(); err != nil {
 			return err
 		}
-		perturb.LinfStep(t.delta, a.gradX, t.x, t.inputStep, t.eps)
+		perturb.LinfStep(t.delta, a.gradX, t.x, t.r.InputStep, t.r.Eps)
 	}
 	perturb.Add(t.train.x, t.x, t.delta)
 	return t.trainPass()
@@ -94,13 +94,13 @@ func (t *Trainer) stepPGD() error {
 // ε-ball and box first).
 func (t *Trainer) stepFree() error {
 	tr := t.train
-	perturb.ProjectLinf(t.delta, t.x, t.eps)
+	perturb.ProjectLinf(t.delta, t.x, t.r.Eps)
 	for range t.m.k {
 		perturb.Add(tr.x, t.x, t.delta)
 		if err := t.trainPass(); err != nil {
 			return err
 		}
-		perturb.LinfStep(t.delta, tr.gradX, t.x, t.inputStep, t.eps)
+		perturb.LinfStep(t.delta, tr.gradX, t.x, t.r.InputStep, t.r.Eps)
 	}
 	return nil
 }

@@ -88,9 +88,6 @@ type Trainer struct {
 	x     []float32
 	y     []int64
 	delta []float32
-	// Settings of the step, resolved.
-	eps, inputStep, inputFrac, noise float32
-	eta, latentStep, latentRadius    float32
 
 	// Progress: pass (epoch) and minibatch index, optimizer steps.
 	pass, batch, global int
@@ -317,15 +314,6 @@ func (t *Trainer) setup() error {
 	t.x = make([]float32, B*d)
 	t.y = make([]int64, B)
 	t.delta = make([]float32, B*d)
-
-	t.eps = cfg.Eps
-	t.inputStep = t.r.InputStep
-	t.inputFrac = 0.9 // SLAT's default, exactly as perturb.SLATInput's reference use
-	if cfg.InputStep != Auto && cfg.Eps > 0 {
-		t.inputFrac = cfg.InputStep / cfg.Eps
-	}
-	t.noise = t.r.NoiseRadius
-	t.eta, t.latentStep, t.latentRadius = t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius
 
 	t.win.taps = make([]float64, len(t.taps))
 	t.ep.taps = make([]float64, len(t.taps))

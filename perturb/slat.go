@@ -7,8 +7,9 @@ import (
 )
 
 // Default step sizes of the methods, as multiples of their budget: of ε for
-// the input rules, of η for the latent rule. Multiply before passing them to
-// functions that take absolute values (all but SLATInput's stepFrac).
+// the input rules (of ε/K for PGD-K training), of η for the latent rule.
+// Multiply before passing them to functions that take absolute values (all
+// but SLATInput's stepFrac). The orchestrator's Defaults table reads them.
 const (
 	// DefaultInputStepFrac is SLAT's input step, 0.9·ε.
 	DefaultInputStepFrac = 0.9
@@ -16,10 +17,21 @@ const (
 	DefaultLatentStep = 1.8
 	// DefaultLatentRadius is SLAT's latent clip radius, η.
 	DefaultLatentRadius = 1.0
+	// DefaultFGSMStep is the step of FGSM, N-FGSM and Free-m, ε.
+	DefaultFGSMStep = 1.0
 	// DefaultFGSMRSAlpha is FGSM-RS's step, 1.25·ε.
 	DefaultFGSMRSAlpha = 1.25
 	// DefaultNFGSMStart is the half-width of N-FGSM's uniform start, 2·ε.
 	DefaultNFGSMStart = 2.0
+	// DefaultLatentEta is SLAT's latent budget η as a multiple of ε: η = ε.
+	DefaultLatentEta = 1.0
+	// DefaultPGDTrainStep is the step of PGD-K adversarial training as a
+	// multiple of ε/K: 2.5·ε/K (slatrun's choice; the reference uses ε/4
+	// for K = 7).
+	DefaultPGDTrainStep = 2.5
+	// DefaultPGDStep is PGD's step when it measures robustness (the
+	// per-epoch probe, evaluation), ε/4.
+	DefaultPGDStep = 0.25
 )
 
 // SLATInput is SLAT's rule for the input: δx = clip(stepFrac·eps·sign(gx),
