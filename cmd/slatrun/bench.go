@@ -111,8 +111,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	z.seed = *seed
-	if err := ort.Init(rt.ortLib); err != nil {
-		return err
+	if err := rt.init(); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	fwd, err := loadModel(*model, &z)
 	if err != nil {

@@ -13,7 +13,7 @@ func init() {
 }
 
 func runDerive(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("derive", "derive --model (NAME | forward.onnx) --kind train|attack|eval|forward [--taps a,b] [--batch N] -o out.onnx", stderr)
+	fs := newFlags("derive", "derive --model (NAME | forward.onnx) --kind train|attack|eval|forward [--taps a,b] [--batch N] -o|--out out.onnx", stderr)
 	model := fs.String("model", "", "zoo model name or forward ONNX file")
 	kind := fs.String("kind", "train", "graph kind: train, attack, eval or forward")
 	taps := fs.String("taps", "", "comma-separated latent tensors to perturb (default: the model's own taps; \"none\" for no taps)")
@@ -21,7 +21,7 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 	loss := fs.String("loss", "ce", "eval kind's per-example loss: ce, cw, dlr or dlr-t")
 	noClip := fs.Bool("no-domain-clip", false, "train kind: add latent perturbations without SLAT's domain clip")
 	inputGrad := fs.Bool("input-grad", false, "train kind: also output grad.x (Free-m)")
-	out := fs.StringP("out", "o", "", "output ONNX file")
+	out := fs.StringP("out", "o", "", "output file: the derived ONNX graph")
 	var z zooFlags
 	z.add(fs, true)
 	limit(fs, atLeastOne, "batch")
@@ -29,7 +29,7 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *model == "" || *out == "" {
-		return usagef("derive: --model and -o are required")
+		return usagef("derive: --model and -o/--out are required")
 	}
 	if !oneOf(*kind, "train", "attack", "eval", "forward") {
 		return usagef("derive: --kind %q: want train, attack, eval or forward", *kind)

@@ -13,7 +13,6 @@ import (
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/eval"
 	"github.com/slatrun/slatrun/graphs"
-	"github.com/slatrun/slatrun/onnx/ort"
 )
 
 func init() {
@@ -21,7 +20,7 @@ func init() {
 }
 
 func runEval(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("eval", "eval --model M.onnx --data SPEC --eps 8/255 --attacks fgsm,pgd-50-10,... [--n 1000] [--out eval.json]", stderr)
+	fs := newFlags("eval", "eval --model M.onnx --data SPEC --eps 8/255 --attacks fgsm,pgd-50-10,... [--test-n 1000] [-o|--out eval.json]", stderr)
 	model := fs.String("model", "", "a slatrun checkpoint (model.onnx, best.onnx), any ONNX image classifier, or a zoo model name")
 	data := fs.String("data", "fashion-mnist", "test data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW] (C ≤ 16, H, W ≤ 1024, 2000×C×H×W float32 ≤ 1 GiB)")
 	split := fs.String("split", "test", "which split of the data: test or train")
@@ -29,19 +28,21 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	fracVar(fs, &eps, "eps", 8.0/255, false, "perturbation radius in pixel units, e.g. 8/255 or 0.1")
 	norm := fs.String("norm", "linf", "threat model: linf or l2")
 	attacks := fs.String("attacks", eval.StandardAttacks, "comma-separated attacks: fgsm, pgd-K[-R], pgd-cw-K[-R], apgd-ce, apgd-t, ...")
-	n := fs.Int("n", 1000, "evaluate the first N examples (0: all)")
-	batch := fs.Int("batch", 250, "batch size of the eval graphs")
+	n := fs.Int("test-n", 1000, "evaluate the first N examples of the split (0: all)")
+	batch := fs.Int("eval-batch", 250, "batch size of the eval graphs")
 	seed := fs.Uint64("seed", 0, "seed of the random starts")
 	cascade := fs.Bool("cascade", false, "attack only samples every earlier attack left robust (faster; accuracies become cumulative)")
 	linearity := fs.Bool("linearity", false, "also report the local-linearity probe (GradAlign's cosine)")
-	out := fs.String("out", "", "write the report as JSON to this file")
+	out := fs.StringP("out", "o", "", "output file: the report as JSON")
 	var rt runtimeFlags
 	rt.add(fs)
 	var z zooFlags
 	z.add(fs, false)
 	limit(fs, epsBound, "eps")
-	limit(fs, nonNegative, "n")
-	limit(fs, atLeastOne, "batch")
+	limit(fs, nonNegative, "test-n")
+	limit(fs, atLeastOne, "eval-batch")
+	// The names "slatrun sweep" has for the same settings; the old ones stay.
+	aliases(fs, map[string]string{"n": "test-n", "batch": "eval-batch"})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -63,13 +64,8 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("eval: %w", err)
 		}
 	}
-	if err := ort.Init(rt.ortLib); err != nil {
-		return err
-	}
-	if strings.EqualFold(rt.provider, "cuda") {
-		if err := ort.CheckCUDA(rt.device); err != nil {
-			return err
-		}
+	if err := rt.init(); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	fwd, err := loadModel(*model, &z)
 	if err != nil {

@@ -102,16 +102,16 @@ func parseFraction(s string) (float32, error) {
 }
 
 func runExport(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "export --model NAME [--width --classes --mean --std --seed] -o forward.onnx", stderr)
+	fs := newFlags("export", "export --model NAME [--width --classes --mean --std --seed] -o|--out forward.onnx", stderr)
 	model := fs.String("model", "", "zoo model: "+strings.Join(zoo.Names(), ", "))
-	out := fs.StringP("out", "o", "", "output ONNX file")
+	out := fs.StringP("out", "o", "", "output file: the forward ONNX graph")
 	var z zooFlags
 	z.add(fs, true)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *model == "" || *out == "" {
-		return usagef("export: --model and -o are required")
+		return usagef("export: --model and -o/--out are required")
 	}
 	known := false
 	for _, n := range zoo.Names() {

@@ -119,7 +119,24 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	return nil
 }
 
-// runtimeFlags are the flags every command that runs ONNX Runtime takes.
+// aliases makes fs accept each old flag name (a key of old) as the flag it
+// was renamed to, so that scripts and saved command lines (cli-args.json)
+// keep working. The old names are hidden: --help lists only the new ones,
+// and the parsed flag is the new one (fs.Lookup, fs.Changed and error
+// messages use its name).
+func aliases(fs *pflag.FlagSet, old map[string]string) {
+	prev := fs.GetNormalizeFunc()
+	fs.SetNormalizeFunc(func(f *pflag.FlagSet, name string) pflag.NormalizedName {
+		if n, ok := old[name]; ok {
+			name = n
+		}
+		return prev(f, name)
+	})
+}
+
+// runtimeFlags are the flags every command that runs ONNX Runtime takes;
+// add (or, for a command that makes no session, addLib) declares them, and
+// no command declares them itself.
 type runtimeFlags struct {
 	ortLib   string
 	provider string
@@ -136,9 +153,16 @@ func (r *runtimeFlags) options() ort.Options {
 		Kernels: r.kernels == "onednn"}
 }
 
-func (r *runtimeFlags) add(fs *pflag.FlagSet) {
+// addLib declares --ort-lib alone.
+func (r *runtimeFlags) addLib(fs *pflag.FlagSet) {
 	fs.StringVar(&r.ortLib, "ort-lib", "", "ONNX Runtime shared library (default $ONNXRUNTIME_LIB, then the one tools/install-ort.sh installed)")
-	fs.StringVar(&r.provider, "provider", "cpu", "execution provider: cpu or cuda")
+}
+
+// add declares every runtime flag.
+func (r *runtimeFlags) add(fs *pflag.FlagSet) {
+	r.addLib(fs)
+	r.provider = ort.ProviderCPU
+	fs.Var(&enumValue{p: &r.provider, allowed: []string{ort.ProviderCPU, ort.ProviderCUDA}}, "provider", "execution provider: cpu or cuda (checked at start-up)")
 	fs.IntVar(&r.device, "device", 0, "CUDA device id")
 	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = ONNX Runtime's choice)")
 	fs.BoolVar(&r.spinning, "spinning", false, "let idle ONNX Runtime threads spin (faster on an otherwise idle machine)")
@@ -146,6 +170,22 @@ func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 	r.kernels = "onednn"
 	fs.Var(&enumValue{p: &r.kernels, allowed: []string{"onednn", "ort"}}, "kernels", "CPU training kernels: onednn (slatrun's oneDNN kernels where oneDNN is installed; see slatrun version) or ort (ONNX Runtime's own only)")
 	limit(fs, nonNegative, "device", "threads")
+}
+
+// init loads ONNX Runtime and, if the flags ask for CUDA, checks that a
+// CUDA session can be made, so that an unusable provider is one clear
+// error (in ONNX Runtime's words too) before any work starts. Every
+// command that makes sessions calls it.
+func (r *runtimeFlags) init() error {
+	if err := ort.Init(r.ortLib); err != nil {
+		return err
+	}
+	if o := r.options(); o.OnCUDA() {
+		if err := ort.CheckCUDA(o.DeviceID); err != nil {
+			return fmt.Errorf("--provider %s: %w", r.provider, err)
+		}
+	}
+	return nil
 }
 
 func oneOf(v string, allowed ...string) bool {

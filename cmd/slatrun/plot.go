@@ -14,8 +14,8 @@ func init() {
 }
 
 func runPlot(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("plot", "plot [--out DIR] RUN_OR_SWEEP_DIR...", stderr)
-	out := fs.String("out", "", "where the PNG files go (default: DIR/plots for one directory, ./plots for several runs)")
+	fs := newFlags("plot", "plot [-o|--out DIR] RUN_OR_SWEEP_DIR...", stderr)
+	out := fs.StringP("out", "o", "", "output directory: where the PNG files go (default: DIR/plots for one directory, ./plots for several runs)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"sort"
 
 	"github.com/slatrun/slatrun/dataset"
-	"github.com/slatrun/slatrun/onnx/ort"
 	"github.com/slatrun/slatrun/recalibrate"
 )
 
@@ -15,14 +14,14 @@ func init() {
 }
 
 func runRecalibrate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("recalibrate", "recalibrate --model M.onnx --data SPEC [--n 6400] -o OUT.onnx", stderr)
+	fs := newFlags("recalibrate", "recalibrate --model M.onnx --data SPEC [--n 6400] -o|--out OUT.onnx", stderr)
 	model := fs.String("model", "", "the model whose BN running statistics to recompute (model.onnx, best.onnx, any ONNX image classifier with BN)")
 	data := fs.String("data", "fashion-mnist", "data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
 	split := fs.String("split", "train", "which split of the data: train or test")
 	n := fs.Int("n", 6400, "use the first N examples of the split (0: all)")
 	batch := fs.Int("batch", 128, "batch size of the training-mode passes (the final incomplete batch is dropped)")
 	seed := fs.Uint64("seed", 0, "seed of synthetic data")
-	out := fs.StringP("out", "o", "", "output ONNX file (the model with the new statistics)")
+	out := fs.StringP("out", "o", "", "output file: the ONNX model with the new statistics")
 	var rt runtimeFlags
 	rt.add(fs)
 	var z zooFlags
@@ -36,14 +35,14 @@ func runRecalibrate(args []string, stdout, stderr io.Writer) error {
 	case *model == "":
 		return usagef("recalibrate: --model is required")
 	case *out == "":
-		return usagef("recalibrate: --out is required")
+		return usagef("recalibrate: -o/--out is required")
 	case *n < 0:
 		return usagef("recalibrate: --n %d: want ≥ 0 (0: all)", *n)
 	case *batch < 1:
 		return usagef("recalibrate: --batch %d: want at least 1", *batch)
 	}
-	if err := ort.Init(rt.ortLib); err != nil {
-		return err
+	if err := rt.init(); err != nil {
+		return fmt.Errorf("recalibrate: %w", err)
 	}
 	fwd, err := loadModel(*model, &z)
 	if err != nil {

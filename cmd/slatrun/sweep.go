@@ -18,7 +18,6 @@ import (
 
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/onnx"
-	"github.com/slatrun/slatrun/onnx/ort"
 	"github.com/slatrun/slatrun/orchestrator"
 	"github.com/slatrun/slatrun/sweep"
 )
@@ -32,12 +31,19 @@ var sweepOwn = []string{"method", "eps", "seed"}
 
 // runtimeFlagNames are the flags of runtimeFlags: how a cell runs, not
 // what it computes, so they are not part of a cell's flags.
-var runtimeFlagNames = []string{"ort-lib", "provider", "device", "threads", "spinning", "nchwc", "kernels"}
+var runtimeFlagNames = func() []string {
+	fs := pflag.NewFlagSet("runtime", pflag.ContinueOnError)
+	fs.SortFlags = false // in declaration order
+	new(runtimeFlags).add(fs)
+	var names []string
+	fs.VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+	return names
+}()
 
-const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.1,0.2 --seeds 0,1 --epochs E [--grid FLAG=V1,V2]... --out sweeps/NAME [training flags]
-       slatrun sweep ... --shard I/N --out DIR           run one shard's share of the cells
-       slatrun sweep --merge DIR... [--out DIR]          build the report from shard directories
-       slatrun sweep ... --emit-k8s job.json --k8s-shards N --k8s-image IMG --out NAME   write a Kubernetes Indexed Job`
+const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.1,0.2 --seeds 0,1 --epochs E [--grid FLAG=V1,V2]... -o|--out sweeps/NAME [training flags]
+       slatrun sweep ... --shard I/N -o|--out DIR        run one shard's share of the cells
+       slatrun sweep --merge DIR... [-o|--out DIR]       build the report from shard directories
+       slatrun sweep ... --emit-k8s job.json --k8s-shards N --k8s-image IMG -o|--out NAME   write a Kubernetes Indexed Job`
 
 func runSweep(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("sweep", sweepSynopsis, stderr)
@@ -51,7 +57,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	collapseShare := fs.Float64("collapse-share", sweep.DefaultCollapse.RobustShare, "a run collapsed if its final robust accuracy is below this share of its clean accuracy (or the probe flagged it)")
 	collapseClean := fs.Float64("collapse-min-clean", sweep.DefaultCollapse.MinClean, "… while that clean accuracy is at least this")
 	workers := fs.Int("workers", 1, "cells trained at once (each with --threads ONNX Runtime threads)")
-	out := fs.String("out", "", "sweep directory (default sweeps/MODEL)")
+	out := fs.StringP("out", "o", "", "output directory: the sweep directory (default sweeps/MODEL)")
 	shardFlag := fs.String("shard", "", "run only share I/N of the cells (I = env: from $JOB_COMPLETION_INDEX); merge the shards with --merge")
 	merge := fs.Bool("merge", false, "build report.md/report.json/plots from the sweep or shard directories given as arguments (into --out, default the first)")
 	partial := fs.Bool("partial", false, "with --merge: write the report even if cells are missing")
@@ -77,6 +83,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 			fs.AddFlag(f)
 		}
 	})
+	aliases(fs, trainAliases)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -191,13 +198,8 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 		return usagef("sweep: --workers must be at least 1")
 	}
 	rt := base.rt
-	if err := ort.Init(rt.ortLib); err != nil {
-		return err
-	}
-	if strings.EqualFold(rt.provider, "cuda") {
-		if err := ort.CheckCUDA(rt.device); err != nil {
-			return err
-		}
+	if err := rt.init(); err != nil {
+		return fmt.Errorf("sweep: %w", err)
 	}
 	open := sweep.CacheData(dataset.Open)
 	evalFn, err := sweep.NewEvaluator(spec.Eval, rt.options(), open)

@@ -20,7 +20,6 @@ import (
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/graphs/zoo"
 	"github.com/slatrun/slatrun/onnx"
-	"github.com/slatrun/slatrun/onnx/ort"
 	"github.com/slatrun/slatrun/orchestrator"
 )
 
@@ -36,7 +35,7 @@ func runTrain(args []string, stdout, stderr io.Writer) (err error) {
 	var tf trainFlags
 	tf.add(fs)
 	cfg := &tf.cfg
-	out := fs.String("out", "", "run directory (default runs/MODEL-METHOD)")
+	out := fs.StringP("out", "o", "", "output directory: the run directory (default runs/MODEL-METHOD)")
 	resume := fs.String("resume", "", "continue the run saved in this directory (its flags are reused; later flags override)")
 	overwrite := fs.Bool("overwrite", false, "start afresh even if --out already holds a run")
 	if err := parse(fs, args); err != nil {
@@ -173,15 +172,15 @@ func (tf *trainFlags) add(fs *pflag.FlagSet) {
 	fracVar(fs, &cfg.LR, "lr", cfg.LR, false, "peak (cyclic, cosine) or initial (piecewise, constant) learning rate")
 	fs.StringVar(&cfg.Schedule, "schedule", cfg.Schedule, "learning-rate schedule: cyclic, piecewise, cosine or constant")
 	fracVar(fs, &cfg.Momentum, "momentum", cfg.Momentum, false, "SGD momentum (cyclic: the top of the momentum cycle)")
-	fracVar(fs, &cfg.WeightDecay, "wd", cfg.WeightDecay, false, "weight decay")
+	fracVar(fs, &cfg.WeightDecay, "weight-decay", cfg.WeightDecay, false, "weight decay")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed of every random choice (data order, starts, initial weights of zoo models)")
 	fracVar(fs, &cfg.Eps, "eps", cfg.Eps, false, "L∞ budget of the input perturbation in pixel units, e.g. 8/255 or 0.1")
-	fracVar(fs, &cfg.InputStep, "input-step", cfg.InputStep, true, "input step ("+orchestrator.AutoHelp("input-step")+")")
-	fracVar(fs, &cfg.NoiseRadius, "noise-radius", cfg.NoiseRadius, true, "N-FGSM's uniform start half-width ("+orchestrator.AutoHelp("noise-radius")+")")
+	fracVar(fs, &cfg.InputStep, "input-step", cfg.InputStep, true, "input step (auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε)")
+	fracVar(fs, &cfg.NoiseRadius, "noise-radius", cfg.NoiseRadius, true, "N-FGSM's uniform start half-width (auto: 2ε)")
 	fs.StringVar(&tf.taps, "taps", "", "SLAT: comma-separated latent tensors to perturb (default: the model's taps)")
-	fracVar(fs, &cfg.LatentEta, "latent-eta", cfg.LatentEta, true, "SLAT: latent budget η in activation units ("+orchestrator.AutoHelp("latent-eta")+")")
-	fracVar(fs, &cfg.LatentStep, "latent-step", cfg.LatentStep, true, "SLAT: latent step ("+orchestrator.AutoHelp("latent-step")+")")
-	fracVar(fs, &cfg.LatentRadius, "latent-radius", cfg.LatentRadius, true, "SLAT: ±clip of the latent step ("+orchestrator.AutoHelp("latent-radius")+"; 0: no clip)")
+	fracVar(fs, &cfg.LatentEta, "latent-eta", cfg.LatentEta, true, "SLAT: latent budget η in activation units (auto: ε)")
+	fracVar(fs, &cfg.LatentStep, "latent-step", cfg.LatentStep, true, "SLAT: latent step (auto: 1.8η)")
+	fracVar(fs, &cfg.LatentRadius, "latent-radius", cfg.LatentRadius, true, "SLAT: ±clip of the latent step (auto: η; 0: no clip)")
 	fs.BoolVar(&cfg.DomainClip, "domain-clip", cfg.DomainClip, "SLAT: keep perturbed activations in the clean activation's per-channel range")
 	fs.StringVar(&cfg.BNStats, "bn-stats", cfg.BNStats, "which passes update the BN running statistics: all (every training-mode pass, attack passes included, as the PyTorch reference) or train (the train passes only)")
 	fs.StringVar(&tf.augment, "augment", "auto", "pad-crop and flip augmentation: on, off or auto (on for CIFAR)")
@@ -192,11 +191,15 @@ func (tf *trainFlags) add(fs *pflag.FlagSet) {
 	tf.rt.add(fs)
 	tf.z.add(fs, false)
 	limit(fs, atLeastOne, "epochs", "batch", "probe-steps")
-	limit(fs, nonNegative, "wd", "input-step", "noise-radius", "latent-eta", "latent-step", "latent-radius", "train-n", "val-n", "log-every")
+	limit(fs, nonNegative, "weight-decay", "input-step", "noise-radius", "latent-eta", "latent-step", "latent-radius", "train-n", "val-n", "log-every")
 	limit(fs, positive, "lr")
 	limit(fs, unitOpen, "momentum")
 	limit(fs, epsBound, "eps")
+	aliases(fs, trainAliases)
 }
+
+// trainAliases are the old names of renamed training flags (see aliases).
+var trainAliases = map[string]string{"wd": "weight-decay"}
 
 // build completes tf.cfg from the parsed flags: it initializes ONNX Runtime,
 // loads the model and the training data (through open), checks that they
@@ -206,13 +209,8 @@ func (tf *trainFlags) build(open func(spec, split string, seed uint64) (*dataset
 	cfg := &tf.cfg
 	tf.z.seed = cfg.Seed
 	cfg.Taps = parseTaps(tf.taps)
-	if err := ort.Init(tf.rt.ortLib); err != nil {
-		return err
-	}
-	if strings.EqualFold(tf.rt.provider, "cuda") {
-		if err := ort.CheckCUDA(tf.rt.device); err != nil {
-			return err
-		}
+	if err := tf.rt.init(); err != nil {
+		return fmt.Errorf("train: %w", err)
 	}
 	cfg.Runtime = tf.rt.options()
 	cfg.DataSpec = tf.data

@@ -16,7 +16,7 @@ func init() {
 func runVersion(args []string, stdout, stderr io.Writer) error {
 	var rt runtimeFlags
 	fs := newFlags("version", "version [--ort-lib PATH]", stderr)
-	fs.StringVar(&rt.ortLib, "ort-lib", "", "ONNX Runtime shared library (default $ONNXRUNTIME_LIB, then the installed one)")
+	rt.addLib(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
