@@ -27,7 +27,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -45,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
 
 	"github.com/slatrun/slatrun/metrics"
 	"github.com/slatrun/slatrun/onnx/ort"
@@ -53,7 +53,7 @@ import (
 
 func main() {
 	cfg, err := parseFlags(os.Stderr, os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return
 	}
 	if err != nil {
@@ -96,10 +96,16 @@ type Timeouts struct {
 // DefaultTimeouts are the flags' defaults.
 var DefaultTimeouts = Timeouts{ReadHeader: 5 * time.Second, Read: 30 * time.Second, Write: 60 * time.Second, Idle: 120 * time.Second, Shutdown: 20 * time.Second}
 
-// parseFlags reads the command line; it writes usage and errors to out.
+// parseFlags reads the command line (with spf13/pflag, like the slatrun
+// CLI); it writes usage and errors to out.
 func parseFlags(out io.Writer, args []string) (config, error) {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.SortFlags = false
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: serve [flags]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	var c config
 	fs.StringVar(&c.model, "model", "model.onnx", "the checkpoint's forward graph")
 	fs.StringVar(&c.addr, "addr", ":8080", "listen address")
@@ -122,6 +128,15 @@ func parseFlags(out io.Writer, args []string) (config, error) {
 	fs.DurationVar(&c.timeouts.Idle, "idle-timeout", t.Idle, "time a keep-alive connection may stay idle")
 	fs.DurationVar(&c.timeouts.Shutdown, "shutdown-timeout", t.Shutdown, "time a shutdown waits for the requests in flight")
 	if err := fs.Parse(args); err != nil {
+		if !errors.Is(err, pflag.ErrHelp) { // pflag prints the usage for --help only
+			fmt.Fprintln(fs.Output(), err)
+			fs.Usage()
+		}
+		return c, err
+	}
+	if _, err := (ort.Options{Provider: c.provider}).ExecutionProvider(); err != nil {
+		err = fmt.Errorf("--provider: %w", err)
+		fmt.Fprintln(fs.Output(), err)
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -140,9 +155,9 @@ func run(ctx context.Context, cfg config) error {
 	if err := ort.Init(cfg.ortLib); err != nil {
 		return err
 	}
-	if cfg.provider == "cuda" {
+	if (ort.Options{Provider: cfg.provider}).OnCUDA() {
 		if err := ort.CheckCUDA(cfg.device); err != nil {
-			return err
+			return fmt.Errorf("--provider %s: %w", cfg.provider, err)
 		}
 	}
 	m, err := predict.ParseMode(cfg.mode)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/slatrun/slatrun/dataset"
@@ -805,13 +805,15 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--max-queue", "-1"}, nil, "the others ≥ 0"},
 		{[]string{"--max-abs-input", "NaN"}, nil, "the others ≥ 0"},
 		{[]string{"extra"}, nil, `unexpected arguments ["extra"]`},
-		{[]string{"--read-timeout", "soon"}, nil, "invalid value"},
+		{[]string{"--read-timeout", "soon"}, nil, `invalid argument "soon" for "--read-timeout" flag`},
+		{[]string{"--provider", "CPU"}, func(c config) bool { return c.provider == "CPU" }, ""},
+		{[]string{"--provider", "tpu"}, nil, `--provider: ort: unknown provider "tpu"`},
 	} {
 		cfg, err := parseFlags(io.Discard, c.args)
 		switch {
 		case c.err == "" && (err != nil || !c.want(cfg)):
 			t.Errorf("%q: %+v, %v", c.args, cfg, err)
-		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) && !errors.Is(err, flag.ErrHelp):
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) && !errors.Is(err, pflag.ErrHelp):
 			t.Errorf("%q: error %v; want one saying %q", c.args, err, c.err)
 		}
 	}
