@@ -14,6 +14,7 @@
 
 #include "kernels.h"
 #include "kernels_abi.h"
+#include "kernels_internal.h"
 
 #define SLAT_DOMAIN "ai.slatrun"
 
@@ -86,6 +87,8 @@ int slat_ort_bind(const char *ort_path, char *err, size_t n) {
 	ort_api = (void *const *)api;
 	return 0;
 }
+
+void *const *slat_ort_table(void) { return ort_api; }
 
 const char *slat_ort_version(void) { return ort_base ? ort_base->GetVersionString() : ""; }
 
@@ -690,6 +693,12 @@ int slat_domain_new(int threads, void **out, char *err, size_t n) {
 	s = ORTF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *, const SlatOrtCustomOp *)(
 	    dom, &op->op);
 	if (ort_take(s, err, n, "CustomOpDomain_Add(ConvGradWeight)")) {
+		ORTF(SLAT_ORT_ReleaseCustomOpDomain, void, SlatOrtCustomOpDomain *)(dom);
+		free(op);
+		return -1;
+	}
+	// The batch-normalization ops (bnorm.c) join the same domain.
+	if (slat_bn_register(dom, err, n)) {
 		ORTF(SLAT_ORT_ReleaseCustomOpDomain, void, SlatOrtCustomOpDomain *)(dom);
 		free(op);
 		return -1;

@@ -2,7 +2,7 @@ package ort
 
 /*
 #cgo CFLAGS: -O2 -std=gnu11 -Wall
-#cgo LDFLAGS: -ldl -lpthread
+#cgo LDFLAGS: -ldl -lpthread -lm
 #include <stdlib.h>
 #include "kernels.h"
 */
@@ -29,6 +29,14 @@ const KernelDomain = onnx.KernelDomain
 // ConvGradWeightOp is the name of the 2-D convolution weight-gradient kernel
 // in KernelDomain (onnx.ConvGradWeight says what it takes).
 const ConvGradWeightOp = onnx.ConvGradWeight
+
+// BatchNormTrainOp and BatchNormTrainGradOp are KernelDomain's fused
+// training-mode batch normalization, forward and backward (docs/kernels.md
+// lists their inputs, outputs and attributes).
+const (
+	BatchNormTrainOp     = "BatchNormTrain"
+	BatchNormTrainGradOp = "BatchNormTrainGrad"
+)
 
 // KernelNotice receives, once per process, the one-sentence notice that a
 // session asked for the fast kernels but they are off here. Set it to nil to

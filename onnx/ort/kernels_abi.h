@@ -28,9 +28,9 @@ typedef struct {
 // The OrtApi version we ask GetApi for. OrtApi is a table of function
 // pointers that only ever grows at the end, so the indices below hold for
 // every version >= the one that introduced the entry; all entries we use
-// exist in API 16 (ONNX Runtime 1.16), and the values were checked against
-// API 24 (ONNX Runtime 1.24.1).
-#define SLAT_ORT_API_VERSION 16
+// exist in API 17 (ONNX Runtime 1.17; KernelContext_ParallelFor is the
+// newest), and the values were checked against API 24 (ONNX Runtime 1.24.1).
+#define SLAT_ORT_API_VERSION 17
 
 // Indices (in pointers) into the OrtApi table.
 #define SLAT_ORT_CreateStatus 0                        // OrtStatus* (OrtErrorCode, const char*)
@@ -44,7 +44,10 @@ typedef struct {
 #define SLAT_ORT_GetDimensionsCount 61                 // (const OrtTensorTypeAndShapeInfo*, size_t*)
 #define SLAT_ORT_GetDimensions 62                      // (const OrtTensorTypeAndShapeInfo*, int64_t*, size_t)
 #define SLAT_ORT_GetTensorTypeAndShape 65              // (const OrtValue*, OrtTensorTypeAndShapeInfo**)
+#define SLAT_ORT_KernelInfoGetAttribute_float 85       // (const OrtKernelInfo*, const char*, float*)
 #define SLAT_ORT_KernelInfoGetAttribute_int64 86       // (const OrtKernelInfo*, const char*, int64_t*)
+#define SLAT_ORT_KernelContext_GetInputCount 88        // (const OrtKernelContext*, size_t*)
+#define SLAT_ORT_KernelContext_GetOutputCount 89       // (const OrtKernelContext*, size_t*)
 #define SLAT_ORT_KernelContext_GetInput 90             // (const OrtKernelContext*, size_t, const OrtValue**)
 #define SLAT_ORT_KernelContext_GetOutput 91            // (OrtKernelContext*, size_t, const int64_t*, size_t, OrtValue**)
 #define SLAT_ORT_ReleaseStatus 93                      // void (OrtStatus*)
@@ -53,6 +56,7 @@ typedef struct {
 #define SLAT_ORT_KernelInfoGetAttributeArray_int64 163 // (const OrtKernelInfo*, const char*, int64_t*, size_t*)
 #define SLAT_ORT_KernelInfo_GetOutputCount 231         // (const OrtKernelInfo*, size_t*)
 #define SLAT_ORT_KernelInfo_GetNodeName 244            // (const OrtKernelInfo*, char*, size_t*)
+#define SLAT_ORT_KernelContext_ParallelFor 274         // (const OrtKernelContext*, void (*)(void*, size_t), size_t total, size_t num_batch, void*); API 17
 
 // Enum values (stable since API 1).
 #define SLAT_ORT_FAIL 1
