@@ -57,7 +57,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	}
 	specs, err := eval.ParseAttacks(*attacks)
 	if err != nil {
-		return usageError{err.Error()}
+		return usageErr(err)
 	}
 	if *out != "" {
 		if err := checkOutput("out", *out, *out); err != nil {

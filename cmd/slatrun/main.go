@@ -33,12 +33,21 @@ var commands = map[string]command{}
 func register(c command) { commands[c.name] = c }
 
 // usageError is a mistake in how the command was called (exit status 2).
-type usageError struct{ msg string }
+type usageError struct {
+	msg string
+	err error // the error it reports, if any (errors.Is and As see it)
+}
 
 func (e usageError) Error() string { return e.msg }
 
+func (e usageError) Unwrap() error { return e.err }
+
 // usagef returns a usageError.
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{msg: fmt.Sprintf(format, args...)} }
+
+// usageErr reports err, a mistake in the command line found by a parser
+// of its values, as a usageError that wraps it.
+func usageErr(err error) error { return usageError{msg: err.Error(), err: err} }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "slatrun: fast adversarial training (SLAT and baselines) on ONNX Runtime")

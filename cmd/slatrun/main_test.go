@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/slatrun/slatrun/eval"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
 )
@@ -251,5 +253,14 @@ func TestRuntimeFlags(t *testing.T) {
 		if !c.cuda && o.NCHWc() != (ort.Options{}).NCHWc() {
 			t.Errorf("--provider %s: NCHWc %d, want %d as with the default provider", c.provider, o.NCHWc(), (ort.Options{}).NCHWc())
 		}
+	}
+}
+
+// TestUsageErrorsWrap: a usage error found by a value parser keeps that
+// parser's error for errors.Is.
+func TestUsageErrorsWrap(t *testing.T) {
+	err := runEval([]string{"--model", "mlp", "--attacks", "pgd-x"}, io.Discard, io.Discard)
+	if !errors.As(err, new(usageError)) || !errors.Is(err, eval.ErrAttack) {
+		t.Errorf("eval --attacks pgd-x: %v (%T), want a usageError wrapping eval.ErrAttack", err, err)
 	}
 }

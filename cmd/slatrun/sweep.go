@@ -112,7 +112,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	for _, g := range *grid {
 		a, err := sweep.ParseAxis(g)
 		if err != nil {
-			return usageError{err.Error()}
+			return usageErr(err)
 		}
 		switch {
 		case slices.Contains(sweepOwn, a.Flag):
@@ -138,7 +138,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	})
 	cells, err := spec.Cells()
 	if err != nil {
-		return usageError{err.Error()}
+		return usageErr(err)
 	}
 	if _, err := parseCell(cells[0].Args, rtArgs); err != nil {
 		return err
@@ -172,7 +172,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 		b, err := sweep.K8sJob(sweep.K8sOptions{Name: name, Shards: *k8sShards, Image: *k8sImage, Command: strings.Fields(*k8sCommand),
 			Args: jobArgs, PVC: *k8sPVC, Mount: *k8sMount, Dir: filepath.Base(filepath.Clean(*out)), CPU: *k8sCPU, Memory: *k8sMem})
 		if err != nil {
-			return usageError{err.Error()}
+			return usageErr(err)
 		}
 		if *emit == "-" {
 			_, err = stdout.Write(b)
@@ -191,7 +191,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	var shard sweep.Shard
 	if *shardFlag != "" {
 		if shard, err = sweep.ParseShard(*shardFlag, os.Getenv); err != nil {
-			return usageError{err.Error()}
+			return usageErr(err)
 		}
 	}
 	if *workers < 1 {
@@ -204,7 +204,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	open := sweep.CacheData(dataset.Open)
 	evalFn, err := sweep.NewEvaluator(spec.Eval, rt.options(), open)
 	if err != nil {
-		return usageError{err.Error()}
+		return usageErr(err)
 	}
 	n := 0
 	for _, c := range cells {
