@@ -1,10 +1,6 @@
 package orchestrator
 
-import (
-	"time"
-
-	"github.com/slatrun/slatrun/onnx/ort"
-)
+import "time"
 
 // StepTimes accumulates where the time of the steps run through Step went:
 // the ONNX Runtime passes of the attack graph and of the train graph, and
@@ -42,22 +38,3 @@ func (t *Trainer) Times() StepTimes { return t.times }
 
 // ResetTimes zeroes the accumulated times (after a warm-up, say).
 func (t *Trainer) ResetTimes() { t.times = StepTimes{} }
-
-// runAttack runs the attack graph, timing it.
-func (t *Trainer) runAttack() error {
-	return timedRun(t.attack.s, &t.times.Attack, &t.times.AttackPasses)
-}
-
-// runTrain runs the train graph, timing it.
-func (t *Trainer) runTrain() error {
-	return timedRun(t.train.s, &t.times.Train, &t.times.TrainPasses)
-}
-
-// timedRun runs s, adding its time to total and one to passes.
-func timedRun(s *ort.Session, total *time.Duration, passes *int) error {
-	start := time.Now()
-	err := s.Run()
-	*total += time.Since(start)
-	*passes++
-	return err
-}

@@ -60,10 +60,7 @@ func (t *Trainer) snapshot() (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &snapshot{settings: settings, provenance: t.provJSON, pass: t.pass, batch: t.batch, global: t.global,
-		sgdStarted: t.opt.Started, rng: rng,
-		bestRobust: t.bestRobust, bestClean: t.bestClean, lastClean: t.lastClean, bestEpoch: t.bestEpoch,
-		win: t.win, ep: t.ep, history: t.history}
+	s := &snapshot{settings: settings, provenance: t.provJSON, sgdStarted: t.opt.Started, rng: rng, runState: t.runState}
 	for _, p := range t.params {
 		s.tensors = append(s.tensors, savedTensor{p.Name, roleParam, p.Data})
 	}
@@ -155,14 +152,8 @@ func (t *Trainer) restore() error {
 	if err := t.pcg.UnmarshalBinary(s.rng); err != nil {
 		return fmt.Errorf("orchestrator: %w %s: corrupt random number generator state: %w", ErrState, path, err)
 	}
-	t.pass, t.batch, t.global = s.pass, s.batch, s.global
 	t.opt.Started = s.sgdStarted
-	t.bestRobust, t.bestClean, t.lastClean, t.bestEpoch = s.bestRobust, s.bestClean, s.lastClean, s.bestEpoch
-	copy(t.win.taps, s.win.taps)
-	copy(t.ep.taps, s.ep.taps)
-	s.win.taps, s.ep.taps = t.win.taps, t.ep.taps
-	t.win, t.ep = s.win, s.ep
-	t.history = s.history
+	t.runState.restore(s.runState)
 	if t.global > 0 {
 		t.lastLR, t.lastMom = t.sched.At(t.global - 1)
 	}

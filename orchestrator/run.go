@@ -69,24 +69,10 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
-// betterProbe reports whether probe p beats the best so far: by robust
-// accuracy, and on a tie (for example 0% throughout standard training) by
-// clean accuracy.
-func betterProbe(p ProbeResult, bestRobust, bestClean float64) bool {
-	return p.Robust > bestRobust || p.Robust == bestRobust && p.Clean > bestClean
-}
-
 // afterStep accumulates a finished minibatch's statistics, calls OnStep and
 // writes a metrics line every LogEvery minibatches.
 func (t *Trainer) afterStep(d time.Duration) error {
-	secs := d.Seconds()
-	for _, a := range [...]*accum{&t.win, &t.ep} {
-		a.batches++
-		a.seconds += secs
-		for i, v := range t.info.TapGradL1 {
-			a.taps[i] += v
-		}
-	}
+	t.stepped(d.Seconds(), t.info.TapGradL1)
 	if t.cfg.Hooks.OnStep != nil {
 		t.info.Epoch, t.info.Step, t.info.StepsPerEpoch = t.pass+1, t.batch, t.r.BatchesEpoch
 		t.info.GlobalStep, t.info.Loss, t.info.Correct, t.info.Batch = t.global, t.lastLoss, t.lastCorrect, t.cfg.Batch
@@ -135,16 +121,7 @@ func (t *Trainer) endEpoch(ctx context.Context) error {
 			return err
 		}
 		em.Probe = &p
-		if t.bestRobust >= 0 && p.Robust < float64(t.cfg.Probe.Collapse)*t.bestRobust &&
-			p.Robust < t.bestRobust-float64(t.cfg.Probe.Floor) &&
-			p.Clean >= t.bestClean-float64(t.cfg.Probe.Floor) {
-			em.Catastrophic = true
-		}
-		if betterProbe(p, t.bestRobust, t.bestClean) {
-			em.Best = true
-			t.bestRobust, t.bestClean, t.bestEpoch = p.Robust, p.Clean, t.pass+1
-		}
-		t.lastClean = p.Clean
+		em.Best, em.Catastrophic = t.probed(p, t.cfg.Probe.Collapse, t.cfg.Probe.Floor)
 	}
 	t.logf("epoch %d/%d done in %.1fs: loss %.4f  acc %.1f%%  %.1f ms/step  %.0f img/s%s%s",
 		em.Epoch, t.r.Passes, em.Seconds, em.Loss, 100*em.Accuracy, em.MsPerStep, em.ImagesPerSec,
@@ -153,10 +130,7 @@ func (t *Trainer) endEpoch(ctx context.Context) error {
 		t.logf("WARNING: catastrophic overfitting at epoch %d: probe robust accuracy fell to %.1f%% (best %.1f%% at epoch %d) while clean accuracy is %.1f%%",
 			em.Epoch, 100*em.Probe.Robust, 100*t.bestRobust, t.bestEpoch, 100*em.Probe.Clean)
 	}
-	t.history = append(t.history, em)
-	t.pass++
-	t.batch = 0
-	t.ep.reset()
+	t.runState.endEpoch(em)
 	if t.cfg.Out != "" {
 		if err := t.appendMetrics(em); err != nil {
 			return err

@@ -65,21 +65,15 @@ type savedTensor struct {
 	data []float32
 }
 
-// snapshot is everything state.bin holds.
+// snapshot is everything state.bin holds: the run state (but its last
+// train pass's values), the settings, the provenance, whether SGD has
+// started, the random generator and the tensors.
 type snapshot struct {
+	runState
 	settings   []byte
 	provenance []byte // nil: a version-1 file, which has none
-	pass       int
-	batch      int
-	global     int
 	sgdStarted bool
 	rng        []byte
-	bestRobust float64
-	bestClean  float64
-	lastClean  float64
-	bestEpoch  int
-	win, ep    accum
-	history    []EpochMetrics
 	tensors    []savedTensor
 }
 

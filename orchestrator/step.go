@@ -3,7 +3,9 @@ package orchestrator
 import (
 	"fmt"
 	"math"
+	"time"
 
+	"github.com/slatrun/slatrun/onnx/ort"
 	"github.com/slatrun/slatrun/perturb"
 )
 
@@ -138,17 +140,27 @@ func (t *Trainer) trainPass() error {
 	}
 	t.takeStats(tr)
 	t.opt.Step(float32(lr), float32(mom))
-	t.global++
-	t.lastLR, t.lastMom = lr, mom
-	t.lastLoss = loss
-	t.lastCorrect = correct(tr.logits, t.y)
-	for _, a := range [...]*accum{&t.win, &t.ep} {
-		a.loss += float64(loss)
-		a.correct += int64(t.lastCorrect)
-		a.n += int64(len(t.y))
-		a.passes++
-	}
+	t.trained(loss, correct(tr.logits, t.y), len(t.y), lr, mom)
 	return nil
+}
+
+// runAttack runs the attack graph, timing it.
+func (t *Trainer) runAttack() error {
+	return timedRun(t.attack.s, &t.times.Attack, &t.times.AttackPasses)
+}
+
+// runTrain runs the train graph, timing it.
+func (t *Trainer) runTrain() error {
+	return timedRun(t.train.s, &t.times.Train, &t.times.TrainPasses)
+}
+
+// timedRun runs s, adding its time to total and one to passes.
+func timedRun(s *ort.Session, total *time.Duration, passes *int) error {
+	start := time.Now()
+	err := s.Run()
+	*total += time.Since(start)
+	*passes++
+	return err
 }
 
 // takeStats makes the BN running statistics those the pass of s left.

@@ -423,6 +423,9 @@ func TestResume(t *testing.T) {
 					}
 				}
 				tr := newTrainer(t, run)
+				if run.Resume {
+					checkAliases(t, tr)
+				}
 				got, err := tr.Run(ctx)
 				cancel()
 				tr.Close() // releases the run directory for the next round
@@ -449,6 +452,37 @@ func TestResume(t *testing.T) {
 				break
 			}
 		})
+	}
+}
+
+// checkAliases checks that the Trainer's parameter and BN-statistic slices
+// are still the inputs of its sessions and the optimizer's parameters:
+// restore copies the saved values into them and must never replace them,
+// or the graphs would train on stale weights.
+func checkAliases(t *testing.T, tr *Trainer) {
+	t.Helper()
+	same := func(a, b []float32) bool { return len(a) > 0 && len(a) == len(b) && &a[0] == &b[0] }
+	for _, c := range []struct {
+		role   string
+		list   []graphs.Tensor
+		shared func(i int) [][]float32
+	}{
+		{"parameter", tr.params, func(i int) [][]float32 { return [][]float32{tr.opt.Params[i]} }},
+		{"BN statistic", tr.stats, func(int) [][]float32 { return nil }},
+	} {
+		for i, p := range c.list {
+			views := c.shared(i)
+			for _, s := range []*session{tr.attack, tr.train} {
+				if s != nil {
+					views = append(views, s.s.Float(p.Name))
+				}
+			}
+			for _, v := range views {
+				if !same(p.Data, v) {
+					t.Fatalf("%s %s: the Trainer's slice is not the one the sessions and the optimizer use", c.role, p.Name)
+				}
+			}
+		}
 	}
 }
 

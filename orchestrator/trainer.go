@@ -89,22 +89,15 @@ type Trainer struct {
 	y     []int64
 	delta []float32
 
-	// Progress: pass (epoch) and minibatch index, optimizer steps.
-	pass, batch, global int
-	lastLR, lastMom     float64
-	lastLoss            float32
-	lastCorrect         int
-	win, ep             accum
+	// runState is where the run stands (position, accumulators, best
+	// probe, history); state.bin saves it.
+	runState
 
-	// Probe and best checkpoint.
-	probe                            *prober
-	bestRobust, bestClean, lastClean float64
-	bestEpoch                        int
-	history                          []EpochMetrics
-	metrics                          []byte // metrics.jsonl contents
-	info                             StepInfo
-	times                            StepTimes // of Step (bench.go)
-	closed                           bool
+	probe   *prober
+	metrics []byte    // metrics.jsonl contents
+	info    StepInfo  // given to Hooks.OnStep
+	times   StepTimes // of Step (bench.go)
+	closed  bool
 }
 
 // New checks cfg, derives the graphs the method needs (once), creates their
@@ -315,10 +308,8 @@ func (t *Trainer) setup() error {
 	t.y = make([]int64, B)
 	t.delta = make([]float32, B*d)
 
-	t.win.taps = make([]float64, len(t.taps))
-	t.ep.taps = make([]float64, len(t.taps))
+	t.runState = newRunState(len(t.taps))
 	t.info.TapGradL1 = make([]float64, len(t.taps))
-	t.bestRobust, t.bestClean, t.lastClean = -1, 0, 0
 
 	switch t.m.fam {
 	case standard:

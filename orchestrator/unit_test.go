@@ -118,11 +118,12 @@ func TestResolveDefaults(t *testing.T) {
 
 func testSnapshot() *snapshot {
 	return &snapshot{
-		settings: []byte(`{"method":"slat","seed":1}`), provenance: []byte(`{"forward_sha256":"ab"}`), pass: 2, batch: 7, global: 99, sgdStarted: true,
-		rng: []byte{1, 2, 3}, bestRobust: 0.5, bestClean: 0.75, lastClean: 0.7, bestEpoch: 2,
-		win:     accum{loss: 1.5, correct: 3, n: 4, passes: 5, batches: 6, seconds: 0.25, taps: []float64{1, 2}},
-		ep:      accum{loss: 2.5, taps: []float64{3, 4}},
-		history: []EpochMetrics{{Kind: "epoch", Epoch: 1, Loss: 1}, {Kind: "epoch", Epoch: 2, Loss: 0.5}},
+		settings: []byte(`{"method":"slat","seed":1}`), provenance: []byte(`{"forward_sha256":"ab"}`), sgdStarted: true,
+		rng: []byte{1, 2, 3},
+		runState: runState{pass: 2, batch: 7, global: 99, bestRobust: 0.5, bestClean: 0.75, lastClean: 0.7, bestEpoch: 2,
+			win:     accum{loss: 1.5, correct: 3, n: 4, passes: 5, batches: 6, seconds: 0.25, taps: []float64{1, 2}},
+			ep:      accum{loss: 2.5, taps: []float64{3, 4}},
+			history: []EpochMetrics{{Kind: "epoch", Epoch: 1, Loss: 1}, {Kind: "epoch", Epoch: 2, Loss: 0.5}}},
 		tensors: []savedTensor{{"w", roleParam, []float32{1, 2, 3}}, {"w", roleMomentum, []float32{-1, 0, float32(math.Inf(1))}}},
 	}
 }
