@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,36 +159,8 @@ func (t *Trainer) restore() error {
 	if len(s.provenance) == 0 {
 		t.logf("note: %s predates provenance records (state format version %d): the forward graph and the data could not be checked against the saved run's; the next checkpoint records them", path, stateVersion1)
 	}
-	return t.restoreMetrics()
-}
-
-// restoreMetrics reloads metrics.jsonl, keeping the lines the saved state
-// covers (a run that stopped on an error may have logged steps after its
-// last checkpoint).
-func (t *Trainer) restoreMetrics() error {
-	b, err := os.ReadFile(filepath.Join(t.cfg.Out, MetricsFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	if t.metrics, err = resumeMetricsLog(t.cfg.Out, t.pass, t.global); err != nil {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("orchestrator: read %s: %w", MetricsFile, err)
-	}
-	var keep []byte
-	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
-		var head struct {
-			Kind       string `json:"kind"`
-			Epoch      int    `json:"epoch"`
-			GlobalStep int    `json:"global_step"`
-		}
-		if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &head) != nil {
-			continue // a torn last line of an older writer, or blank
-		}
-		if head.Kind == "epoch" && head.Epoch > t.pass || head.Kind == "step" && head.GlobalStep > t.global {
-			continue
-		}
-		keep = append(keep, bytes.TrimRight(line, "\n")...)
-		keep = append(keep, '\n')
-	}
-	t.metrics = keep
 	return nil
 }

@@ -34,14 +34,15 @@
 // needed to resume: parameters, BN statistics, momentum buffers, position,
 // random generator state, metrics accumulators, and the provenance — the
 // forward graph's hash and the data's fingerprint). Every file is written
-// to a temporary name and renamed. A Trainer holds the directory's lock
-// (LockRun) from New to Close, so two trainers never share a directory. A
-// resumed run (Config.Resume) must have the saved run's settings, forward
-// graph and data, and reproduces the metrics and weights of an
-// uninterrupted run with the same seed on the same provider and thread
-// count. Config.Overwrite replaces an old run, removing its files only
-// once the new run's settings and graphs are known to be good. The layout
-// and these rules are in docs/run-directory.md.
+// to a temporary name and renamed, but metrics.jsonl, which grows by synced
+// appends and is cut back to the saved position on resume. A Trainer holds
+// the directory's lock (LockRun) from New to Close, so two trainers never
+// share a directory. A resumed run (Config.Resume) must have the saved
+// run's settings, forward graph and data, and reproduces the metrics and
+// weights of an uninterrupted run with the same seed on the same provider
+// and thread count. Config.Overwrite replaces an old run, removing its
+// files only once the new run's settings and graphs are known to be good.
+// The layout and these rules are in docs/run-directory.md.
 //
 // All randomness comes from Config.Seed: the loader's shuffling and
 // augmentation (dataset), the training attacks' random starts (a PCG whose

@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -208,18 +207,13 @@ func (t *Trainer) interrupt(cause error) error {
 		ErrInterrupted, where, cause, ModelFile, StateFile, t.cfg.Out, t.cfg.Out)
 }
 
-// appendMetrics adds a line to metrics.jsonl and rewrites the file
-// atomically.
+// appendMetrics adds a line to metrics.jsonl (none without a run
+// directory).
 func (t *Trainer) appendMetrics(v any) error {
-	if t.cfg.Out == "" {
+	if t.metrics == nil {
 		return nil
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	t.metrics = append(append(t.metrics, b...), '\n')
-	return t.write(MetricsFile, t.metrics)
+	return t.metrics.append(v)
 }
 
 func (t *Trainer) logf(format string, args ...any) {

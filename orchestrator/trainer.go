@@ -94,9 +94,9 @@ type Trainer struct {
 	runState
 
 	probe   *prober
-	metrics []byte    // metrics.jsonl contents
-	info    StepInfo  // given to Hooks.OnStep
-	times   StepTimes // of Step (bench.go)
+	metrics *metricsLog // nil without Out
+	info    StepInfo    // given to Hooks.OnStep
+	times   StepTimes   // of Step (bench.go)
 	closed  bool
 }
 
@@ -181,6 +181,7 @@ func (t *Trainer) init() error {
 	if err != nil {
 		return err
 	}
+	t.metrics = newMetricsLog(cfg.Out)
 	return t.writeConfig()
 }
 
@@ -388,7 +389,7 @@ func (t *Trainer) Close() error {
 			errs = append(errs, s.s.Close())
 		}
 	}
-	errs = append(errs, t.lock.Unlock())
+	errs = append(errs, t.metrics.close(), t.lock.Unlock())
 	return errors.Join(errs...)
 }
 
