@@ -115,7 +115,7 @@ func (t *Trainer) endEpoch(ctx context.Context) error {
 		return err
 	}
 	if t.probe != nil {
-		p, err := t.probe.run(ctx, ckpt, t.pass)
+		p, err := t.probe.run(ctx, t.Weights(), t.pass)
 		if err != nil {
 			return err
 		}

@@ -325,7 +325,9 @@ func (t *Trainer) setup() error {
 		t.step = t.stepSLAT
 	}
 	if cfg.Holdout != nil && t.r.ProbeN > 0 {
-		t.probe = newProber(cfg.Holdout.Slice(0, t.r.ProbeN), min(B, t.r.ProbeN), t.r, cfg.Runtime)
+		if t.probe, err = newProber(cfg.Forward, t.Weights(), cfg.Holdout.Slice(0, t.r.ProbeN), min(B, t.r.ProbeN), t.r, cfg.Runtime); err != nil {
+			return err
+		}
 	}
 	return nil
 }
