@@ -1,22 +1,30 @@
 package graphs
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/slatrun/slatrun/onnx"
-	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
 
 // Convolutions. Conv's backward uses ConvTranspose for dX and, for dW of a
 // group-1 Conv, one Gemm per kernel offset (convWeightGradGemm), or with
 // Spec.Kernels slatrun's oneDNN ConvGradWeight kernel (2-D); grouped
 // Convs and ConvTranspose's dW use a Conv of the transposed input by the
-// transposed output gradient with the forward strides and dilations swapped
-// (see ONNX-NOTES.md: without the swap dW is silently wrong whenever
-// stride ≠ dilation).
+// transposed output gradient with the forward strides and dilations
+// swapped. dW[m, c, k] = Σ_n,o x[n, c, o·s + k·d − p]·dY[n, m, o] is a
+// convolution of x with dY as its kernel in which the kernel offset k
+// plays the output position (so it steps by the forward dilation d, the
+// new stride) and the output position o plays the kernel tap (spread by
+// the forward stride s, the new dilation). Without the swap dW is silently
+// wrong whenever stride ≠ dilation. docs/onnx-notes.md lists this and the
+// other ONNX Runtime facts the rules rely on.
 
 func init() {
-	gradRules["Conv"] = convGrad
-	forwardRules["Conv"] = convForward
-	gradRules["ConvTranspose"] = convTransposeGrad
+	register(map[string]opDef{
+		"Conv":          {infer: inferConv, grad: convGrad, forward: convForward},
+		"ConvTranspose": {infer: inferConvTranspose, grad: convTransposeGrad},
+	})
 }
 
 // convGeom is the normalized geometry of a Conv/ConvTranspose/pool node.
@@ -248,87 +256,6 @@ func (d *deriver) convWeightGradT(g string, gShape []int64, x string, xShape []i
 	return d.op("Transpose", []string{c}, onnx.AttrInts("perm", swap01(r+2)...))
 }
 
-// Linear layers.
-
-func init() {
-	gradRules["Gemm"] = gemmGrad
-	gradRules["MatMul"] = matMulGrad
-}
-
-// gemmGrad: Y = α·A'·B' + β·C with A' = transA ? Aᵀ : A (same for B).
-func gemmGrad(d *deriver, n *node, dy []string) ([]string, error) {
-	a, b, c := n.in[0], n.in[1], n.input(2)
-	ta, tb := n.int("transA", 0) != 0, n.int("transB", 0) != 0
-	alpha, beta := n.float("alpha", 1), n.float("beta", 1)
-	gemm := func(x, y string, tx, ty bool) string {
-		attrs := []*onnxpb.AttributeProto{onnx.AttrFloat("alpha", alpha)}
-		if tx {
-			attrs = append(attrs, onnx.AttrInt("transA", 1))
-		}
-		if ty {
-			attrs = append(attrs, onnx.AttrInt("transB", 1))
-		}
-		return d.op("Gemm", []string{x, y}, attrs...)
-	}
-	res := make([]string, 3)
-	g := dy[0]
-	if d.wants(a) {
-		switch {
-		case !ta && !tb:
-			res[0] = gemm(g, b, false, true)
-		case !ta && tb:
-			res[0] = gemm(g, b, false, false)
-		case ta && !tb:
-			res[0] = gemm(b, g, false, true)
-		default:
-			res[0] = gemm(b, g, true, true)
-		}
-	}
-	if d.wants(b) {
-		switch {
-		case !tb && !ta:
-			res[1] = gemm(a, g, true, false)
-		case !tb && ta:
-			res[1] = gemm(a, g, false, false)
-		case tb && !ta:
-			res[1] = gemm(g, a, true, false)
-		default:
-			res[1] = gemm(g, a, true, true)
-		}
-	}
-	if d.wants(c) {
-		gc := d.unbroadcast(g, d.shape(n.out[0]), d.shape(c))
-		if beta != 1 {
-			gc = d.mul(gc, d.scalar(beta))
-		}
-		res[2] = gc
-	}
-	return res, nil
-}
-
-// matMulGrad: dA = dY·Bᵀ, dB = Aᵀ·dY, reduced over broadcast batch axes.
-func matMulGrad(d *deriver, n *node, dy []string) ([]string, error) {
-	a, b := n.in[0], n.in[1]
-	as, bs, ys := d.shape(a), d.shape(b), d.shape(n.out[0])
-	tr := func(x string, r int) string {
-		perm := seq(0, r)
-		perm[r-1], perm[r-2] = perm[r-2], perm[r-1]
-		return d.op("Transpose", []string{x}, onnx.AttrInts("perm", perm...))
-	}
-	res := make([]string, 2)
-	if d.wants(a) {
-		g := d.op("MatMul", []string{dy[0], tr(b, len(bs))})
-		full := append(clone64(ys[:len(ys)-2]), as[len(as)-2:]...)
-		res[0] = d.unbroadcast(g, full, as)
-	}
-	if d.wants(b) {
-		g := d.op("MatMul", []string{tr(a, len(as)), dy[0]})
-		full := append(clone64(ys[:len(ys)-2]), bs[len(bs)-2:]...)
-		res[1] = d.unbroadcast(g, full, bs)
-	}
-	return res, nil
-}
-
 // NCHWc convolutions. ONNX Runtime's CPU provider has blocked-layout
 // ("NCHWc") convolution kernels, which its optimizer uses only for Convs
 // with constant weights; the training graphs take the weights as inputs, so
@@ -433,4 +360,195 @@ func (d *deriver) nchwcInputGrad(n *node, dy, w string, xs, ws []int64, cg convG
 		d.cache[key] = wb
 	}
 	return d.nchwcConv(dy, wb, "", xs[1], cg.k, cg.s, cg.dil, pads, "")
+}
+
+// spatial returns the kernel/stride/dilation/pads of a conv or pool node with
+// r spatial axes, resolving auto_pad into explicit pads (written back). It
+// checks their ranges: kernel, strides and dilations in [1,
+// onnx.MaxAttrExtent], each pad at least 0 and smaller than the dilated
+// kernel extent (a larger pad gives outputs that see nothing but padding).
+func spatial(n *node, in []int64, kernel []int64) (strides, dil, pads []int64, err error) {
+	r := len(kernel)
+	ones := func() []int64 {
+		o := make([]int64, r)
+		for i := range o {
+			o[i] = 1
+		}
+		return o
+	}
+	strides = n.ints("strides", ones())
+	dil = n.ints("dilations", ones())
+	pads = n.ints("pads", make([]int64, 2*r))
+	if len(strides) != r || len(dil) != r || len(pads) != 2*r || len(in) != r {
+		return nil, nil, nil, fmt.Errorf("strides/dilations/pads do not match %d spatial axes", r)
+	}
+	for i := 0; i < r; i++ {
+		for _, c := range []struct {
+			what string
+			v    int64
+		}{{"kernel", kernel[i]}, {"stride", strides[i]}, {"dilation", dil[i]}, {"input extent", in[i]}} {
+			if c.v < 1 || c.v > onnx.MaxAttrExtent {
+				return nil, nil, nil, fmt.Errorf("%s %d along spatial axis %d is not in [1, %d]", c.what, c.v, i, onnx.MaxAttrExtent)
+			}
+		}
+	}
+	switch ap := n.str("auto_pad", "NOTSET"); ap {
+	case "NOTSET", "":
+	case "VALID":
+		pads = make([]int64, 2*r)
+	case "SAME_UPPER", "SAME_LOWER":
+		for i := 0; i < r; i++ {
+			out := (in[i] + strides[i] - 1) / strides[i]
+			total := (out-1)*strides[i] + (kernel[i]-1)*dil[i] + 1 - in[i]
+			if total < 0 {
+				total = 0
+			}
+			small, big := total/2, total-total/2
+			if ap == "SAME_UPPER" {
+				pads[i], pads[i+r] = small, big
+			} else {
+				pads[i], pads[i+r] = big, small
+			}
+		}
+	default:
+		return nil, nil, nil, fmt.Errorf("unknown auto_pad %q", ap)
+	}
+	for i := 0; i < r; i++ {
+		ext := (kernel[i]-1)*dil[i] + 1
+		for _, p := range []int64{pads[i], pads[i+r]} {
+			if p < 0 || p >= ext || p > onnx.MaxAttrExtent {
+				return nil, nil, nil, fmt.Errorf("pads %v: a pad along spatial axis %d must be at least 0 and smaller than the kernel extent %d", pads, i, ext)
+			}
+		}
+	}
+	n.delAttr("auto_pad")
+	n.setAttr(onnx.AttrInts("pads", pads...))
+	n.setAttr(onnx.AttrInts("strides", strides...))
+	n.setAttr(onnx.AttrInts("dilations", dil...))
+	return strides, dil, pads, nil
+}
+
+// kernelAttr checks that a kernel_shape attribute, if any, matches the
+// weight's spatial dims k, and records k in it.
+func kernelAttr(n *node, k []int64) error {
+	if a := n.attr("kernel_shape"); a != nil && !slices.Equal(a.GetInts(), k) {
+		return fmt.Errorf("kernel_shape %v does not match the weight's spatial shape %v", a.GetInts(), k)
+	}
+	n.setAttr(onnx.AttrInts("kernel_shape", k...))
+	return nil
+}
+
+// group returns a convolution's group after checking it.
+func group(n *node) (int64, error) {
+	g := n.int("group", 1)
+	if g < 1 || g > onnx.MaxAttrExtent {
+		return 0, fmt.Errorf("group %d is not in [1, %d]", g, onnx.MaxAttrExtent)
+	}
+	return g, nil
+}
+
+// checkBias checks an optional bias input against its expected shape [m].
+func checkBias(ins []*tinfo, m int64) error {
+	if len(ins) > 2 && ins[2] != nil && !slices.Equal(ins[2].shape, []int64{m}) {
+		return fmt.Errorf("bias has shape %v, want [%d]", ins[2].shape, m)
+	}
+	return nil
+}
+
+func inferConv(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 2); err != nil {
+		return nil, err
+	}
+	x, w := ins[0].shape, ins[1].shape
+	if len(x) < 3 || len(w) != len(x) {
+		return nil, fmt.Errorf("input %v and weight %v ranks do not match", x, w)
+	}
+	k := w[2:]
+	if err := kernelAttr(n, k); err != nil {
+		return nil, err
+	}
+	s, d, p, err := spatial(n, x[2:], k)
+	if err != nil {
+		return nil, err
+	}
+	grp, err := group(n)
+	if err != nil {
+		return nil, err
+	}
+	if w[0]%grp != 0 {
+		return nil, fmt.Errorf("group %d does not divide the weight's %d output channels", grp, w[0])
+	}
+	if x[1] != w[1]*grp {
+		return nil, fmt.Errorf("input has %d channels, weight expects %d×%d", x[1], w[1], grp)
+	}
+	if err := checkBias(ins, w[0]); err != nil {
+		return nil, err
+	}
+	r := len(k)
+	out := []int64{x[0], w[0]}
+	for i := 0; i < r; i++ {
+		o := (x[2+i]+p[i]+p[i+r]-d[i]*(k[i]-1)-1)/s[i] + 1
+		if x[2+i]+p[i]+p[i+r] < d[i]*(k[i]-1)+1 || o <= 0 {
+			return nil, fmt.Errorf("empty output along spatial axis %d", i)
+		}
+		if o > onnx.MaxAttrExtent {
+			return nil, fmt.Errorf("output extent %d along spatial axis %d is more than %d", o, i, onnx.MaxAttrExtent)
+		}
+		out = append(out, o)
+	}
+	return []*tinfo{{dt: onnx.Float, shape: out}}, nil
+}
+
+func inferConvTranspose(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 2); err != nil {
+		return nil, err
+	}
+	x, w := ins[0].shape, ins[1].shape
+	if len(x) < 3 || len(w) != len(x) {
+		return nil, fmt.Errorf("input %v and weight %v ranks do not match", x, w)
+	}
+	if n.attr("output_shape") != nil {
+		return nil, fmt.Errorf("ConvTranspose with output_shape is not supported; use pads and output_padding")
+	}
+	if ap := n.str("auto_pad", "NOTSET"); ap != "NOTSET" && ap != "VALID" && ap != "" {
+		return nil, fmt.Errorf("ConvTranspose with auto_pad %s is not supported", ap)
+	}
+	k := w[2:]
+	r := len(k)
+	if err := kernelAttr(n, k); err != nil {
+		return nil, err
+	}
+	s, d, p, err := spatial(n, x[2:], k)
+	if err != nil {
+		return nil, err
+	}
+	op := n.ints("output_padding", make([]int64, r))
+	if len(op) != r {
+		return nil, fmt.Errorf("output_padding %v does not match %d spatial axes", op, r)
+	}
+	grp, err := group(n)
+	if err != nil {
+		return nil, err
+	}
+	if x[1] != w[0] || w[0]%grp != 0 {
+		return nil, fmt.Errorf("input has %d channels, weight %v expects %d in %d groups", x[1], w, w[0], grp)
+	}
+	if err := checkBias(ins, w[1]*grp); err != nil {
+		return nil, err
+	}
+	out := []int64{x[0], w[1] * grp}
+	for i := 0; i < r; i++ {
+		if op[i] < 0 || (op[i] >= s[i] && op[i] >= d[i]) {
+			return nil, fmt.Errorf("output_padding %v: each must be at least 0 and smaller than the stride or the dilation", op)
+		}
+		o := s[i]*(x[2+i]-1) + op[i] + (k[i]-1)*d[i] + 1 - p[i] - p[i+r]
+		if o <= 0 {
+			return nil, fmt.Errorf("empty output along spatial axis %d", i)
+		}
+		if o > onnx.MaxAttrExtent {
+			return nil, fmt.Errorf("output extent %d along spatial axis %d is more than %d", o, i, onnx.MaxAttrExtent)
+		}
+		out = append(out, o)
+	}
+	return []*tinfo{{dt: onnx.Float, shape: out}}, nil
 }

@@ -115,10 +115,10 @@ func TestFDCatchesWrongRules(t *testing.T) {
 		}}},
 	}
 	for _, c := range cases {
-		old := gradRules[c.op]
-		gradRules[c.op] = c.rule
+		old := ops[c.op].grad
+		ops[c.op].grad = c.rule
 		res := checkFD(t, c.c)
-		gradRules[c.op] = old
+		ops[c.op].grad = old
 		if res.maxRel < 0.1 {
 			t.Errorf("%s: the finite-difference check did not catch a wrong rule (max error %.3g)", c.c.name, res.maxRel)
 		} else {

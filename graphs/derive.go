@@ -11,26 +11,6 @@ import (
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
 
-// gradRule emits the backward nodes of one forward node. dy[i] is the
-// gradient of output i ("" when no gradient reaches it). It returns one
-// gradient per input ("" for none); it should compute only the gradients of
-// inputs for which d.wants is true.
-type gradRule func(d *deriver, n *node, dy []string) ([]string, error)
-
-// forwardRule emits a forward node in a form other than a plain copy (BN in
-// training mode, MaxPool with indices).
-type forwardRule func(d *deriver, n *node) error
-
-// gradRules is the registry of gradient rules, one per ONNX op type, filled
-// by the init functions of conv.go, elementwise.go, pooling.go, norm.go,
-// shape.go and loss.go.
-var gradRules = map[string]gradRule{}
-
-var forwardRules = map[string]forwardRule{}
-
-// noGrad is the rule for ops whose outputs are piecewise constant.
-func noGrad(d *deriver, n *node, dy []string) ([]string, error) { return nil, nil }
-
 // deriver holds the state of one Derive call.
 type deriver struct {
 	g        *fgraph
@@ -359,8 +339,8 @@ func (d *deriver) build() (*onnx.Model, error) {
 		switch {
 		case n.tap:
 			err = d.emitTap(n)
-		case forwardRules[n.op] != nil:
-			err = forwardRules[n.op](d, n)
+		case ops[n.op] != nil && ops[n.op].forward != nil:
+			err = ops[n.op].forward(d, n)
 		default:
 			d.copyNode(n)
 		}
@@ -403,7 +383,10 @@ func (d *deriver) build() (*onnx.Model, error) {
 		if !any || !wantIn {
 			continue
 		}
-		rule := gradRules[n.op]
+		var rule gradRule
+		if def := ops[n.op]; def != nil {
+			rule = def.grad
+		}
 		if n.tap {
 			rule = tapGrad
 		}

@@ -28,9 +28,14 @@
 // gets a static shape (the batch is fixed), and integer shape arithmetic is
 // folded into constants. The forward nodes are emitted (batch norm in its
 // training form for attack and train), a loss head is appended, and the
-// nodes are walked in reverse: each op type has one gradient rule in a
-// registry (conv.go, elementwise.go, pooling.go, norm.go, shape.go,
-// loss.go) that emits the backward nodes; gradients that fan in are summed.
+// nodes are walked in reverse, each emitting its backward nodes; gradients
+// that fan in are summed. Everything the deriver knows about an op type
+// (its opset upgrade, shape rule, constant folding, gradient rule and
+// special forward form) is one entry of the op registry (registry.go),
+// registered in the file of the op's family: elementwise.go, linear.go,
+// conv.go, pooling.go, norm.go, reduce.go, shape.go, constant.go, loss.go.
+// The tensor names and metadata keys of derived graphs are the constants
+// of package graphs/contract.
 // Only nodes on a path from a differentiated tensor (x, taps or parameters,
 // as the kind needs) to the loss get backward nodes. Every rule is checked
 // against central finite differences through ONNX Runtime in the tests.

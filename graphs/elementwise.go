@@ -3,8 +3,10 @@ package graphs
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
 
 // Elementwise ops: activations and broadcasting arithmetic. Gradients are
@@ -12,21 +14,229 @@ import (
 // dX = dY·[y > 0]; Sigmoid: dY·y·(1−y); Tanh: dY·(1−y²); Exp: dY·y).
 
 func init() {
-	for op, f := range map[string]gradRule{
-		"Relu": reluGrad, "LeakyRelu": leakyReluGrad, "Sigmoid": sigmoidGrad, "Tanh": tanhGrad,
-		"Exp": expGrad, "Log": logGrad, "Neg": negGrad, "Abs": absGrad, "Sqrt": sqrtGrad,
-		"Reciprocal": reciprocalGrad, "Identity": identityGrad, "Softplus": softplusGrad,
-		"Elu": eluGrad, "Erf": erfGrad, "HardSigmoid": hardSigmoidGrad, "HardSwish": hardSwishGrad,
-		"Sin": sinGrad, "Cos": cosGrad, "Clip": clipGrad, "Cast": castGrad,
-		"Add": addGrad, "Sub": subGrad, "Mul": mulGrad, "Div": divGrad, "Pow": powGrad,
-		"Sum": sumGrad, "Mean": meanGrad, "Max": maxMinGrad, "Min": maxMinGrad, "Where": whereGrad,
-		"PRelu": preluGrad,
-		"Sign":  noGrad, "Floor": noGrad, "Ceil": noGrad, "Round": noGrad,
-		"Equal": noGrad, "Less": noGrad, "Greater": noGrad, "LessOrEqual": noGrad, "GreaterOrEqual": noGrad,
-		"And": noGrad, "Or": noGrad, "Xor": noGrad, "Not": noGrad, "Shape": noGrad, "Size": noGrad,
-	} {
-		gradRules[op] = f
+	register(map[string]opDef{
+		// activations and other one-input ops
+		"Relu":        {infer: sameShape, grad: reluGrad},
+		"LeakyRelu":   {infer: sameShape, grad: leakyReluGrad},
+		"Sigmoid":     {infer: sameShape, grad: sigmoidGrad},
+		"Tanh":        {infer: sameShape, grad: tanhGrad},
+		"Exp":         {infer: sameShape, grad: expGrad},
+		"Log":         {infer: sameShape, grad: logGrad},
+		"Neg":         {infer: sameShape, fold: foldMap(func(v float64) float64 { return -v }), grad: negGrad},
+		"Abs":         {infer: sameShape, fold: foldMap(math.Abs), grad: absGrad},
+		"Sqrt":        {infer: sameShape, grad: sqrtGrad},
+		"Reciprocal":  {infer: sameShape, grad: reciprocalGrad},
+		"Identity":    {infer: sameShape, fold: foldCopy, grad: identityGrad},
+		"Softplus":    {infer: sameShape, grad: softplusGrad},
+		"Elu":         {infer: sameShape, grad: eluGrad},
+		"Erf":         {infer: sameShape, grad: erfGrad},
+		"HardSigmoid": {infer: sameShape, grad: hardSigmoidGrad},
+		"HardSwish":   {infer: sameShape, grad: hardSwishGrad},
+		"Sin":         {infer: sameShape, grad: sinGrad},
+		"Cos":         {infer: sameShape, grad: cosGrad},
+		"Clip":        {upgrade: upgradeClip, infer: sameShape, grad: clipGrad},
+		"Selu":        {infer: sameShape},
+		"Mish":        {infer: sameShape},
+		"Celu":        {infer: sameShape},
+		"Softsign":    {infer: sameShape},
+		"Floor":       {infer: sameShape, fold: foldMap(math.Floor), grad: noGrad},
+		"Ceil":        {infer: sameShape, fold: foldMap(math.Ceil), grad: noGrad},
+		"Sign":        {infer: sameShape, grad: noGrad},
+		"Round":       {infer: sameShape, grad: noGrad},
+		"Not":         {infer: boolShape, fold: foldMap(func(v float64) float64 { return b2f(v == 0) }), grad: noGrad},
+		// Dropout is the identity in every derived graph (its inference
+		// semantics); a consumer of its mask output is an error later.
+		"Dropout": {upgrade: dropoutToIdentity},
+		// element types
+		"Cast":     {infer: inferCast, fold: foldCast, foldFloat: true, grad: castGrad},
+		"CastLike": {infer: inferCastLike},
+		// broadcasting arithmetic
+		"Add":   {infer: inferBroadcast, fold: foldBinary(func(a, b float64) (float64, bool) { return a + b, true }), grad: addGrad},
+		"Sub":   {infer: inferBroadcast, fold: foldBinary(func(a, b float64) (float64, bool) { return a - b, true }), grad: subGrad},
+		"Mul":   {infer: inferBroadcast, fold: foldBinary(func(a, b float64) (float64, bool) { return a * b, true }), grad: mulGrad},
+		"Div":   {infer: inferDivMod, fold: foldDiv, grad: divGrad},
+		"Mod":   {infer: inferDivMod},
+		"Pow":   {infer: inferBroadcast, grad: powGrad},
+		"Sum":   {infer: inferBroadcast, grad: sumGrad},
+		"Mean":  {infer: inferBroadcast, grad: meanGrad},
+		"Max":   {infer: inferBroadcast, fold: foldBinary(func(a, b float64) (float64, bool) { return math.Max(a, b), true }), grad: maxMinGrad},
+		"Min":   {infer: inferBroadcast, fold: foldBinary(func(a, b float64) (float64, bool) { return math.Min(a, b), true }), grad: maxMinGrad},
+		"Where": {infer: inferWhere, fold: foldWhere, grad: whereGrad},
+		"PRelu": {infer: inferPRelu, grad: preluGrad},
+		// comparisons and logic (bool outputs)
+		"Equal":          {infer: inferCompare, fold: foldBinary(func(a, b float64) (float64, bool) { return b2f(a == b), true }), grad: noGrad},
+		"Less":           {infer: inferCompare, fold: foldBinary(func(a, b float64) (float64, bool) { return b2f(a < b), true }), grad: noGrad},
+		"Greater":        {infer: inferCompare, fold: foldBinary(func(a, b float64) (float64, bool) { return b2f(a > b), true }), grad: noGrad},
+		"LessOrEqual":    {infer: inferCompare, grad: noGrad},
+		"GreaterOrEqual": {infer: inferCompare, grad: noGrad},
+		"And":            {infer: inferCompare, grad: noGrad},
+		"Or":             {infer: inferCompare, grad: noGrad},
+		"Xor":            {infer: inferCompare, grad: noGrad},
+	})
+}
+
+// upgradeClip moves Clip's min and max attributes to inputs (opset 11).
+func upgradeClip(g *fgraph, n *node) error {
+	if g.opset < 11 {
+		g.floatAttrToInput(n, "min", 1)
+		g.floatAttrToInput(n, "max", 2)
 	}
+	return nil
+}
+
+// dropoutToIdentity replaces Dropout by Identity.
+func dropoutToIdentity(g *fgraph, n *node) error {
+	n.op, n.in, n.out, n.attrs = "Identity", n.in[:1], n.out[:1], nil
+	return nil
+}
+
+// boolShape is the shape rule of one-input ops with bool outputs.
+func boolShape(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	return []*tinfo{{dt: onnx.Bool, shape: clone64(ins[0].shape)}}, nil
+}
+
+// castTypes are the element types a Cast may produce in a derived graph.
+var castTypes = map[onnx.DType]bool{
+	onnxpb.TensorProto_FLOAT: true, onnxpb.TensorProto_UINT8: true, onnxpb.TensorProto_INT8: true,
+	onnxpb.TensorProto_UINT16: true, onnxpb.TensorProto_INT16: true, onnxpb.TensorProto_INT32: true,
+	onnxpb.TensorProto_INT64: true, onnxpb.TensorProto_BOOL: true, onnxpb.TensorProto_FLOAT16: true,
+	onnxpb.TensorProto_DOUBLE: true, onnxpb.TensorProto_UINT32: true, onnxpb.TensorProto_UINT64: true,
+	onnxpb.TensorProto_BFLOAT16: true,
+}
+
+func inferCast(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	to := onnx.DType(n.int("to", 1))
+	if !castTypes[to] {
+		return nil, fmt.Errorf("Cast to element type %s is not supported", to)
+	}
+	return []*tinfo{{dt: to, shape: clone64(ins[0].shape)}}, nil
+}
+
+func inferCastLike(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 2); err != nil {
+		return nil, err
+	}
+	return []*tinfo{{dt: ins[1].dt, shape: clone64(ins[0].shape)}}, nil
+}
+
+// foldCast converts the values to the output's element type: bools are 0
+// or 1, integers truncated.
+func foldCast(g *fgraph, n *node, ins []*tinfo, out *tinfo) ([]float64, bool) {
+	v := values(ins[0])
+	switch {
+	case out.dt == onnx.Bool:
+		for i := range v {
+			if v[i] != 0 {
+				v[i] = 1
+			}
+		}
+	case out.dt != onnx.Float:
+		for i := range v {
+			v[i] = math.Trunc(v[i])
+		}
+	}
+	return v, true
+}
+
+// broadcastIns returns the broadcast shape of all of an op's inputs (every
+// one must be present) and the element type of the last.
+func broadcastIns(ins []*tinfo) ([]int64, onnx.DType, error) {
+	if err := needIns(ins, len(ins)); err != nil {
+		return nil, 0, err
+	}
+	shape := clone64(ins[0].shape)
+	for _, t := range ins[1:] {
+		s, err := broadcast(shape, t.shape)
+		if err != nil {
+			return nil, 0, err
+		}
+		shape = s
+	}
+	return shape, ins[len(ins)-1].dt, nil
+}
+
+// inferBroadcast is the shape rule of numpy-broadcasting ops.
+func inferBroadcast(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	shape, dt, err := broadcastIns(ins)
+	if err != nil {
+		return nil, err
+	}
+	return []*tinfo{{dt: dt, shape: shape}}, nil
+}
+
+// inferCompare is the shape rule of broadcasting ops with bool outputs.
+func inferCompare(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	shape, _, err := broadcastIns(ins)
+	if err != nil {
+		return nil, err
+	}
+	return []*tinfo{{dt: onnx.Bool, shape: shape}}, nil
+}
+
+// inferDivMod also refuses an integer division by a constant holding 0.
+func inferDivMod(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	shape, dt, err := broadcastIns(ins)
+	if err != nil {
+		return nil, err
+	}
+	if dt != onnx.Float && len(ins) == 2 && ins[1].isConst {
+		for _, v := range ins[1].ci {
+			if v == 0 {
+				return nil, fmt.Errorf("integer division by zero: divisor %q holds a 0", n.in[1])
+			}
+		}
+	}
+	return []*tinfo{{dt: dt, shape: shape}}, nil
+}
+
+// foldDiv divides (truncating integers); a division by zero is not folded.
+func foldDiv(g *fgraph, n *node, ins []*tinfo, out *tinfo) ([]float64, bool) {
+	intDiv := out.dt != onnx.Float
+	return foldBinary(func(a, b float64) (float64, bool) {
+		if b == 0 {
+			return 0, false
+		}
+		if intDiv {
+			return math.Trunc(a / b), true
+		}
+		return a / b, true
+	})(g, n, ins, out)
+}
+
+// inferWhere: the output has the type of the selected values (inputs 1, 2).
+func inferWhere(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	shape, _, err := broadcastIns(ins)
+	if err != nil {
+		return nil, err
+	}
+	if len(ins) != 3 {
+		return nil, fmt.Errorf("Where needs 3 inputs")
+	}
+	return []*tinfo{{dt: ins[1].dt, shape: shape}}, nil
+}
+
+func foldWhere(g *fgraph, n *node, ins []*tinfo, out *tinfo) ([]float64, bool) {
+	if len(ins) != 3 {
+		return nil, false
+	}
+	return zipConst(ins, out.numel(), func(v []float64) (float64, bool) {
+		if v[0] != 0 {
+			return v[1], true
+		}
+		return v[2], true
+	})
+}
+
+// inferPRelu: the slope broadcasts to the input, not the other way.
+func inferPRelu(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	shape, dt, err := broadcastIns(ins)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Equal(shape, ins[0].shape) {
+		return nil, fmt.Errorf("PRelu's slope %v does not broadcast to its input %v", ins[1].shape, ins[0].shape)
+	}
+	return []*tinfo{{dt: dt, shape: shape}}, nil
 }
 
 func (d *deriver) mul(a, b string) string { return d.op("Mul", []string{a, b}) }

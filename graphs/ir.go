@@ -23,6 +23,9 @@ type node struct {
 
 	folded bool // every output is a constant computed at derive time
 	tap    bool // pseudo node: out[0] = in[0] + domain-clipped in[1] (train kind)
+	// coercesTo2D: an opset<13 Softmax, LogSoftmax or Hardmax, which
+	// flattens its input to 2-D at its axis (upgradeSoftmax).
+	coercesTo2D bool
 }
 
 func (n *node) attr(name string) *onnxpb.AttributeProto {

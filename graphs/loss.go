@@ -1,20 +1,66 @@
 package graphs
 
 import (
+	"fmt"
+
 	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 )
 
-// Loss heads and the rules of the ops classifiers and attack losses use:
-// Softmax, LogSoftmax, TopK, ArgMax (no gradient).
+// Loss heads and the ops classifiers and attack losses use: Softmax,
+// LogSoftmax, Hardmax (no gradient) and TopK.
 
 func init() {
-	gradRules["Softmax"] = softmaxGrad
-	gradRules["LogSoftmax"] = logSoftmaxGrad
-	gradRules["TopK"] = topKGrad
-	gradRules["ArgMax"] = noGrad
-	gradRules["ArgMin"] = noGrad
-	gradRules["Hardmax"] = noGrad
+	register(map[string]opDef{
+		"Softmax":    {upgrade: upgradeSoftmax, infer: inferSoftmax, grad: softmaxGrad},
+		"LogSoftmax": {upgrade: upgradeSoftmax, infer: inferSoftmax, grad: logSoftmaxGrad},
+		"Hardmax":    {upgrade: upgradeSoftmax, infer: inferSoftmax, grad: noGrad},
+		"TopK":       {infer: inferTopK, grad: topKGrad},
+	})
+}
+
+// upgradeSoftmax: before opset 13 the Softmax family coerced its input to
+// 2-D at axis (default 1), which is the new semantics when axis is the last
+// axis; the axis is made explicit and inferSoftmax checks that it is the
+// last.
+func upgradeSoftmax(g *fgraph, n *node) error {
+	if g.opset < 13 {
+		n.setAttr(onnx.AttrInt("axis", n.int("axis", 1)))
+		n.coercesTo2D = true
+	}
+	return nil
+}
+
+// inferSoftmax is sameShape, refusing an opset<13 softmax over an axis
+// other than the last.
+func inferSoftmax(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if n.coercesTo2D {
+		ax, err := normAxis(n.int("axis", 1), len(ins[0].shape))
+		if err != nil {
+			return nil, err
+		}
+		if int(ax) != len(ins[0].shape)-1 {
+			return nil, fmt.Errorf("opset<13 %s over axis %d of a rank-%d tensor is not supported; export with opset ≥ 13", n.op, ax, len(ins[0].shape))
+		}
+	}
+	return sameShape(g, n, ins)
+}
+
+func inferTopK(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	k, err := g.constInts(n.input(1))
+	if err != nil {
+		return nil, err
+	}
+	ax, err := normAxis(n.int("axis", -1), len(ins[0].shape))
+	if err != nil {
+		return nil, err
+	}
+	if len(k) != 1 || k[0] < 0 || k[0] > ins[0].shape[ax] {
+		return nil, fmt.Errorf("TopK's k %v must be one value in [0, %d]", k, ins[0].shape[ax])
+	}
+	out := clone64(ins[0].shape)
+	out[ax] = k[0]
+	return []*tinfo{{dt: ins[0].dt, shape: out}, {dt: onnx.Int64, shape: clone64(out)}}, nil
 }
 
 // onehot returns float32 one-hot rows [B,K] of int64 labels [B].

@@ -2,6 +2,7 @@ package graphs
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
@@ -21,8 +22,21 @@ import (
 // inference form (running statistics).
 
 func init() {
-	forwardRules["BatchNormalization"] = bnForward
-	gradRules["BatchNormalization"] = bnGrad
+	register(map[string]opDef{
+		"BatchNormalization": {upgrade: upgradeBN, infer: inferBN, grad: bnGrad, forward: bnForward},
+	})
+}
+
+// upgradeBN drops training_mode (opsets 14, 15) and the attributes of
+// older opsets, and the running-statistics outputs: the training kinds
+// compute slatrun's own training form and <stat>.next outputs.
+func upgradeBN(g *fgraph, n *node) error {
+	n.delAttr("training_mode")
+	n.delAttr("spatial")
+	n.delAttr("is_test")
+	n.delAttr("consumed_inputs")
+	n.out = n.out[:1]
+	return nil
 }
 
 func bnAxes(rank int) []int64 { return append([]int64{0}, seq(2, rank)...) }
@@ -116,4 +130,21 @@ func bnGrad(d *deriver, n *node, dy []string) ([]string, error) {
 		res[0] = d.mul(d.sub(d.sub(dy[0], c1), d.mul(xc, c2)), k)
 	}
 	return res, nil
+}
+
+// inferBN: x [N, C, ...]; scale, bias, mean and var [C].
+func inferBN(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	if err := needIns(ins, 5); err != nil {
+		return nil, err
+	}
+	x := ins[0].shape
+	if len(x) < 2 || x[1] < 1 {
+		return nil, fmt.Errorf("BatchNormalization needs an input [N, C, ...] with C ≥ 1, got %v", x)
+	}
+	for i, what := range []string{"scale", "bias", "mean", "variance"} {
+		if t := ins[1+i]; !slices.Equal(t.shape, []int64{x[1]}) || !t.isFloat() {
+			return nil, fmt.Errorf("BatchNormalization %s has shape %v, want [%d] (the input's channels) of floats", what, t.shape, x[1])
+		}
+	}
+	return []*tinfo{{dt: ins[0].dt, shape: clone64(x)}}, nil
 }

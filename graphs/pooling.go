@@ -16,11 +16,12 @@ import (
 // are exact).
 
 func init() {
-	gradRules["MaxPool"] = maxPoolGrad
-	gradRules["AveragePool"] = avgPoolGrad
-	gradRules["GlobalAveragePool"] = globalAvgPoolGrad
-	gradRules["GlobalMaxPool"] = globalMaxPoolGrad
-	forwardRules["MaxPool"] = maxPoolForward
+	register(map[string]opDef{
+		"MaxPool":           {infer: inferPool, grad: maxPoolGrad, forward: maxPoolForward},
+		"AveragePool":       {infer: inferPool, grad: avgPoolGrad},
+		"GlobalAveragePool": {infer: inferGlobalPool, grad: globalAvgPoolGrad},
+		"GlobalMaxPool":     {infer: inferGlobalPool, grad: globalMaxPoolGrad},
+	})
 }
 
 // tiles reports whether a pool node's windows tile its 2-D input exactly
@@ -66,19 +67,17 @@ func maxPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	if tiles(n, xs) {
 		k := n.ints("kernel_shape", nil)
 		six := []int64{xs[0], xs[1], ys[2], k[0], ys[3], k[1]}
-		one := []int64{xs[0], xs[1], ys[2], 1, ys[3], 1}
-		mask := d.op("Equal", []string{d.reshape(x, six), d.reshape(y, one)})
-		dx := d.op("Where", []string{mask, d.reshape(dy[0], one), d.scalar(0)})
-		return one1(d.reshape(dx, xs)), nil
+		cells := []int64{xs[0], xs[1], ys[2], 1, ys[3], 1}
+		mask := d.op("Equal", []string{d.reshape(x, six), d.reshape(y, cells)})
+		dx := d.op("Where", []string{mask, d.reshape(dy[0], cells), d.scalar(0)})
+		return one(d.reshape(dx, xs)), nil
 	}
 	idx := d.saved[n]["indices"]
 	total := onnx.NumElements(xs)
 	flat := d.op("ScatterElements", []string{d.zeros([]int64{total}), d.reshape(idx, []int64{-1}), d.reshape(dy[0], []int64{-1})},
 		onnx.AttrInt("axis", 0), onnx.AttrString("reduction", "add"))
-	return one1(d.reshape(flat, xs)), nil
+	return one(d.reshape(flat, xs)), nil
 }
-
-func one1(s string) []string { return []string{s} }
 
 // windowCounts returns, per output position, the number of elements a pool
 // window averages over: elements inside [0, in) or, with count_include_pad,
@@ -117,9 +116,9 @@ func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	r := cg.r
 	if tiles(n, xs) {
 		six := []int64{xs[0], xs[1], ys[2], k[0], ys[3], k[1]}
-		one := []int64{xs[0], xs[1], ys[2], 1, ys[3], 1}
-		g := d.mul(d.reshape(dy[0], one), d.scalar(1/float32(k[0]*k[1])))
-		return one1(d.reshape(d.op("Expand", []string{g, d.ints(six...)}), xs)), nil
+		cells := []int64{xs[0], xs[1], ys[2], 1, ys[3], 1}
+		g := d.mul(d.reshape(dy[0], cells), d.scalar(1/float32(k[0]*k[1])))
+		return one(d.reshape(d.op("Expand", []string{g, d.ints(six...)}), xs)), nil
 	}
 	include := n.int("count_include_pad", 0) != 0
 	if positions := onnx.NumElements(ys[2:]); positions > maxPoolPositions {
@@ -162,17 +161,74 @@ func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	dx := d.op("ConvTranspose", []string{scaled, w},
 		onnx.AttrInts("kernel_shape", k...), onnx.AttrInts("strides", cg.s...),
 		onnx.AttrInts("pads", pads...), onnx.AttrInt("group", C), onnx.AttrInts("output_padding", op...))
-	return one1(dx), nil
+	return one(dx), nil
 }
 
 func globalAvgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	xs := d.shape(n.in[0])
 	hw := onnx.NumElements(xs[2:])
 	g := d.mul(dy[0], d.scalar(1/float32(hw)))
-	return one1(d.op("Expand", []string{g, d.ints(xs...)})), nil
+	return one(d.op("Expand", []string{g, d.ints(xs...)})), nil
 }
 
 func globalMaxPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	mask := d.op("Equal", []string{n.in[0], n.out[0]})
-	return one1(d.op("Where", []string{mask, dy[0], d.scalar(0)})), nil
+	return one(d.op("Where", []string{mask, dy[0], d.scalar(0)})), nil
+}
+
+func inferPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	x := ins[0].shape
+	k := n.ints("kernel_shape", nil)
+	if len(x) < 3 || len(k) != len(x)-2 {
+		return nil, fmt.Errorf("kernel_shape %v does not match input %v", k, x)
+	}
+	s, d, p, err := spatial(n, x[2:], k)
+	if err != nil {
+		return nil, err
+	}
+	if n.op == "AveragePool" {
+		n.delAttr("dilations") // not an AveragePool attribute before opset 19
+		for _, v := range d {
+			if v != 1 {
+				return nil, fmt.Errorf("AveragePool with dilations is not supported")
+			}
+		}
+	}
+	ceil := n.int("ceil_mode", 0) != 0
+	r := len(k)
+	out := []int64{x[0], x[1]}
+	for i := 0; i < r; i++ {
+		num := x[2+i] + p[i] + p[i+r] - d[i]*(k[i]-1) - 1
+		if num < 0 {
+			return nil, fmt.Errorf("the kernel %v is larger than the padded input along spatial axis %d", k, i)
+		}
+		o := num/s[i] + 1
+		if ceil {
+			o = (num+s[i]-1)/s[i] + 1
+			// the last window must start inside the input or left padding
+			if (o-1)*s[i] >= x[2+i]+p[i] {
+				o--
+			}
+		}
+		if o <= 0 {
+			return nil, fmt.Errorf("empty output along spatial axis %d", i)
+		}
+		if o > onnx.MaxAttrExtent {
+			return nil, fmt.Errorf("output extent %d along spatial axis %d is more than %d", o, i, onnx.MaxAttrExtent)
+		}
+		out = append(out, o)
+	}
+	t := &tinfo{dt: ins[0].dt, shape: out}
+	return []*tinfo{t, {dt: onnx.Int64, shape: clone64(out)}}, nil
+}
+
+func inferGlobalPool(g *fgraph, n *node, ins []*tinfo) ([]*tinfo, error) {
+	x := clone64(ins[0].shape)
+	if len(x) < 3 {
+		return nil, fmt.Errorf("%s needs an input [N, C, spatial...], got %v", n.op, x)
+	}
+	for i := 2; i < len(x); i++ {
+		x[i] = 1
+	}
+	return []*tinfo{{dt: ins[0].dt, shape: x}}, nil
 }
