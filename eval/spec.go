@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/slatrun/slatrun/graphs/contract"
+	"github.com/slatrun/slatrun/perturb"
 )
 
 // Loss heads: the keys of the eval graphs a Classifier is made from. The
@@ -69,10 +70,10 @@ type AttackSpec struct {
 
 // Default numbers of the attacks ParseAttacks knows.
 const (
-	pgdStep     = 0.25 // PGD step ε/4 (docs/methods.md)
-	apgdStep    = 2    // APGD's initial step 2ε
-	apgdIters   = 100  // AutoAttack "standard"
-	apgdTargets = 9    // AutoAttack "standard"
+	pgdStep     = perturb.DefaultPGDStep // PGD step ε/4 (docs/methods.md)
+	apgdStep    = 2                      // APGD's initial step 2ε
+	apgdIters   = 100                    // AutoAttack "standard"
+	apgdTargets = 9                      // AutoAttack "standard"
 )
 
 // ErrAttack is wrapped by every error about an attack name or spec.
