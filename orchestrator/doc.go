@@ -21,9 +21,10 @@
 // gives ∂ℓ/∂x and ∂ℓ/∂h at each tap; perturb.SLATInput and perturb.SLATLatent
 // turn their signs into δx and δ_l; pass 2 through the train graph at x+δx,
 // with δ_l added at each tap under the in-graph domain clip, gives the loss,
-// the parameter gradients and the next BN statistics; SGD (exactly
+// the parameter gradients and the next BN statistics; optim.SGD (exactly
 // PyTorch's, momentum and weight decay included) updates the parameters at
-// the schedule's learning rate and momentum. The step allocates nothing.
+// the learning rate and momentum of the optim.Schedule. The step allocates
+// nothing. Step sizes left at Auto come from one table, Defaults.
 // Trainer.Step runs one step outside Run, on a given minibatch, and
 // Trainer.Times splits the time of those steps into attack passes, train
 // passes and Go (slatrun bench).
