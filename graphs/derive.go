@@ -28,11 +28,92 @@ type deriver struct {
 	cache    map[string]string
 	outNames map[string]bool
 	outs     []*onnxpb.ValueInfoProto
+	obj      objective
+}
 
-	// linear mode (finite-difference tests): the loss is Σ linear ⊙ logits
-	// and the gradients of wrt are output.
-	linear []float32
-	wrt    []string
+// newDeriver returns the state of a derivation of g with objective obj.
+func newDeriver(g *fgraph, spec Spec, taps []string, obj objective) *deriver {
+	return &deriver{g: g, spec: spec, taps: taps, training: spec.Kind != Eval, obj: obj,
+		isInput: map[string]bool{}, emitted: map[string]bool{}, needs: map[string]bool{},
+		grads: map[string][]string{}, total: map[string]string{}, saved: map[*node]map[string]string{},
+		cache: map[string]string{}, outNames: map[string]bool{}}
+}
+
+// objective is what a derivation differentiates and exposes: the tensors
+// whose gradients it computes, the graph inputs besides x and y, the loss
+// that seeds the backward pass and the outputs after it. Derive's kinds
+// are kindObjective; the tests substitute their own (export_test.go).
+type objective interface {
+	// sources returns the tensors to differentiate.
+	sources(d *deriver) []string
+	// inputs declares the graph inputs after x and y.
+	inputs(d *deriver)
+	// seed emits the loss and its outputs after the forward nodes, and
+	// returns the gradient of the differentiated loss with respect to
+	// the logits.
+	seed(d *deriver) (string, error)
+	// outputs declares the outputs after the backward pass.
+	outputs(d *deriver)
+}
+
+// kindObjective is the objective of the graph kind d.spec.Kind.
+type kindObjective struct{}
+
+func (kindObjective) sources(d *deriver) []string {
+	switch d.spec.Kind {
+	case Attack:
+		return append([]string{contract.Input}, d.taps...)
+	case Train:
+		src := append([]string(nil), d.g.params...)
+		if d.spec.InputGrad {
+			src = append(src, contract.Input)
+		}
+		return src
+	}
+	return []string{contract.Input}
+}
+
+// inputs: the training kinds take every parameter and running statistic,
+// and train the perturbation delta.<tap> of every tap; eval embeds them.
+func (kindObjective) inputs(d *deriver) {
+	g := d.g
+	if d.spec.Kind == Eval {
+		return
+	}
+	for _, p := range g.params {
+		d.input(p, onnx.Float, g.info[p].shape)
+	}
+	for _, s := range g.stats {
+		d.input(s, onnx.Float, g.info[s].shape)
+	}
+	if d.spec.Kind == Train {
+		for _, t := range d.taps {
+			d.input(contract.DeltaName(t), onnx.Float, g.info[t].shape)
+		}
+	}
+}
+
+func (kindObjective) seed(d *deriver) (string, error) { return d.emitHead() }
+
+func (kindObjective) outputs(d *deriver) {
+	switch d.spec.Kind {
+	case Attack:
+		d.gradOutput(contract.Input)
+		for _, t := range d.taps {
+			d.gradOutput(t)
+		}
+		d.statOutputs()
+	case Train:
+		if d.spec.InputGrad {
+			d.gradOutput(contract.Input)
+		}
+		for _, p := range d.g.params {
+			d.gradOutput(p)
+		}
+		d.statOutputs()
+	case Eval:
+		d.gradOutput(contract.Input)
+	}
 }
 
 // Derive builds the graph of spec.Kind from a forward graph (docs/contract.md):
@@ -94,11 +175,7 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 			return nil, err
 		}
 	}
-	d := &deriver{g: g, spec: spec, taps: taps, training: spec.Kind != Eval,
-		isInput: map[string]bool{}, emitted: map[string]bool{}, needs: map[string]bool{},
-		grads: map[string][]string{}, total: map[string]string{}, saved: map[*node]map[string]string{},
-		cache: map[string]string{}, outNames: map[string]bool{}}
-	return d.build()
+	return newDeriver(g, spec, taps, kindObjective{}).build()
 }
 
 // DeriveEval derives one eval graph of forward per loss head (eval.Heads
@@ -190,42 +267,83 @@ func deriveForward(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	return m, nil
 }
 
+// build derives the graph, phase by phase.
 func (d *deriver) build() (*onnx.Model, error) {
-	g, spec := d.g, d.spec
-	isStat := map[string]bool{}
-	for _, s := range g.stats {
-		isStat[s] = true
-	}
-	// Taps: check, and in the train kind insert the domain-clip nodes.
-	if err := d.checkTaps(); err != nil {
+	if err := d.prepare(); err != nil {
 		return nil, err
+	}
+	d.markNeeds(d.obj.sources(d))
+	d.begin()
+	if err := d.emitForward(); err != nil {
+		return nil, err
+	}
+	seed, err := d.obj.seed(d)
+	if err != nil {
+		return nil, err
+	}
+	d.grads[d.g.output] = []string{seed}
+	if err := d.emitBackward(); err != nil {
+		return nil, err
+	}
+	d.obj.outputs(d)
+	d.b.Graph().Output = d.outs
+	d.setMetadata()
+	m := d.b.Model()
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("graphs: derive: internal error: %w", err)
+	}
+	return m, nil
+}
+
+// prepare checks the taps, frees the interface names, inserts the
+// domain-clip nodes of the train kind and keeps only the nodes the logits
+// depend on.
+func (d *deriver) prepare() error {
+	if err := d.checkTaps(); err != nil {
+		return err
 	}
 	if err := d.freeInterfaceNames(); err != nil {
-		return nil, err
+		return err
 	}
+	if d.spec.Kind == Train {
+		d.insertTaps()
+	}
+	if !d.pruneToLogits()[contract.Input] {
+		return fmt.Errorf("graphs: derive: the logits do not depend on the input")
+	}
+	return nil
+}
+
+// insertTaps renames each tap's tensor t to a fresh t.pre and inserts a
+// tap node computing t from it and the input delta.<t>.
+func (d *deriver) insertTaps() {
+	g := d.g
 	prod := g.producers()
-	if spec.Kind == Train {
-		for _, t := range d.taps {
-			p := prod[t]
-			pre := g.fresh(t + ".pre")
-			for i, o := range p.out {
-				if o == t {
-					p.out[i] = pre
-				}
+	for _, t := range d.taps {
+		p := prod[t]
+		pre := g.fresh(t + ".pre")
+		for i, o := range p.out {
+			if o == t {
+				p.out[i] = pre
 			}
-			g.info[pre] = g.info[t]
-			delta := contract.DeltaName(t)
-			g.info[delta] = &tinfo{dt: onnx.Float, shape: clone64(g.info[t].shape)}
-			tn := &node{op: "SlatrunTap", name: "tap " + t, in: []string{pre, delta}, out: []string{t}, tap: true}
-			for i, n := range g.nodes {
-				if n == p {
-					g.nodes = append(g.nodes[:i+1], append([]*node{tn}, g.nodes[i+1:]...)...)
-					break
-				}
+		}
+		g.info[pre] = g.info[t]
+		delta := contract.DeltaName(t)
+		g.info[delta] = &tinfo{dt: onnx.Float, shape: clone64(g.info[t].shape)}
+		tn := &node{op: "SlatrunTap", name: "tap " + t, in: []string{pre, delta}, out: []string{t}, tap: true}
+		for i, n := range g.nodes {
+			if n == p {
+				g.nodes = append(g.nodes[:i+1], append([]*node{tn}, g.nodes[i+1:]...)...)
+				break
 			}
 		}
 	}
-	// Live nodes: those the logits depend on.
+}
+
+// pruneToLogits drops the nodes the logits do not depend on and returns
+// the tensors they do.
+func (d *deriver) pruneToLogits() map[string]bool {
+	g := d.g
 	live := map[*node]bool{}
 	want := map[string]bool{g.output: true}
 	for i := len(g.nodes) - 1; i >= 0; i-- {
@@ -249,44 +367,40 @@ func (d *deriver) build() (*onnx.Model, error) {
 		}
 	}
 	g.nodes = nodes
-	if !want[contract.Input] {
-		return nil, fmt.Errorf("graphs: derive: the logits do not depend on the input")
-	}
-	// What to differentiate.
-	switch {
-	case d.linear != nil:
-		d.sources = d.wrt
-	case spec.Kind == Attack:
-		d.sources = append([]string{contract.Input}, d.taps...)
-	case spec.Kind == Train:
-		d.sources = append([]string(nil), g.params...)
-		if spec.InputGrad {
-			d.sources = append(d.sources, contract.Input)
-		}
-	case spec.Kind == Eval:
-		d.sources = []string{contract.Input}
-	}
-	for _, s := range d.sources {
+	return want
+}
+
+// markNeeds marks the sources and the float tensors computed from them:
+// the tensors that need a gradient.
+func (d *deriver) markNeeds(sources []string) {
+	d.sources = sources
+	for _, s := range sources {
 		d.needs[s] = true
 	}
-	for _, n := range g.nodes {
+	for _, n := range d.g.nodes {
 		if n.folded {
 			continue
 		}
-		any := false
+		reached := false
 		for _, in := range n.in {
-			any = any || d.needs[in]
+			reached = reached || d.needs[in]
 		}
-		if !any {
+		if !reached {
 			continue
 		}
 		for _, o := range n.out {
-			if t := g.info[o]; t != nil && t.isFloat() {
+			if t := d.g.info[o]; t != nil && t.isFloat() {
 				d.needs[o] = true
 			}
 		}
 	}
+}
 
+// begin starts the derived graph: every name the forward graph or the
+// interface uses is reserved, and the inputs are declared: x and y, then
+// the objective's.
+func (d *deriver) begin() {
+	g, spec := d.g, d.spec
 	d.b = onnx.NewBuilder("slatrun_" + string(spec.Kind))
 	for name := range g.used {
 		d.b.Reserve(name)
@@ -305,30 +419,13 @@ func (d *deriver) build() (*onnx.Model, error) {
 	d.input(contract.Input, onnx.Float, g.info[contract.Input].shape)
 	d.input(contract.Labels, onnx.Int64, []int64{B})
 	g.info[contract.Labels] = &tinfo{dt: onnx.Int64, shape: []int64{B}}
-	if d.linear != nil {
-		for _, p := range d.wrt {
-			if _, ok := g.inits[p]; ok {
-				d.input(p, onnx.Float, g.info[p].shape)
-			}
-		}
-	} else if spec.Kind != Eval {
-		for _, p := range g.params {
-			d.input(p, onnx.Float, g.info[p].shape)
-		}
-	}
-	if spec.Kind != Eval && d.linear == nil {
-		for _, s := range g.stats {
-			d.input(s, onnx.Float, g.info[s].shape)
-		}
-	}
-	if spec.Kind == Train && d.linear == nil {
-		for _, t := range d.taps {
-			d.input(contract.DeltaName(t), onnx.Float, g.info[t].shape)
-		}
-	}
+	d.obj.inputs(d)
+}
 
-	// Forward.
-	for _, n := range g.nodes {
+// emitForward emits the forward nodes: copies, or their op's forward
+// rule, or the tap's domain clip.
+func (d *deriver) emitForward() error {
+	for _, n := range d.g.nodes {
 		if n.folded {
 			continue
 		}
@@ -336,51 +433,44 @@ func (d *deriver) build() (*onnx.Model, error) {
 			d.ensure(in)
 		}
 		var err error
-		switch {
+		switch def := ops[n.op]; {
 		case n.tap:
 			err = d.emitTap(n)
-		case ops[n.op] != nil && ops[n.op].forward != nil:
-			err = ops[n.op].forward(d, n)
+		case def != nil && def.forward != nil:
+			err = def.forward(d, n)
 		default:
 			d.copyNode(n)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("graphs: derive: %v: %w", n, err)
+			return fmt.Errorf("graphs: derive: %v: %w", n, err)
 		}
 	}
+	return nil
+}
 
-	// Loss head and the seed gradient.
-	var seed string
-	if d.linear != nil {
-		seed = d.floats("linear", g.info[g.output].shape, d.linear)
-		d.output(g.output, g.info[g.output].shape)
-	} else {
-		var err error
-		if seed, err = d.emitHead(); err != nil {
-			return nil, err
-		}
-	}
-	d.grads[g.output] = []string{seed}
-
-	// Backward, in reverse order.
+// emitBackward walks the nodes in reverse and emits, for each that a
+// gradient reaches and that has an input needing one, its op's gradient
+// rule; the gradients of its inputs are collected for their producers.
+func (d *deriver) emitBackward() error {
+	g := d.g
 	for i := len(g.nodes) - 1; i >= 0; i-- {
 		n := g.nodes[i]
 		if n.folded {
 			continue
 		}
 		dy := make([]string, len(n.out))
-		any := false
+		reached := false
 		for j, o := range n.out {
 			if o != "" && len(d.grads[o]) > 0 {
 				dy[j] = d.grad(o)
-				any = true
+				reached = true
 			}
 		}
 		wantIn := false
 		for _, in := range n.in {
 			wantIn = wantIn || (in != "" && d.needs[in])
 		}
-		if !any || !wantIn {
+		if !reached || !wantIn {
 			continue
 		}
 		var rule gradRule
@@ -391,11 +481,11 @@ func (d *deriver) build() (*onnx.Model, error) {
 			rule = tapGrad
 		}
 		if rule == nil {
-			return nil, &UnsupportedOpError{Node: n.name, Op: n.op}
+			return &UnsupportedOpError{Node: n.name, Op: n.op}
 		}
 		dx, err := rule(d, n, dy)
 		if err != nil {
-			return nil, fmt.Errorf("graphs: derive: %v: backward: %w", n, err)
+			return fmt.Errorf("graphs: derive: %v: backward: %w", n, err)
 		}
 		for j, gx := range dx {
 			if gx != "" && j < len(n.in) && n.in[j] != "" && d.needs[n.in[j]] {
@@ -403,33 +493,13 @@ func (d *deriver) build() (*onnx.Model, error) {
 			}
 		}
 	}
+	return nil
+}
 
-	// Gradient outputs.
-	switch {
-	case d.linear != nil:
-		for _, w := range d.wrt {
-			d.gradOutput(w)
-		}
-	case spec.Kind == Attack:
-		d.gradOutput(contract.Input)
-		for _, t := range d.taps {
-			d.gradOutput(t)
-		}
-		d.statOutputs()
-	case spec.Kind == Train:
-		if spec.InputGrad {
-			d.gradOutput(contract.Input)
-		}
-		for _, p := range g.params {
-			d.gradOutput(p)
-		}
-		d.statOutputs()
-	case spec.Kind == Eval:
-		d.gradOutput(contract.Input)
-	}
-	d.b.Graph().Output = d.outs
-
-	// Metadata: the forward's slatrun.* keys, then ours.
+// setMetadata copies the forward graph's slatrun.* metadata and sets the
+// derived graph's own.
+func (d *deriver) setMetadata() {
+	g, spec := d.g, d.spec
 	for _, kv := range g.meta {
 		if strings.HasPrefix(kv[0], contract.MetaPrefix) {
 			d.b.SetMetadata(kv[0], kv[1])
@@ -443,15 +513,10 @@ func (d *deriver) build() (*onnx.Model, error) {
 	if spec.Kind == Eval {
 		loss := spec.Loss
 		if loss == "" {
-			loss = contract.HeadCE
+			loss = contract.DefaultHead
 		}
 		d.b.SetMetadata(contract.MetaLoss, loss)
 	}
-	m := d.b.Model()
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("graphs: derive: internal error: %w", err)
-	}
-	return m, nil
 }
 
 // statOutputs outputs <stat>.next for every BN running statistic the
@@ -844,24 +909,4 @@ func tapAxes(rank int) []int64 {
 // gradient passes through to the unperturbed tensor.
 func tapGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	return []string{dy[0], ""}, nil
-}
-
-// deriveLinear builds, for tests, the gradient graph of the loss
-// Σ w ⊙ out (out: the forward's first output, w given) with respect to the
-// tensors wrt (the input "x" and/or initializers, which become inputs).
-// training selects BN on batch statistics.
-func deriveLinear(forward *onnx.Model, batch int, training bool, wrt []string, w []float32) (*onnx.Model, error) {
-	g, err := loadGraph(forward, int64(batch))
-	if err != nil {
-		return nil, err
-	}
-	kind := Eval
-	if training {
-		kind = Attack
-	}
-	d := &deriver{g: g, spec: Spec{Kind: kind, Batch: batch}, training: training,
-		isInput: map[string]bool{}, emitted: map[string]bool{}, needs: map[string]bool{},
-		grads: map[string][]string{}, total: map[string]string{}, saved: map[*node]map[string]string{},
-		cache: map[string]string{}, outNames: map[string]bool{}, linear: w, wrt: wrt}
-	return d.build()
 }

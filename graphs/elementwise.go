@@ -433,11 +433,11 @@ func maxMinGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	if len(n.in) != 2 {
 		return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: fmt.Sprintf("%d operands; slatrun handles 2", len(n.in))}
 	}
-	cmp := "GreaterOrEqual"
+	test := "GreaterOrEqual"
 	if n.op == "Min" {
-		cmp = "LessOrEqual"
+		test = "LessOrEqual"
 	}
-	first := d.op(cmp, []string{n.in[0], n.in[1]})
+	first := d.op(test, []string{n.in[0], n.in[1]})
 	zero := d.scalar(0)
 	return binaryGrad(d, n,
 		func() string { return d.op("Where", []string{first, dy[0], zero}) },

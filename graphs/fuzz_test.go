@@ -328,12 +328,12 @@ func mutate(bases []*onnx.Model, data []byte) (*onnx.Model, graphs.Spec) {
 			if len(names) == 0 {
 				continue
 			}
-			old := names[pick(p1, len(names))]
-			new := fuzzNames[pick(p2, len(fuzzNames))]
+			from := names[pick(p1, len(names))]
+			to := fuzzNames[pick(p2, len(fuzzNames))]
 			if p3%2 == 1 {
-				new = names[pick(p2, len(names))]
+				to = names[pick(p2, len(names))]
 			}
-			renameEverywhere(g, old, new)
+			renameEverywhere(g, from, to)
 		case mutGraphOut:
 			names := tensorNames(g)
 			if len(names) == 0 {
@@ -496,29 +496,29 @@ func setInput(n *onnxpb.NodeProto, p int, name string) {
 	}
 }
 
-// renameEverywhere renames tensor old to new in nodes, initializers and
+// renameEverywhere renames tensor from to to in nodes, initializers and
 // graph inputs and outputs.
-func renameEverywhere(g *onnxpb.GraphProto, old, new string) {
+func renameEverywhere(g *onnxpb.GraphProto, from, to string) {
 	for _, n := range g.Node {
 		for i := range n.Input {
-			if n.Input[i] == old {
-				n.Input[i] = new
+			if n.Input[i] == from {
+				n.Input[i] = to
 			}
 		}
 		for i := range n.Output {
-			if n.Output[i] == old {
-				n.Output[i] = new
+			if n.Output[i] == from {
+				n.Output[i] = to
 			}
 		}
 	}
 	for _, t := range g.Initializer {
-		if t.GetName() == old {
-			t.Name = proto.String(new)
+		if t.GetName() == from {
+			t.Name = proto.String(to)
 		}
 	}
 	for _, vi := range append(append([]*onnxpb.ValueInfoProto(nil), g.Input...), g.Output...) {
-		if vi.GetName() == old {
-			vi.Name = proto.String(new)
+		if vi.GetName() == from {
+			vi.Name = proto.String(to)
 		}
 	}
 }

@@ -409,10 +409,10 @@ func (g *fgraph) tensorNames() []string {
 func (g *fgraph) renameAll(m map[string]string) {
 	full := map[string]string{}
 	taken := map[string]bool{}
-	for old, new := range m {
-		if old != new {
-			full[old] = new
-			taken[new] = true
+	for from, to := range m {
+		if from != to {
+			full[from] = to
+			taken[to] = true
 		}
 	}
 	for _, name := range g.tensorNames() {
@@ -457,12 +457,12 @@ func (g *fgraph) renameAll(m map[string]string) {
 	for o, cur := range g.renamed {
 		orig[cur] = o
 	}
-	for old, new := range full {
-		g.used[new] = true
-		if o, ok := orig[old]; ok {
-			g.renamed[o] = new
+	for from, to := range full {
+		g.used[to] = true
+		if o, ok := orig[from]; ok {
+			g.renamed[o] = to
 		} else {
-			g.renamed[old] = new
+			g.renamed[from] = to
 		}
 	}
 }
