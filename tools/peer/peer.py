@@ -554,6 +554,11 @@ def train(args):
                 "  |∂ℓ/∂h|₁ %s" % rec["grad_l1"] if "grad_l1" in rec else ""), flush=True)
     train_s = time.perf_counter() - t_start
     model.eval()
+    if args.save_onnx:
+        # The trained model for other evaluators (slatrun eval): inference
+        # form, input x in [0,1], output logits.
+        torch.onnx.export(model, xte[:1].clone(), args.save_onnx, input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=13)
     t0 = time.perf_counter()
     clean = robust = 0
     egen = torch.Generator().manual_seed(args.seed + 7)
@@ -624,6 +629,7 @@ def main():
     t.add_argument("--pgd-restarts", type=int, default=10)
     t.add_argument("--pgd-step", type=float, default=0.25, help="PGD step in units of eps")
     t.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    t.add_argument("--save-onnx", default="", help="also write the trained model (inference form) to this ONNX file")
     args = p.parse_args()
     if args.malloc == "tuned" and os.environ.get("SLATRUN_PEER_MALLOC") != "tuned":
         env = dict(os.environ, SLATRUN_PEER_MALLOC="tuned", MALLOC_MMAP_MAX_="0",
