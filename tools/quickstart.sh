@@ -11,4 +11,4 @@ out=runs/quickstart
 bin/slatrun train --model convnet --data fashion-mnist --method slat --eps 0.1 \
   --epochs 3 --train-n 30000 --val-n 500 --log-every 0 --out "$out" --overwrite
 bin/slatrun eval --model "$out/model.onnx" --data fashion-mnist --eps 0.1 \
-  --attacks fgsm,pgd-20 --n 1000 --out "$out/eval.json"
+  --attacks fgsm,pgd-20 --test-n 1000 --out "$out/eval.json"

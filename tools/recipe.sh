@@ -27,6 +27,6 @@ for m in "${methods[@]}"; do
   for ck in model best; do
     [ -f "$out/$ck.onnx" ] || continue
     "$bin" eval --model "$out/$ck.onnx" --data fashion-mnist --eps 0.1 --attacks pgd-50-10 \
-      --n 1000 --batch 250 --threads "$threads" --out "$out/eval-$ck.json"
+      --test-n 1000 --eval-batch 250 --threads "$threads" --out "$out/eval-$ck.json"
   done
 done
