@@ -14,11 +14,11 @@ func init() {
 }
 
 func runRecalibrate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("recalibrate", "recalibrate --model M.onnx --data SPEC [--n 6400] -o|--out OUT.onnx", stderr)
+	fs := newFlags("recalibrate", "recalibrate --model M.onnx --data SPEC [--train-n 6400] -o|--out OUT.onnx", stderr)
 	model := fs.String("model", "", "the model whose BN running statistics to recompute (model.onnx, best.onnx, any ONNX image classifier with BN)")
 	data := fs.String("data", "fashion-mnist", "data: fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:CxHxW]")
 	split := fs.String("split", "train", "which split of the data: train or test")
-	n := fs.Int("n", 6400, "use the first N examples of the split (0: all)")
+	n := fs.Int("train-n", 6400, "use the first N examples of the split (0: all)")
 	batch := fs.Int("batch", 128, "batch size of the training-mode passes (the final incomplete batch is dropped)")
 	seed := fs.Uint64("seed", 0, "seed of synthetic data")
 	out := fs.StringP("out", "o", "", "output file: the ONNX model with the new statistics")
@@ -26,8 +26,9 @@ func runRecalibrate(args []string, stdout, stderr io.Writer) error {
 	rt.add(fs)
 	var z zooFlags
 	z.add(fs, false)
-	limit(fs, nonNegative, "n")
+	limit(fs, nonNegative, "train-n")
 	limit(fs, atLeastOne, "batch")
+	aliases(fs, map[string]string{"n": "train-n"})
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -37,7 +38,7 @@ func runRecalibrate(args []string, stdout, stderr io.Writer) error {
 	case *out == "":
 		return usagef("recalibrate: -o/--out is required")
 	case *n < 0:
-		return usagef("recalibrate: --n %d: want ≥ 0 (0: all)", *n)
+		return usagef("recalibrate: --train-n %d: want ≥ 0 (0: all)", *n)
 	case *batch < 1:
 		return usagef("recalibrate: --batch %d: want at least 1", *batch)
 	}
