@@ -151,6 +151,18 @@ const KernelDomain = "ai.slatrun"
 // group (1) as on ONNX Conv.
 const ConvGradWeight = "ConvGradWeight"
 
+// BatchNormTrain is KernelDomain's fused training-mode batch normalization:
+// inputs X [N,C,...] (rank 2 to 8), scale and bias [C]; outputs Y (X's
+// shape) and, optionally, the batch mean, the biased batch variance and
+// invstd = 1/√(var + ε), each [C]; attributes epsilon and relu (0/1: Y =
+// max(0, BN(X))). All float32.
+const BatchNormTrain = "BatchNormTrain"
+
+// BatchNormTrainGrad is BatchNormTrain's backward: inputs dY, X, scale,
+// mean, invstd and, with relu = 1, the forward's Y (dY is masked by Y > 0);
+// outputs dX, dscale, dbias, each optional (empty name); attribute relu.
+const BatchNormTrainGrad = "BatchNormTrainGrad"
+
 // OpIn appends a node of a non-default operator domain (for example ONNX
 // Runtime's "com.microsoft.nchwc") with one fresh output; the model imports
 // that domain at version 1.

@@ -31,11 +31,12 @@ const KernelDomain = onnx.KernelDomain
 const ConvGradWeightOp = onnx.ConvGradWeight
 
 // BatchNormTrainOp and BatchNormTrainGradOp are KernelDomain's fused
-// training-mode batch normalization, forward and backward (docs/kernels.md
-// lists their inputs, outputs and attributes).
+// training-mode batch normalization, forward and backward
+// (onnx.BatchNormTrain and onnx.BatchNormTrainGrad say what they take;
+// docs/kernels.md has the formulas).
 const (
-	BatchNormTrainOp     = "BatchNormTrain"
-	BatchNormTrainGradOp = "BatchNormTrainGrad"
+	BatchNormTrainOp     = onnx.BatchNormTrain
+	BatchNormTrainGradOp = onnx.BatchNormTrainGrad
 )
 
 // KernelNotice receives, once per process, the one-sentence notice that a
