@@ -20,6 +20,7 @@ import (
 
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
 )
@@ -96,7 +97,7 @@ func Model(forward *onnx.Model, set *dataset.Set, opts Options) (*onnx.Model, *R
 		return nil, nil, fmt.Errorf("recalibrate: %w", err)
 	}
 	defer s.Close()
-	xs, ls := s.Shape("x"), s.Shape("logits")
+	xs, ls := s.Shape(contract.Input), s.Shape(contract.Logits)
 	if len(xs) != 4 || len(ls) != 2 {
 		return nil, nil, fmt.Errorf("recalibrate: the model takes x %v and gives logits %v; want an image classifier (x [N,C,H,W], logits [N,K])", xs, ls)
 	}
@@ -114,11 +115,11 @@ func Model(forward *onnx.Model, set *dataset.Set, opts Options) (*onnx.Model, *R
 	next := make([][]float32, len(stats))
 	for i, st := range stats {
 		sums[i] = make([]float64, len(st.Data))
-		next[i] = s.Float(st.Name + ".next")
+		next[i] = s.Float(contract.NextName(st.Name))
 	}
 	loader := dataset.NewLoader(set.Slice(0, n), B, false, 0)
 	loader.DropLast = true
-	x, y := s.Float("x"), s.Int64("y")
+	x, y := s.Float(contract.Input), s.Int64(contract.Labels)
 	batches := 0
 	for loader.Next(x, y) {
 		if err := s.Run(); err != nil {

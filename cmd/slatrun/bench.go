@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/graphs/zoo"
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 	"github.com/slatrun/slatrun/onnx/ort"
@@ -275,7 +276,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "bench: wrote %d profiles: %s\n", len(written), strings.Join(written, ", "))
 	}
-	modelName, _ := fwd.Metadata("slatrun.model")
+	modelName, _ := fwd.Metadata(contract.MetaModel)
 	if modelName == "" {
 		modelName = *model
 	}
