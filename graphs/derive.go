@@ -29,6 +29,9 @@ type deriver struct {
 	outNames map[string]bool
 	outs     []*onnxpb.ValueInfoProto
 	obj      objective
+	// bnRelu maps a BatchNormalization in the BatchNormTrain kernel to the
+	// Relu fused into it (fuseBNRelu).
+	bnRelu map[*node]*node
 }
 
 // newDeriver returns the state of a derivation of g with objective obj.
@@ -36,7 +39,7 @@ func newDeriver(g *fgraph, spec Spec, taps []string, obj objective) *deriver {
 	return &deriver{g: g, spec: spec, taps: taps, training: spec.Kind != Eval, obj: obj,
 		isInput: map[string]bool{}, emitted: map[string]bool{}, needs: map[string]bool{},
 		grads: map[string][]string{}, total: map[string]string{}, saved: map[*node]map[string]string{},
-		cache: map[string]string{}, outNames: map[string]bool{}}
+		cache: map[string]string{}, outNames: map[string]bool{}, bnRelu: map[*node]*node{}}
 }
 
 // objective is what a derivation differentiates and exposes: the tensors
@@ -296,8 +299,8 @@ func (d *deriver) build() (*onnx.Model, error) {
 }
 
 // prepare checks the taps, frees the interface names, inserts the
-// domain-clip nodes of the train kind and keeps only the nodes the logits
-// depend on.
+// domain-clip nodes of the train kind, keeps only the nodes the logits
+// depend on and marks the Relus fused into the batch norm before them.
 func (d *deriver) prepare() error {
 	if err := d.checkTaps(); err != nil {
 		return err
@@ -311,6 +314,7 @@ func (d *deriver) prepare() error {
 	if !d.pruneToLogits()[contract.Input] {
 		return fmt.Errorf("graphs: derive: the logits do not depend on the input")
 	}
+	d.fuseBNRelu()
 	return nil
 }
 
@@ -423,10 +427,11 @@ func (d *deriver) begin() {
 }
 
 // emitForward emits the forward nodes: copies, or their op's forward
-// rule, or the tap's domain clip.
+// rule, or the tap's domain clip. Folded nodes are constants, and fused
+// nodes are emitted by the node before them.
 func (d *deriver) emitForward() error {
 	for _, n := range d.g.nodes {
-		if n.folded {
+		if n.folded || n.fused {
 			continue
 		}
 		for _, in := range n.in {
@@ -450,12 +455,21 @@ func (d *deriver) emitForward() error {
 
 // emitBackward walks the nodes in reverse and emits, for each that a
 // gradient reaches and that has an input needing one, its op's gradient
-// rule; the gradients of its inputs are collected for their producers.
+// rule; the gradients of its inputs are collected for their producers. A
+// fused node emits nothing: the gradient reaching its output goes, as is,
+// to its input, whose producer's rule (which computed the fused node)
+// takes it as the gradient of the fused output.
 func (d *deriver) emitBackward() error {
 	g := d.g
 	for i := len(g.nodes) - 1; i >= 0; i-- {
 		n := g.nodes[i]
 		if n.folded {
+			continue
+		}
+		if n.fused {
+			if o := n.out[0]; len(d.grads[o]) > 0 && d.wants(n.in[0]) {
+				d.grads[n.in[0]] = append(d.grads[n.in[0]], d.grad(o))
+			}
 			continue
 		}
 		dy := make([]string, len(n.out))

@@ -77,7 +77,11 @@ type Spec struct {
 	// Kernels emits slatrun's own CPU kernels (domain onnx.KernelDomain)
 	// where they apply: the weight gradient of every 2-D, group-1 Conv
 	// becomes one ConvGradWeight node (oneDNN's backward-weights
-	// convolution) instead of a Gemm per kernel offset. Such graphs run
+	// convolution) instead of a Gemm per kernel offset, and in the
+	// training kinds every float32 BatchNormalization becomes one
+	// BatchNormTrain node forward and one BatchNormTrainGrad node backward,
+	// with a Relu that is its output's only consumer fused into both
+	// (the eval kind keeps inference-form BN). Such graphs run
 	// only in sessions with ort.Options.Kernels on the CPU provider where
 	// ort.Kernels() is true (ort.Options.OneDNN gives the value).
 	Kernels bool

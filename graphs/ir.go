@@ -22,7 +22,13 @@ type node struct {
 	attrs []*onnxpb.AttributeProto
 
 	folded bool // every output is a constant computed at derive time
-	tap    bool // pseudo node: out[0] = in[0] + domain-clipped in[1] (train kind)
+	// fused: the node is computed by the node before it, whose forward
+	// rule emits this node's output (a Relu after a BatchNormalization in
+	// slatrun's BatchNormTrain kernel, relu = 1); neither its forward nor
+	// its gradient rule is emitted, and the gradient reaching its output is
+	// handed on, as is, to that node's gradient rule (see fuseBNRelu).
+	fused bool
+	tap   bool // pseudo node: out[0] = in[0] + domain-clipped in[1] (train kind)
 	// coercesTo2D: an opset<13 Softmax, LogSoftmax or Hardmax, which
 	// flattens its input to 2-D at its axis (upgradeSoftmax).
 	coercesTo2D bool
