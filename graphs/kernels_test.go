@@ -1,6 +1,7 @@
 package graphs_test
 
 import (
+	"math/rand"
 	"testing"
 
 	"github.com/slatrun/slatrun/graphs"
@@ -10,9 +11,15 @@ import (
 )
 
 // TestKernelsMatchPlain checks that graphs derived with Spec.Kernels
-// (weight gradients in slatrun's oneDNN ConvGradWeight) compute what the
-// plain graphs compute, output by output, with and without NCHWc, and that
-// every group-1 2-D Conv's weight gradient actually went to the kernel.
+// (weight gradients in slatrun's oneDNN ConvGradWeight; training-mode batch
+// norms in BatchNormTrain/BatchNormTrainGrad, with the Relu that is a BN
+// output's only consumer fused in) compute what the plain graphs compute,
+// output by output, with and without NCHWc, and that the kernels were
+// emitted where they apply and nowhere else: every group-1 2-D Conv's
+// weight gradient, every BN of the training kinds (forward and backward;
+// in the attack kind without dscale and dbias), none in the eval kind
+// (inference-form BN), and the expected number of fused Relus, which then
+// leave the graph.
 func TestKernelsMatchPlain(t *testing.T) {
 	if ok, why := ort.Kernels(); !ok {
 		t.Skip(why)
@@ -28,21 +35,44 @@ func TestKernelsMatchPlain(t *testing.T) {
 		}
 		return m
 	}
-	cases := []struct {
+	convnet, preact, wrn, mlp := zooModel("convnet", 16), zooModel("preactresnet18", 16), zooModel("wrn-28-10", 1), zooModel("mlp", 8)
+	edge := bnEdgeModel()
+	type tc struct {
 		name  string
 		m     *onnx.Model
 		batch int
 		kind  graphs.Kind
 		nchwc bool
-		convs int // weight gradients expected in the kernel (train kind)
+		taps  []string // nil: the model's
+		convs int      // weight gradients expected in the kernel (at least; train kind)
+		bns   int      // BatchNormalization nodes (all in the kernel in the training kinds)
+		fused int      // Relus fused into them (training kinds)
+	}
+	cases := []tc{
+		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, bns: 7, fused: 7},
+		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, bns: 4, fused: 2},
+		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, bns: 4, fused: 2},
+		// a tap on a BN output keeps its Relu apart (and its tensor)
+		{name: "edge/train tap on bn output", m: edge, batch: 4, kind: graphs.Train, taps: []string{"b2"}, convs: 2, bns: 4, fused: 1},
+		{name: "edge/attack tap on bn output", m: edge, batch: 4, kind: graphs.Attack, taps: []string{"b2"}, bns: 4, fused: 1},
+		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, bns: 4},
+	}
+	for _, z := range []struct {
+		name              string
+		m                 *onnx.Model
+		batch             int
+		convs, bns, fused int
 	}{
-		{"convnet/train", zooModel("convnet", 16), 4, graphs.Train, true, 9},
-		{"convnet/train plain conv", zooModel("convnet", 16), 4, graphs.Train, false, 9},
-		{"convnet/attack", zooModel("convnet", 16), 4, graphs.Attack, true, 0},
-		{"convnet/eval", zooModel("convnet", 16), 4, graphs.Eval, true, 0},
-		{"preactresnet18/train", zooModel("preactresnet18", 16), 2, graphs.Train, true, 20},
-		{"wrn-28-10/train", zooModel("wrn-28-10", 1), 2, graphs.Train, true, 27},
-		{"torch fixture/train", fixture, 3, graphs.Train, true, 1},
+		{"convnet", convnet, 4, 9, 7, 7},
+		{"preactresnet18", preact, 2, 20, 17, 17},
+		{"wrn-28-10", wrn, 2, 27, 25, 25},
+		{"mlp", mlp, 4, 0, 0, 0},
+		{"torch fixture", fixture, 3, 1, 2, 2},
+	} {
+		for _, k := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval} {
+			cases = append(cases, tc{name: z.name + "/" + string(k), m: z.m, batch: z.batch, kind: k, nchwc: true,
+				convs: z.convs, bns: z.bns, fused: z.fused})
+		}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,10 +80,12 @@ func TestKernelsMatchPlain(t *testing.T) {
 			if c.nchwc {
 				block = ort.NCHWcBlock()
 			}
-			plain := graphs.Spec{Kind: c.kind, Batch: c.batch, NCHWcBlock: block}
+			plain := graphs.Spec{Kind: c.kind, Batch: c.batch, NCHWcBlock: block, Taps: c.taps}
 			kern := plain
 			kern.Kernels = true
 			g := matchGraphs(t, c.m, plain, ort.Options{Threads: 1}, kern, ort.Options{Threads: 1, Kernels: true})
+			training := c.kind != graphs.Eval
+
 			n := countOps(g, onnx.KernelDomain, onnx.ConvGradWeight)
 			convs := countOps(c.m, "", "Conv")
 			if c.kind == graphs.Train && (n != convs || n < c.convs) {
@@ -62,6 +94,112 @@ func TestKernelsMatchPlain(t *testing.T) {
 			if c.kind != graphs.Train && n != 0 {
 				t.Errorf("%d ConvGradWeight nodes in a graph without weight gradients", n)
 			}
+
+			if got := countOps(c.m, "", "BatchNormalization"); got != c.bns {
+				t.Fatalf("the model has %d BatchNormalization nodes, the case says %d", got, c.bns)
+			}
+			wantBN, wantFused := 0, 0
+			if training {
+				wantBN, wantFused = c.bns, c.fused
+			}
+			fwd, fwdRelu := countBNKernel(g, onnx.BatchNormTrain)
+			bwd, bwdRelu := countBNKernel(g, onnx.BatchNormTrainGrad)
+			if fwd != wantBN || bwd != wantBN {
+				t.Errorf("%d BatchNormTrain and %d BatchNormTrainGrad nodes, want %d each", fwd, bwd, wantBN)
+			}
+			if fwdRelu != wantFused || bwdRelu != wantFused {
+				t.Errorf("%d BatchNormTrain and %d BatchNormTrainGrad nodes with relu = 1, want %d each", fwdRelu, bwdRelu, wantFused)
+			}
+			if training && countOps(g, "", "BatchNormalization") != 0 {
+				t.Errorf("a BatchNormalization node is left in a %s graph", c.kind)
+			}
+			if !training && countOps(g, "", "BatchNormalization") != c.bns {
+				t.Errorf("%d BatchNormalization nodes in the eval graph, want %d (inference form)", countOps(g, "", "BatchNormalization"), c.bns)
+			}
+			// each fused Relu leaves the graph, forward and backward
+			pg, err := graphs.Derive(c.m, plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := countOps(g, "", "Relu"), countOps(pg, "", "Relu")-wantFused; got != want {
+				t.Errorf("%d Relu nodes, want %d (the plain graph's less the fused)", got, want)
+			}
+			if got, want := countOps(g, "", "Greater"), countOps(pg, "", "Greater")-wantFused; got != want {
+				t.Errorf("%d Greater nodes (Relu masks), want %d (the plain graph's less the fused)", got, want)
+			}
+			for _, node := range g.Graph().GetNode() {
+				if node.GetDomain() != onnx.KernelDomain || node.GetOpType() != onnx.BatchNormTrainGrad {
+					continue
+				}
+				outs := node.GetOutput()
+				if c.kind == graphs.Attack && (len(outs) != 1 || outs[0] == "") {
+					t.Errorf("attack graph: BatchNormTrainGrad outputs %q, want dX only", outs)
+				}
+				if c.kind == graphs.Train && (len(outs) != 3 || outs[1] == "" || outs[2] == "") {
+					t.Errorf("train graph: BatchNormTrainGrad outputs %q, want dX, dscale and dbias", outs)
+				}
+			}
 		})
 	}
+}
+
+// countBNKernel counts the nodes of KernelDomain's op and those of them
+// with relu = 1.
+func countBNKernel(m *onnx.Model, op string) (n, relu int) {
+	for _, node := range m.Graph().GetNode() {
+		if node.GetDomain() != onnx.KernelDomain || node.GetOpType() != op {
+			continue
+		}
+		n++
+		if onnx.AttrIntOr(node, "relu", 0) == 1 {
+			relu++
+		}
+	}
+	return n, relu
+}
+
+// bnEdgeModel puts batch norms of ranks 4, 3 and 2 where a following Relu
+// can and cannot be fused (4 BNs, 2 fusable Relus; x [N,3,6,6] → logits
+// [N,4]):
+//
+//	c1 = Conv(x) → b1 = BN → r1 = Relu; s = r1 + b1  (b1 has two consumers)
+//	c2 = Conv(s, stride 2) [N,6,3,3] → Reshape [N,6,9] → b2 = BN → Relu  (fused)
+//	ReduceMean over 9 → [N,6] → b3 = BN → Sigmoid  (not a Relu)
+//	Gemm → [N,5] → b4 = BN → Relu (fused) → Gemm → logits
+//
+// Its tap is r1.
+func bnEdgeModel() *onnx.Model {
+	r := rand.New(rand.NewSource(5))
+	b := onnx.NewBuilder("bnedge")
+	b.Input("x", onnx.Float, -1, 3, 6, 6)
+	floats := func(name string, scale float32, shape ...int64) string {
+		v := make([]float32, onnx.NumElements(shape))
+		for i := range v {
+			v[i] = float32(r.NormFloat64()) * scale
+		}
+		return b.Floats(name, shape, v)
+	}
+	bn := func(x, out string, c int64) {
+		vr := make([]float32, c)
+		for i := range vr {
+			vr[i] = 0.5 + r.Float32()
+		}
+		b.Node("BatchNormalization", []string{x, floats(out+".weight", 0.5, c), floats(out+".bias", 0.5, c),
+			floats(out+".running_mean", 0.3, c), b.Floats(out+".running_var", []int64{c}, vr)},
+			[]string{out}, onnx.AttrFloat("epsilon", 1e-3))
+	}
+	b.Node("Conv", []string{"x", floats("c1.weight", 0.3, 4, 3, 3, 3), floats("c1.bias", 0.1, 4)}, []string{"c1"}, onnx.AttrInts("pads", 1, 1, 1, 1))
+	bn("c1", "b1", 4)
+	b.Node("Relu", []string{"b1"}, []string{"r1"})
+	s := b.Op("Add", []string{"r1", "b1"})
+	b.Node("Conv", []string{s, floats("c2.weight", 0.3, 6, 4, 3, 3)}, []string{"c2"}, onnx.AttrInts("pads", 1, 1, 1, 1), onnx.AttrInts("strides", 2, 2))
+	bn(b.Op("Reshape", []string{"c2", b.Ints(0, 6, 9)}), "b2", 6)
+	r2 := b.Op("Relu", []string{"b2"})
+	bn(b.Op("ReduceMean", []string{r2, b.Ints(2)}, onnx.AttrInt("keepdims", 0)), "b3", 6)
+	g := b.Op("Gemm", []string{b.Op("Sigmoid", []string{"b3"}), floats("f1.weight", 0.5, 6, 5)})
+	bn(g, "b4", 5)
+	b.Node("Gemm", []string{b.Op("Relu", []string{"b4"}), floats("f2.weight", 0.5, 5, 4)}, []string{"logits"})
+	b.Output("logits", onnx.Float, -1, 4)
+	b.SetMetadata("slatrun.taps", "r1")
+	return b.Model()
 }
