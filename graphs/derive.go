@@ -155,9 +155,9 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	}
 	if spec.Kind == Eval {
 		switch spec.Loss {
-		case "", contract.HeadCE, contract.HeadCW, contract.HeadDLR, contract.HeadDLRT:
+		case "", contract.HeadCE, contract.HeadCW, contract.HeadDLR, contract.HeadDLRT, contract.HeadDiffT:
 		default:
-			return nil, fmt.Errorf("graphs: derive: unknown eval loss %q (want ce, cw, dlr or dlr-t)", spec.Loss)
+			return nil, fmt.Errorf("graphs: derive: unknown eval loss %q (want %s)", spec.Loss, strings.Join(contract.Heads(), ", "))
 		}
 	}
 	g, err := loadGraph(forward, int64(spec.Batch))

@@ -102,6 +102,8 @@ func (d *deriver) shapeOrNil(s string) []int64 {
 //     with z sorted descending (π); needs K ≥ 3.
 //   - eval "dlr-t": loss.each_i = (z_t − z_y)/(z_π1 − (z_π3+z_π4)/2 + 1e-12)
 //     for the target class t (input "target", int64 [B]); needs K ≥ 4.
+//   - eval "diff-t": loss.each_i = z_it − z_iy for the target class t
+//     (input "target"); seed onehot(t) − onehot(y). FAB-T's linearization.
 func (d *deriver) emitHead() (string, error) {
 	z := d.g.output
 	zs := d.shape(z)
@@ -160,6 +162,13 @@ func (d *deriver) emitHead() (string, error) {
 		q := d.reshape(d.op("Mul", []string{contract.LossEach, inv}), []int64{B, 1})
 		dd := d.op("Sub", []string{d.onehot(i1, K), d.onehot(i3, K)})
 		return d.op("Sub", []string{d.op("Mul", []string{dm, invc}), d.op("Mul", []string{dd, q})}), nil
+	case contract.HeadDiffT:
+		d.input(contract.Target, onnx.Int64, []int64{B})
+		dm := d.op("Sub", []string{d.onehot(contract.Target, K), oh})
+		d.b.Node("Identity", []string{d.reduceSum(d.op("Mul", []string{z, dm}), []int64{1}, false)}, []string{contract.LossEach})
+		d.output(contract.Logits, zs)
+		d.output(contract.LossEach, []int64{B})
+		return dm, nil
 	case contract.HeadDLRT:
 		if K < 4 {
 			return "", &UnsupportedOpError{Node: "loss head", Op: "DLR-T", Detail: "the targeted DLR loss needs at least 4 classes"}

@@ -336,11 +336,11 @@ func TestConvNetWholeGraph(t *testing.T) {
 	for i := range y {
 		target[i] = (y[i] + 1) % 10
 	}
-	for _, lossName := range []string{"ce", "cw", "dlr", "dlr-t"} {
+	for _, lossName := range []string{"ce", "cw", "dlr", "dlr-t", "diff-t"} {
 		ev := session(t, m, graphs.Spec{Kind: graphs.Eval, Batch: B, Loss: lossName})
 		copy(ev.Float("x"), x)
 		copy(ev.Int64("y"), y)
-		if lossName == "dlr-t" {
+		if lossName == "dlr-t" || lossName == "diff-t" {
 			copy(ev.Int64("target"), target)
 		}
 		run(t, ev)
@@ -355,6 +355,8 @@ func TestConvNetWholeGraph(t *testing.T) {
 			each = func(z []float32, y []int64) []float64 { return dlrEach(z, y, nil) }
 		case "dlr-t":
 			each = func(z []float32, y []int64) []float64 { return dlrEach(z, y, target) }
+		case "diff-t":
+			each = func(z []float32, y []int64) []float64 { return diffEach(z, y, target) }
 		}
 		want := each(ev.Float("logits"), y)
 		for i, v := range ev.Float("loss.each") {
@@ -373,6 +375,16 @@ func TestConvNetWholeGraph(t *testing.T) {
 		fdCheck(t, "eval "+lossName+" grad.x", r, ev.Float("x"), ev.Float("grad.x"), 1e-3, sum, 2e-2)
 		ev.Close()
 	}
+}
+
+// diffEach is the diff-t head: z_t − z_y per row.
+func diffEach(z []float32, y, target []int64) []float64 {
+	k := len(z) / len(y)
+	out := make([]float64, len(y))
+	for i := range y {
+		out[i] = float64(z[i*k+int(target[i])]) - float64(z[i*k+int(y[i])])
+	}
+	return out
 }
 
 func maxDiff(a, b []float32) float64 {

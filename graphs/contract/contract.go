@@ -19,8 +19,8 @@ const (
 	// Labels is the int64 label input [N] of the attack, train and eval
 	// kinds.
 	Labels = "y"
-	// Target is the int64 target-class input [N] of the targeted DLR
-	// head (HeadDLRT) only.
+	// Target is the int64 target-class input [N] of the targeted heads
+	// (HeadDLRT, HeadDiffT) only.
 	Target = "target"
 	// Logits is the logits output [N, K].
 	Logits = "logits"
@@ -108,20 +108,26 @@ const (
 	HeadCW   = "cw"    // CW margin: max_{j≠y} z_j − z_y
 	HeadDLR  = "dlr"   // −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e-12)
 	HeadDLRT = "dlr-t" // targeted: −(z_y − z_t) / (z_π1 − (z_π3+z_π4)/2 + 1e-12); input Target
+	// HeadDiffT is the targeted logit difference z_t − z_y (input Target),
+	// the function whose value and gradient FAB-T linearizes.
+	HeadDiffT = "diff-t"
 )
 
 // DefaultHead is the loss head of an eval graph derived with no head named.
 const DefaultHead = HeadCE
 
 // Heads lists every loss head, in a fixed order.
-func Heads() []string { return []string{HeadCE, HeadCW, HeadDLR, HeadDLRT} }
+func Heads() []string { return []string{HeadCE, HeadCW, HeadDLR, HeadDLRT, HeadDiffT} }
+
+// Targeted reports whether the head takes the Target input.
+func Targeted(head string) bool { return head == HeadDLRT || head == HeadDiffT }
 
 // MinClasses returns the fewest classes the loss head needs (DLR sorts the
 // top three logits, its targeted form the top four), or 0 for an unknown
 // head.
 func MinClasses(head string) int {
 	switch head {
-	case HeadCE, HeadCW:
+	case HeadCE, HeadCW, HeadDiffT:
 		return 2
 	case HeadDLR:
 		return 3

@@ -55,12 +55,15 @@ func TestMinClasses(t *testing.T) {
 	for _, c := range []struct {
 		head string
 		want int
-	}{{HeadCE, 2}, {HeadCW, 2}, {HeadDLR, 3}, {HeadDLRT, 4}, {"nope", 0}} {
+	}{{HeadCE, 2}, {HeadCW, 2}, {HeadDLR, 3}, {HeadDLRT, 4}, {HeadDiffT, 2}, {"nope", 0}} {
 		if got := MinClasses(c.head); got != c.want {
 			t.Errorf("MinClasses(%q) = %d, want %d", c.head, got, c.want)
 		}
 	}
 	for _, h := range Heads() {
+		if want := h == HeadDLRT || h == HeadDiffT; Targeted(h) != want {
+			t.Errorf("Targeted(%q) = %v, want %v", h, !want, want)
+		}
 		if MinClasses(h) == 0 {
 			t.Errorf("head %q has no class minimum", h)
 		}
