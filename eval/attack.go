@@ -2,6 +2,7 @@ package eval
 
 import (
 	"context"
+	"fmt"
 	"math"
 
 	"github.com/slatrun/slatrun/graphs/contract"
@@ -37,14 +38,25 @@ type attacker struct {
 	step, lossBest, lossPrev, lossCheck []float32
 	succ                                []int
 	reduced                             []bool
-	order                               []int // APGD-T: per row, classes ≠ y by clean logit, descending
+	order                               []int // APGD-T, FAB-T: per row, classes ≠ y by clean logit, descending
+
+	// FAB-T: rows attacked by the current target, each row's smallest
+	// adversarial distance, and projection scratch [D].
+	active       []bool
+	fabNorm      []float64
+	fabD1, fabD2 []float64
+	fabPairs     []breakpoint
+
+	// Square, per row (slot): see square.go.
+	sq squareState
 
 	// The bound session and its tensors.
 	s          *ort.Session
 	sx, sg, sz []float32
 	sl         []float32
 	sy, st     []int64
-	runs       int // graph runs since the counter was reset
+	runs       int   // graph runs since the counter was reset
+	queries    int64 // evaluations of attacked samples since the counter was reset
 }
 
 func newAttacker(c *Classifier, eps float32, l2 bool, seed uint64) *attacker {
@@ -58,6 +70,8 @@ func newAttacker(c *Classifier, eps float32, l2 bool, seed uint64) *attacker {
 		xa:     f(b * d), xold: f(b * d), xbest: f(b * d), g: f(b * d), gbest: f(b * d), tmp: f(d),
 		step: f(b), lossBest: f(b), lossPrev: f(b), lossCheck: f(b),
 		succ: make([]int, b), reduced: make([]bool, b), order: make([]int, b*dm.K),
+		active: make([]bool, b), fabNorm: make([]float64, b), fabD1: make([]float64, d), fabD2: make([]float64, d),
+		fabPairs: make([]breakpoint, d), sq: newSquareState(b, d),
 	}
 }
 
@@ -80,32 +94,39 @@ func (a *attacker) bind(head string) error {
 // padding with copies of the first, and resets the verdicts.
 func (a *attacker) load(x []float32, y []int64, rows []int) {
 	a.n = len(rows)
-	d := a.d
 	for r := range a.b {
 		i := rows[0]
 		if r < len(rows) {
 			i = rows[r]
 		}
-		a.ids[r], a.y[r], a.fooled[r] = i, y[i], false
-		copy(a.x0[r*d:(r+1)*d], x[i*d:(i+1)*d])
+		a.loadRow(x, y, r, i)
 	}
+}
+
+// loadRow puts sample i of x, y into row r, with its bounds, and resets the
+// row's verdict.
+func (a *attacker) loadRow(x []float32, y []int64, r, i int) {
+	d := a.d
+	a.ids[r], a.y[r], a.fooled[r] = i, y[i], false
+	x0, lo, hi := a.x0[r*d:(r+1)*d], a.lo[r*d:(r+1)*d], a.hi[r*d:(r+1)*d]
+	copy(x0, x[i*d:(i+1)*d])
 	if a.l2 {
-		for i := range a.lo {
-			a.lo[i], a.hi[i] = 0, 1
+		for j := range lo {
+			lo[j], hi[j] = 0, 1
 		}
 		return
 	}
 	eps := float64(a.eps)
-	for i, v := range a.x0 {
-		hi := v + a.eps
-		if float64(hi)-float64(v) > eps {
-			hi = math.Nextafter32(hi, float32(math.Inf(-1)))
+	for j, v := range x0 {
+		h := v + a.eps
+		if float64(h)-float64(v) > eps {
+			h = math.Nextafter32(h, float32(math.Inf(-1)))
 		}
-		lo := v - a.eps
-		if float64(v)-float64(lo) > eps {
-			lo = math.Nextafter32(lo, float32(math.Inf(1)))
+		l := v - a.eps
+		if float64(v)-float64(l) > eps {
+			l = math.Nextafter32(l, float32(math.Inf(1)))
 		}
-		a.lo[i], a.hi[i] = max(lo, 0), min(hi, 1)
+		lo[j], hi[j] = max(l, 0), min(h, 1)
 	}
 }
 
@@ -132,6 +153,11 @@ func (a *attacker) forward(ctx context.Context) error {
 	}
 	if h := a.c.pointHook; h != nil {
 		h(a)
+	}
+	for r := range a.n {
+		if !a.fooled[r] {
+			a.queries++
+		}
 	}
 	if err := a.run(); err != nil {
 		return err
@@ -179,9 +205,12 @@ func (a *attacker) attack(ctx context.Context, spec *AttackSpec) error {
 		return a.pgd(ctx, spec)
 	case KindAPGD:
 		return a.apgd(ctx, spec, 0)
-	default:
+	case KindAPGDT:
 		return a.apgdT(ctx, spec)
+	case KindFABT:
+		return a.fabT(ctx, spec)
 	}
+	return fmt.Errorf("eval: %w %q: kind %q does not attack a loaded batch", ErrAttack, spec.Name, spec.Kind)
 }
 
 // clean marks the rows the bound graph misclassifies at x0.

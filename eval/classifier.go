@@ -40,8 +40,9 @@ type Classifier struct {
 
 // NewClassifier checks that the eval graphs keep the contract and share the
 // batch size B, the image shape C×H×W and the number of classes K. Keys of
-// graphs are loss heads (HeadCE, HeadCW, HeadDLR, HeadDLRT); every graph has
-// inputs x float32 [B,C,H,W] and y int64 [B] (dlr-t also target int64 [B])
+// graphs are loss heads (HeadCE, HeadCW, HeadDLR, HeadDLRT, HeadDiffT); every
+// graph has inputs x float32 [B,C,H,W] and y int64 [B] (dlr-t and diff-t
+// also target int64 [B])
 // and outputs logits [B,K], loss.each [B] and grad.x [B,C,H,W]. A symbolic
 // batch dimension takes opts.Batch. Any further graph input (a parameter or
 // a BN statistic, when the weights are inputs rather than initializers) must
@@ -84,7 +85,7 @@ func NewClassifier(graphs map[string]*onnx.Model, opts ort.Options) (*Classifier
 func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
 	minK := contract.MinClasses(head)
 	if minK == 0 {
-		return Dims{}, fmt.Errorf("eval: %w: unknown loss head %q (want ce, cw, dlr or dlr-t)", ErrGraph, head)
+		return Dims{}, fmt.Errorf("eval: %w: unknown loss head %q (want %s)", ErrGraph, head, strings.Join(contract.Heads(), ", "))
 	}
 	bad := func(format string, a ...any) (Dims, error) {
 		return Dims{}, fmt.Errorf("eval: %w %q: %s", ErrGraph, head, fmt.Sprintf(format, a...))
@@ -151,11 +152,11 @@ func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
 		return bad(`needs input "y" int64 [%d]`, b)
 	}
 	t, hasT := ins[contract.Target]
-	if head == HeadDLRT && !want(t, hasT, onnx.Int64, b) {
+	if contract.Targeted(head) && !want(t, hasT, onnx.Int64, b) {
 		return bad("needs input %q int64 [%d]", contract.Target, b)
 	}
-	if head != HeadDLRT && hasT {
-		return bad("has an input %q, which only the %s head takes", contract.Target, contract.HeadDLRT)
+	if !contract.Targeted(head) && hasT {
+		return bad("has an input %q, which only the %s and %s heads take", contract.Target, contract.HeadDLRT, contract.HeadDiffT)
 	}
 	z, ok := outs[contract.Logits]
 	if !want(z, ok, onnx.Float, b, -1) || z.dims[1] <= 0 {

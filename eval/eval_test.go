@@ -402,7 +402,7 @@ func TestAttackLoopsDoNotAllocate(t *testing.T) {
 		rows[i] = i
 	}
 	for _, norm := range []string{NormLinf, NormL2} {
-		for _, spec := range mustParse(t, "fgsm,pgd-10-2,apgd-ce-10,apgd-t-10") {
+		for _, spec := range mustParse(t, "fgsm,pgd-10-2,apgd-ce-10,apgd-t-10,fab-t-10") {
 			a := newAttacker(c, 0.05, norm == NormL2, 1)
 			a.aid = attackID(spec.Name)
 			a.load(ten.x, ten.y, rows)

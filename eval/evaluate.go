@@ -253,7 +253,13 @@ func checkConfig(c *Classifier, x []float32, y []int64, cfg *Config) (n int, l2 
 // fooled (indexed by sample) the ones it misclassifies; a.runs counts the
 // graph runs.
 func (a *attacker) attackSet(ctx context.Context, spec *AttackSpec, x []float32, y []int64, set []int, fooled []bool, progress func(string, int, int)) error {
-	a.aid, a.runs = attackID(spec.Name), 0
+	a.aid, a.runs, a.queries = attackID(spec.Name), 0, 0
+	if spec.Kind == KindSquare {
+		if err := a.squareSet(ctx, spec, x, y, set, fooled, progress); err != nil {
+			return fmt.Errorf("eval: %s: %w", spec.Name, err)
+		}
+		return nil
+	}
 	done := 0
 	return batches(set, a.b, func(rows []int) error {
 		a.load(x, y, rows)

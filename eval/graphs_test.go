@@ -38,7 +38,7 @@ func TestGraphsMatchReference(t *testing.T) {
 					y[i] = int64(r.IntN(m.K)) // wrong labels too: every branch of the heads
 				}
 				var target []int64
-				if head == HeadDLRT {
+				if contract.Targeted(head) {
 					target = s.Int64(contract.Target)
 					for i := range target {
 						target[i] = (y[i] + 1 + int64(r.IntN(m.K-1))) % int64(m.K)
@@ -131,7 +131,7 @@ func TestNewClassifierErrors(t *testing.T) {
 		{"batch option", map[string]*onnx.Model{HeadCE: m.graph(HeadCE, 8, false)}, ort.Options{Batch: 16}, "ort.Options.Batch"},
 		{"no grad.x", map[string]*onnx.Model{HeadCE: noGrad()}, ort.Options{}, `"grad.x"`},
 		{"dlr-t without target", map[string]*onnx.Model{HeadDLRT: m.graph(HeadDLR, 8, false)}, ort.Options{}, `"target"`},
-		{"target on ce", map[string]*onnx.Model{HeadCE: m.graph(HeadDLRT, 8, false)}, ort.Options{}, `only the dlr-t head`},
+		{"target on ce", map[string]*onnx.Model{HeadCE: m.graph(HeadDLRT, 8, false)}, ort.Options{}, `only the dlr-t and diff-t heads`},
 		{"dlr with two classes", map[string]*onnx.Model{HeadDLR: two.m.graph(HeadCW, 8, false)}, ort.Options{}, "at least 3"},
 	}
 	for _, tc := range cases {

@@ -89,6 +89,8 @@ func refLoss(head string, z []float64, y, t int) float64 {
 		return -(z[y] - maxOther) / (sorted[0] - sorted[2] + 1e-12)
 	case HeadDLRT:
 		return -(z[y] - z[t]) / (sorted[0] - (sorted[2]+sorted[3])/2 + 1e-12)
+	case HeadDiffT:
+		return z[t] - z[y]
 	}
 	panic("unknown head " + head)
 }
@@ -101,7 +103,7 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 	g := onnx.NewBuilder("linear-" + head)
 	g.Input(contract.Input, onnx.Float, B, imgC, imgH, imgW)
 	g.Input(contract.Labels, onnx.Int64, B)
-	if head == HeadDLRT {
+	if contract.Targeted(head) {
 		g.Input(contract.Target, onnx.Int64, B)
 	}
 	wt := make([]float32, len(m.W))
@@ -159,6 +161,9 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 		jm := argmaxOther()
 		loss = op("Sub", pick(z, jm), zy)
 		dz = op("Sub", oneHot(jm), ohy)
+	case HeadDiffT:
+		loss = op("Sub", pick(z, contract.Target), zy)
+		dz = op("Sub", oneHot(contract.Target), ohy)
 	case HeadDLR, HeadDLRT:
 		// loss = num/den; dz = (onehot(a) − onehot(y))/den − num/den²·∂den/∂z
 		var other string
@@ -194,9 +199,9 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 // heads returns the loss heads a model with K classes supports.
 func (m *linModel) heads() []string {
 	if m.K >= 4 {
-		return []string{HeadCE, HeadCW, HeadDLR, HeadDLRT}
+		return []string{HeadCE, HeadCW, HeadDLR, HeadDLRT, HeadDiffT}
 	}
-	return []string{HeadCE, HeadCW}
+	return []string{HeadCE, HeadCW, HeadDiffT}
 }
 
 // classifier builds a Classifier with every supported head at batch bs.

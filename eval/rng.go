@@ -66,3 +66,20 @@ func (r *rng) norm() float64 {
 func (r *rng) unit() float64 {
 	return float64(r.next()>>11) / (1 << 53)
 }
+
+// sign returns +1 or −1 with equal probability.
+func (r *rng) sign() float64 {
+	if r.next()&1 == 1 {
+		return 1
+	}
+	return -1
+}
+
+// intn returns floor(U·n) for U uniform in [0, 1): an integer in [0, n)
+// for n ≥ 1 (AutoAttack's random_int), and 0 for n ≤ 0.
+func (r *rng) intn(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return min(int(r.unit()*float64(n)), n-1)
+}

@@ -16,18 +16,30 @@ import (
 // computes); these are aliases for eval's callers. For every head a higher
 // loss is more adversarial.
 const (
-	HeadCE   = contract.HeadCE
-	HeadCW   = contract.HeadCW
-	HeadDLR  = contract.HeadDLR
-	HeadDLRT = contract.HeadDLRT
+	HeadCE    = contract.HeadCE
+	HeadCW    = contract.HeadCW
+	HeadDLR   = contract.HeadDLR
+	HeadDLRT  = contract.HeadDLRT
+	HeadDiffT = contract.HeadDiffT
 )
 
 // Attack kinds.
 const (
-	KindFGSM  = "fgsm"   // one step of ε·sign(g) (L2: ε·g/‖g‖)
-	KindPGD   = "pgd"    // Madry et al.: random start, fixed step, restarts
-	KindAPGD  = "apgd"   // Croce & Hein 2020, untargeted (APGD-CE, APGD-DLR)
-	KindAPGDT = "apgd-t" // Croce & Hein 2020, targeted DLR over the top target classes
+	KindFGSM   = "fgsm"   // one step of ε·sign(g) (L2: ε·g/‖g‖)
+	KindPGD    = "pgd"    // Madry et al.: random start, fixed step, restarts
+	KindAPGD   = "apgd"   // Croce & Hein 2020, untargeted (APGD-CE, APGD-DLR)
+	KindAPGDT  = "apgd-t" // Croce & Hein 2020, targeted DLR over the top target classes
+	KindFABT   = "fab-t"  // Croce & Hein 2020 (ICML), targeted minimum-norm FAB over the top target classes
+	KindSquare = "square" // Andriushchenko et al. 2020, score-based random search on the margin
+)
+
+// AutoAttack versions (Croce & Hein 2020). Only the standard one is
+// implemented; "plus" and "rand" are reserved names that ParseAttacks
+// refuses with a message that says so.
+const (
+	AAStandard = "standard"
+	AAPlus     = "plus"
+	AARand     = "rand"
 )
 
 // StandardAttacks is the evaluation of docs/methods.md: FGSM, PGD-50-10
@@ -62,24 +74,48 @@ type AttackSpec struct {
 	// instead of x (PGD: uniform in the ball; APGD: uniform on the L∞
 	// sphere or the L2 sphere, as AutoAttack does).
 	RandomStart bool `json:"random_start"`
-	// Targets is the number of target classes of APGD-T: the classes with
-	// the highest clean logits other than y (AutoAttack: 9; at most K−1 are
-	// used).
+	// Targets is the number of target classes of APGD-T and FAB-T: the
+	// classes with the highest clean logits other than y (AutoAttack: 9; at
+	// most K−1 are used).
 	Targets int `json:"targets,omitempty"`
+	// FAB-T's step parameters (AutoAttack: α_max 0.1, η 1.05, β 0.9): the
+	// largest weight of the step from x, the extrapolation factor of the
+	// projections, and the factor that pulls an adversarial iterate back
+	// towards x.
+	AlphaMax float32 `json:"alpha_max,omitempty"`
+	Eta      float32 `json:"eta,omitempty"`
+	Beta     float32 `json:"beta,omitempty"`
+	// PInit is Square's initial fraction of the image a square covers
+	// (AutoAttack: 0.8); Steps is its number of queries after the first.
+	PInit float32 `json:"p_init,omitempty"`
+	// AutoAttack, when set, is the AutoAttack version (AAStandard) whose
+	// cascade the attack is part of: it runs only on the samples every
+	// earlier attack left robust, whatever Config.Cascade says.
+	AutoAttack string `json:"autoattack,omitempty"`
 }
 
 // Default numbers of the attacks ParseAttacks knows.
 const (
-	pgdStep     = perturb.DefaultPGDStep // PGD step ε/4 (docs/methods.md)
-	apgdStep    = 2                      // APGD's initial step 2ε
-	apgdIters   = 100                    // AutoAttack "standard"
-	apgdTargets = 9                      // AutoAttack "standard"
+	pgdStep       = perturb.DefaultPGDStep // PGD step ε/4 (docs/methods.md)
+	apgdStep      = 2                      // APGD's initial step 2ε
+	apgdIters     = 100                    // AutoAttack "standard"
+	apgdTargets   = 9                      // AutoAttack "standard"
+	fabIters      = 100                    // AutoAttack "standard" FAB-T
+	fabAlphaMax   = 0.1
+	fabEta        = 1.05
+	fabBeta       = 0.9
+	squareQueries = 5000 // AutoAttack "standard"
+	squarePInit   = 0.8
 )
+
+// AutoAttackNames is the standard version of AutoAttack, in its order:
+// what the name "autoattack" expands to.
+const AutoAttackNames = "apgd-ce,apgd-t,fab-t,square"
 
 // ErrAttack is wrapped by every error about an attack name or spec.
 var ErrAttack = errors.New("bad attack")
 
-const acceptedForms = `accepted forms: clean, fgsm[-LOSS], pgd-K[-R], pgd-LOSS-K[-R], apgd-ce[-K], apgd-cw[-K], apgd-dlr[-K], apgd-t[-K] (LOSS: ce, cw or dlr; K steps ≥ 1; R restarts ≥ 1; e.g. "fgsm,pgd-50-10,pgd-cw-50,apgd-ce,apgd-t")`
+const acceptedForms = `accepted forms: clean, fgsm[-LOSS], pgd-K[-R], pgd-LOSS-K[-R], apgd-ce[-K], apgd-cw[-K], apgd-dlr[-K], apgd-t[-K], fab-t[-K], square[-Q], autoattack[-standard] (LOSS: ce, cw or dlr; K steps ≥ 1; R restarts ≥ 1; Q queries ≥ 1; e.g. "fgsm,pgd-50-10,pgd-cw-50,apgd-ce,apgd-t" or "autoattack")`
 
 // ParseAttacks turns a comma-separated list of attack names into specs:
 //
@@ -89,6 +125,10 @@ const acceptedForms = `accepted forms: clean, fgsm[-LOSS], pgd-K[-R], pgd-LOSS-K
 //	apgd-ce[-K]            APGD on CE, K iterations (default 100), one restart
 //	apgd-dlr[-K], apgd-cw[-K]  APGD on the DLR or CW loss
 //	apgd-t[-K]             APGD-T: targeted DLR over 9 target classes, K iterations each
+//	fab-t[-K]              FAB-T: targeted minimum-norm FAB over 9 target classes, K iterations each (default 100)
+//	square[-Q]             Square: score-based random search, Q queries (default 5000), p_init 0.8
+//	autoattack             AutoAttack's standard version: apgd-ce, apgd-t, fab-t, square as a cascade
+//	autoattack-standard    the same; autoattack-plus and autoattack-rand are not implemented
 //	clean                  accepted and dropped: clean accuracy is always reported
 //
 // LOSS is ce, cw or dlr. Step sizes are relative to ε, so the same specs serve
@@ -109,6 +149,20 @@ func ParseAttacks(list string) ([]AttackSpec, error) {
 		if name == "clean" {
 			continue
 		}
+		if v, ok := strings.CutPrefix(name, "autoattack"); ok {
+			suite, err := autoAttack(strings.TrimPrefix(v, "-"), name)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range suite {
+				if seen[s.Name] {
+					return nil, fmt.Errorf("eval: %w: attack %q is listed twice (%s includes it)", ErrAttack, s.Name, name)
+				}
+				seen[s.Name] = true
+			}
+			specs = append(specs, suite...)
+			continue
+		}
 		s, ok := parseAttack(name)
 		if !ok {
 			return nil, fmt.Errorf("eval: %w: unknown attack %q; %s", ErrAttack, name, acceptedForms)
@@ -120,6 +174,28 @@ func ParseAttacks(list string) ([]AttackSpec, error) {
 		specs = append(specs, s)
 	}
 	return specs, nil
+}
+
+// autoAttack returns the attacks of AutoAttack version v ("" is standard),
+// marked as its cascade.
+func autoAttack(v, name string) ([]AttackSpec, error) {
+	switch v {
+	case "", AAStandard:
+	case AAPlus, AARand:
+		return nil, fmt.Errorf("eval: %w: %q: AutoAttack's %s version is not implemented; only the standard version is (autoattack or autoattack-standard)", ErrAttack, name, v)
+	default:
+		return nil, fmt.Errorf("eval: %w: %q: unknown AutoAttack version %q; only standard is implemented (plus and rand are not)", ErrAttack, name, v)
+	}
+	var suite []AttackSpec
+	for _, n := range strings.Split(AutoAttackNames, ",") {
+		s, ok := parseAttack(n)
+		if !ok {
+			return nil, fmt.Errorf("eval: %w: AutoAttack's attack %q does not parse", ErrAttack, n)
+		}
+		s.AutoAttack = AAStandard
+		suite = append(suite, s)
+	}
+	return suite, nil
 }
 
 // parseAttack parses one lower-case name and gives it its canonical name.
@@ -195,6 +271,39 @@ func parseAttack(name string) (AttackSpec, bool) {
 			s.Name += "-" + strconv.Itoa(k)
 		}
 		return s, true
+	case "fab":
+		if len(f) < 2 || len(f) > 3 || f[1] != "t" {
+			return AttackSpec{}, false
+		}
+		k := fabIters
+		if len(f) == 3 {
+			var ok bool
+			if k, ok = positive(f[2]); !ok {
+				return AttackSpec{}, false
+			}
+		}
+		s := AttackSpec{Name: "fab-t", Kind: KindFABT, Loss: HeadDiffT, Steps: k, Restarts: 1, Step: 1,
+			Targets: apgdTargets, AlphaMax: fabAlphaMax, Eta: fabEta, Beta: fabBeta}
+		if k != fabIters {
+			s.Name += "-" + strconv.Itoa(k)
+		}
+		return s, true
+	case "square":
+		if len(f) > 2 {
+			return AttackSpec{}, false
+		}
+		q := squareQueries
+		if len(f) == 2 {
+			var ok bool
+			if q, ok = positive(f[1]); !ok {
+				return AttackSpec{}, false
+			}
+		}
+		s := AttackSpec{Name: "square", Kind: KindSquare, Loss: HeadCE, Steps: q, Restarts: 1, Step: 1, RandomStart: true, PInit: squarePInit}
+		if q != squareQueries {
+			s.Name += "-" + strconv.Itoa(q)
+		}
+		return s, true
 	}
 	return AttackSpec{}, false
 }
@@ -228,8 +337,30 @@ func (s *AttackSpec) Validate() error {
 		if s.Targets < 1 {
 			return bad("APGD-T needs Targets ≥ 1")
 		}
+	case KindFABT:
+		if s.Loss != HeadDiffT {
+			return bad("FAB-T uses the diff-t head, not %q", s.Loss)
+		}
+		if s.Targets < 1 {
+			return bad("FAB-T needs Targets ≥ 1")
+		}
+		if !(s.AlphaMax >= 0 && s.AlphaMax <= 1) || !(s.Eta >= 1 && s.Eta < 10) || !(s.Beta > 0 && s.Beta <= 1) {
+			return bad("FAB-T needs α_max in [0,1], η in [1,10) and β in (0,1]; got %v, %v, %v", s.AlphaMax, s.Eta, s.Beta)
+		}
+	case KindSquare:
+		if s.Loss != HeadCE {
+			return bad("Square reads the logits of the ce graph; loss %q", s.Loss)
+		}
+		if !(s.PInit > 0 && s.PInit <= 1) {
+			return bad("Square needs p_init in (0,1], got %v", s.PInit)
+		}
 	default:
-		return bad("unknown kind %q; want fgsm, pgd, apgd or apgd-t", s.Kind)
+		return bad("unknown kind %q; want fgsm, pgd, apgd, apgd-t, fab-t or square", s.Kind)
+	}
+	switch s.AutoAttack {
+	case "", AAStandard:
+	default:
+		return bad("AutoAttack version %q is not implemented; only %q is", s.AutoAttack, AAStandard)
 	}
 	if s.Steps < 1 || s.Restarts < 1 {
 		return bad("steps %d and restarts %d must be ≥ 1", s.Steps, s.Restarts)

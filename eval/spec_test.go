@@ -2,6 +2,7 @@ package eval
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -17,6 +18,20 @@ func TestParseAttacks(t *testing.T) {
 	}
 	apgdT := AttackSpec{Name: "apgd-t", Kind: KindAPGDT, Loss: HeadDLRT, Steps: 100, Restarts: 1, Step: 2, RandomStart: true, Targets: 9}
 	fgsm := AttackSpec{Name: "fgsm", Kind: KindFGSM, Loss: HeadCE, Steps: 1, Restarts: 1, Step: 1}
+	fabT := func(k int) AttackSpec {
+		s := AttackSpec{Name: "fab-t", Kind: KindFABT, Loss: HeadDiffT, Steps: k, Restarts: 1, Step: 1, Targets: 9, AlphaMax: 0.1, Eta: 1.05, Beta: 0.9}
+		if k != 100 {
+			s.Name = fmt.Sprintf("fab-t-%d", k)
+		}
+		return s
+	}
+	square := func(q int) AttackSpec {
+		s := AttackSpec{Name: "square", Kind: KindSquare, Loss: HeadCE, Steps: q, Restarts: 1, Step: 1, RandomStart: true, PInit: 0.8}
+		if q != 5000 {
+			s.Name = fmt.Sprintf("square-%d", q)
+		}
+		return s
+	}
 	good := []struct {
 		list string
 		want []AttackSpec
@@ -36,6 +51,11 @@ func TestParseAttacks(t *testing.T) {
 		{"apgd-ce-100", []AttackSpec{apgd("apgd-ce", HeadCE, 100)}},
 		{"apgd-dlr-50", []AttackSpec{apgd("apgd-dlr-50", HeadDLR, 50)}},
 		{"apgd-t", []AttackSpec{apgdT}},
+		{"fab-t", []AttackSpec{fabT(100)}},
+		{"FAB-T-50", []AttackSpec{fabT(50)}},
+		{"square", []AttackSpec{square(5000)}},
+		{"square-5000", []AttackSpec{square(5000)}},
+		{"square-300", []AttackSpec{square(300)}},
 		{" clean, fgsm ,pgd-50-10,pgd-cw-50,apgd-ce,apgd-t ", []AttackSpec{fgsm, pgd("pgd-50-10", HeadCE, 50, 10), pgd("pgd-cw-50", HeadCW, 50, 1), apgd("apgd-ce", HeadCE, 100), apgdT}},
 	}
 	for _, tc := range good {
@@ -78,7 +98,16 @@ func TestParseAttacks(t *testing.T) {
 		{"apgd", "unknown attack"},
 		{"apgd-t-0", "unknown attack"},
 		{"apgd-xent", "unknown attack"},
-		{"square", "unknown attack \"square\""},
+		{"squares", "unknown attack \"squares\""},
+		{"square-0", "unknown attack"},
+		{"square-t", "unknown attack"},
+		{"fab", "unknown attack"},
+		{"fab-ce", "unknown attack"},
+		{"fab-t-0", "unknown attack"},
+		{"autoattack-plus", "plus version is not implemented"},
+		{"autoattack-rand", "rand version is not implemented"},
+		{"autoattack-fast", "unknown AutoAttack version"},
+		{"autoattack,square", "listed twice"},
 		{"fgsm,,pgd-5", "empty name"},
 		{"pgd-20,pgd-20-1", "listed twice"},
 		{"fgsm,fgsm-ce", "listed twice"},
@@ -92,9 +121,44 @@ func TestParseAttacks(t *testing.T) {
 		if !errors.Is(err, ErrAttack) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseAttacks(%q): %v; want ErrAttack mentioning %q", tc.list, err, tc.want)
 		}
-		if !strings.Contains(tc.want, "twice") && !strings.Contains(err.Error(), "accepted forms: clean, fgsm[-LOSS], pgd-K[-R]") {
+		if !strings.Contains(tc.want, "twice") && !strings.Contains(tc.want, "version") && !strings.Contains(err.Error(), "accepted forms: clean, fgsm[-LOSS], pgd-K[-R]") {
 			t.Errorf("ParseAttacks(%q): %v does not list the accepted forms", tc.list, err)
 		}
+	}
+}
+
+// TestParseAutoAttack: "autoattack" is AutoAttack's standard cascade, in
+// its order and with its settings, each attack marked as part of it.
+func TestParseAutoAttack(t *testing.T) {
+	for _, list := range []string{"autoattack", "AutoAttack-Standard", " autoattack "} {
+		got, err := ParseAttacks(list)
+		if err != nil {
+			t.Fatalf("ParseAttacks(%q): %v", list, err)
+		}
+		want := mustParse(t, AutoAttackNames)
+		for i := range want {
+			want[i].AutoAttack = AAStandard
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("ParseAttacks(%q) = %+v, want %+v", list, got, want)
+		}
+		var names []string
+		for _, s := range got {
+			names = append(names, s.Name)
+			if err := s.Validate(); err != nil {
+				t.Error(err)
+			}
+		}
+		if strings.Join(names, ",") != "apgd-ce,apgd-t,fab-t,square" {
+			t.Errorf("order %v", names)
+		}
+		if got[1].Targets != 9 || got[2].Targets != 9 || got[2].Steps != 100 || got[3].Steps != 5000 || got[3].PInit != 0.8 || got[0].Restarts != 1 {
+			t.Errorf("settings differ from AutoAttack's standard version: %+v", got)
+		}
+	}
+	specs := mustParse(t, "fgsm,autoattack")
+	if len(specs) != 5 || specs[0].AutoAttack != "" || specs[4].AutoAttack != AAStandard {
+		t.Errorf("fgsm,autoattack: %+v", specs)
 	}
 }
 
@@ -113,6 +177,14 @@ func TestValidate(t *testing.T) {
 		{func(s *AttackSpec) { s.Restarts = 0 }, "restarts 0"},
 		{func(s *AttackSpec) { s.Step = 0 }, "step 0"},
 		{func(s *AttackSpec) { s.Kind = KindFGSM }, "FGSM is one step"},
+		{func(s *AttackSpec) { s.Kind, s.Targets = KindFABT, 9 }, "diff-t head"},
+		{func(s *AttackSpec) { s.Kind, s.Loss, s.Eta, s.Beta = KindFABT, HeadDiffT, 1.05, 0.9 }, "Targets"},
+		{func(s *AttackSpec) { s.Kind, s.Loss, s.Targets, s.Eta, s.Beta = KindFABT, HeadDiffT, 9, 1.05, 0 }, "β in (0,1]"},
+		{func(s *AttackSpec) { s.Kind, s.Loss, s.Targets, s.Eta, s.Beta = KindFABT, HeadDiffT, 9, 1.05, 0.9 }, ""},
+		{func(s *AttackSpec) { s.Kind, s.Loss = KindSquare, HeadCW }, "logits of the ce graph"},
+		{func(s *AttackSpec) { s.Kind = KindSquare }, "p_init"},
+		{func(s *AttackSpec) { s.Kind, s.PInit = KindSquare, 0.8 }, ""},
+		{func(s *AttackSpec) { s.AutoAttack = AAPlus }, "not implemented"},
 	}
 	for _, tc := range cases {
 		s := ok
