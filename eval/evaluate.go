@@ -36,7 +36,8 @@ type Config struct {
 	// accuracy is the cumulative one. Without Cascade (the default) every
 	// attack runs on every clean-correct sample, so each attack's accuracy
 	// is its own. The worst case is the same either way (attacks on a
-	// sample do not depend on the other samples).
+	// sample do not depend on the other samples). Attacks of an AutoAttack
+	// cascade (AttackSpec.AutoAttack) always run this way.
 	Cascade bool
 	// Linearity adds the local-linearity probe (see LocalLinearity) on the
 	// same examples; it needs the "ce" eval graph.
@@ -65,6 +66,9 @@ type Report struct {
 	// survive every attack; WorstRobust counts them.
 	WorstCase   float64 `json:"worst_case"`
 	WorstRobust int     `json:"worst_robust"`
+	// AutoAttack summarizes the AutoAttack cascade when the attacks include
+	// one (ParseAttacks' "autoattack").
+	AutoAttack *AutoAttackSummary `json:"autoattack,omitempty"`
 	// LocalLinearity is set when Config.Linearity asks for it.
 	LocalLinearity *float64 `json:"local_linearity,omitempty"`
 	Seconds        float64  `json:"seconds"`
@@ -83,9 +87,40 @@ type AttackResult struct {
 	Accuracy float64 `json:"accuracy"`
 	// Cumulative is the accuracy against this attack and all before it.
 	Cumulative float64 `json:"cumulative"`
+	// Broke counts the samples this attack fooled (of those it attacked).
+	Broke int `json:"broke"`
 	// Runs counts the forward-and-backward graph runs, padding included.
-	Runs    int     `json:"runs"`
+	Runs int `json:"runs"`
+	// Queries counts the model evaluations of attacked samples: a sample's
+	// evaluations until it is fooled or the attack ends, padding and
+	// samples already fooled excluded (for Square, its queries).
+	Queries int64   `json:"queries"`
 	Seconds float64 `json:"seconds"`
+}
+
+// AutoAttackSummary is the result of the AutoAttack cascade in the terms of
+// a RobustBench entry: clean and AutoAttack accuracy in percent, the threat
+// model and ε, the number of examples, and the attacks with their settings.
+type AutoAttackSummary struct {
+	Version string `json:"version"`
+	// ThreatModel is "Linf" or "L2", RobustBench's names.
+	ThreatModel string  `json:"threat_model"`
+	Eps         float32 `json:"eps"`
+	// EpsFraction writes ε as k/255 when it is one ("8/255"), as
+	// RobustBench does.
+	EpsFraction string `json:"eps_fraction,omitempty"`
+	N           int    `json:"n"`
+	Seed        uint64 `json:"seed"`
+	// CleanAcc and AutoAttackAcc are percentages; Robust counts the
+	// samples correct clean that survive the whole cascade.
+	CleanAcc      float64 `json:"clean_acc"`
+	AutoAttackAcc float64 `json:"autoattack_acc"`
+	Robust        int     `json:"robust"`
+	// Attacks lists the cascade's attacks with their settings, in order.
+	Attacks []string `json:"attacks"`
+	// PrecededBy lists attacks run before the cascade: they removed samples
+	// from it, so AutoAttackAcc counts them too.
+	PrecededBy []string `json:"preceded_by,omitempty"`
 }
 
 // Evaluate measures the clean and robust accuracy of c on the first cfg.N
@@ -146,9 +181,10 @@ func Evaluate(ctx context.Context, c *Classifier, x []float32, y []int64, cfg Co
 	for k := range cfg.Attacks {
 		spec := &cfg.Attacks[k]
 		t1 := time.Now()
+		cascade := cfg.Cascade || spec.AutoAttack != ""
 		var set []int
 		for i := range n {
-			if cleanOK[i] && (!cfg.Cascade || robust[i]) {
+			if cleanOK[i] && (!cascade || robust[i]) {
 				set = append(set, i)
 			}
 		}
@@ -157,13 +193,15 @@ func Evaluate(ctx context.Context, c *Classifier, x []float32, y []int64, cfg Co
 		if err := a.attackSet(ctx, spec, x, y, set, fooled, cfg.Progress); err != nil {
 			return nil, err
 		}
+		broke := 0
 		for _, i := range set {
 			if fooled[i] {
 				own[i], robust[i] = false, false
+				broke++
 			}
 		}
-		res := AttackResult{AttackSpec: *spec, Attacked: len(set), Runs: a.runs}
-		if cfg.Cascade {
+		res := AttackResult{AttackSpec: *spec, Attacked: len(set), Broke: broke, Runs: a.runs, Queries: a.queries}
+		if cascade {
 			res.Robust = count(robust)
 		} else {
 			res.Robust = count(own)
@@ -175,6 +213,7 @@ func Evaluate(ctx context.Context, c *Classifier, x []float32, y []int64, cfg Co
 	}
 	rep.WorstRobust = count(robust)
 	rep.WorstCase = frac(rep.WorstRobust, n)
+	rep.AutoAttack = autoAttackSummary(rep)
 
 	if cfg.Linearity {
 		v, err := LocalLinearity(ctx, c, x[:n*dm.D()], y[:n], cfg.Eps, cfg.Seed)
@@ -185,6 +224,63 @@ func Evaluate(ctx context.Context, c *Classifier, x []float32, y []int64, cfg Co
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	return rep, nil
+}
+
+// autoAttackSummary returns the summary of the report's AutoAttack
+// cascade, or nil if it has none. The cascade's accuracy is the cumulative
+// accuracy after its last attack.
+func autoAttackSummary(r *Report) *AutoAttackSummary {
+	last := -1
+	for k, a := range r.Attacks {
+		if a.AutoAttack != "" {
+			last = k
+		}
+	}
+	if last < 0 {
+		return nil
+	}
+	s := &AutoAttackSummary{Version: r.Attacks[last].AutoAttack, ThreatModel: "Linf", Eps: r.Eps, N: r.N, Seed: r.Seed,
+		CleanAcc: 100 * r.Clean, AutoAttackAcc: 100 * r.Attacks[last].Cumulative,
+		Robust: int(math.Round(r.Attacks[last].Cumulative * float64(r.N)))}
+	if r.Norm == NormL2 {
+		s.ThreatModel = "L2"
+	}
+	if k := float64(r.Eps) * 255; k >= 1 && math.Abs(k-math.Round(k)) < 1e-4 {
+		s.EpsFraction = fmt.Sprintf("%d/255", int(math.Round(k)))
+	}
+	for k, a := range r.Attacks[:last+1] {
+		if a.AutoAttack == "" {
+			if k < last {
+				s.PrecededBy = append(s.PrecededBy, a.Name)
+			}
+			continue
+		}
+		s.Attacks = append(s.Attacks, a.Name+" ("+settings(&a.AttackSpec)+")")
+	}
+	return s
+}
+
+// settings describes an attack's parameters in a few words.
+func settings(s *AttackSpec) string {
+	var b strings.Builder
+	if s.Kind == KindSquare {
+		fmt.Fprintf(&b, "%d queries", s.Steps)
+	} else {
+		fmt.Fprintf(&b, "%d iterations", s.Steps)
+	}
+	if s.Kind == KindAPGDT || s.Kind == KindFABT {
+		fmt.Fprintf(&b, " × %d targets", s.Targets)
+	}
+	fmt.Fprintf(&b, ", %d restarts", s.Restarts)
+	switch s.Kind {
+	case KindFABT:
+		fmt.Fprintf(&b, ", α_max %g, η %g, β %g", s.AlphaMax, s.Eta, s.Beta)
+	case KindSquare:
+		fmt.Fprintf(&b, ", p_init %g, margin loss", s.PInit)
+	default:
+		fmt.Fprintf(&b, ", %s loss, step %s", s.Loss, stepString(s.Kind, s.Step))
+	}
+	return b.String()
 }
 
 // checkConfig validates cfg against c and the data, fills in defaults and
@@ -311,20 +407,38 @@ func (r *Report) Table() string {
 		norm = "L2"
 	}
 	mode := "each attack on every clean-correct sample"
+	if r.AutoAttack != nil && !r.Cascade {
+		mode += "; (aa): AutoAttack's cascade, each on the samples still robust, accuracies cumulative"
+	}
 	if r.Cascade {
 		mode = "cascade: each attack on the samples still robust, accuracies cumulative"
 	}
 	fmt.Fprintf(&sb, "robustness at ε = %.4g (%s), %d examples, batch %d, seed %d; %s\n",
 		r.Eps, norm, r.N, r.Batch, r.Seed, mode)
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "attack\tloss\titerations\tstep\taccuracy\tworst so far\truns\ttime\t")
-	fmt.Fprintf(tw, "clean\t\t\t\t%s\t%s\t\t%s\t\n", pct(r.Clean), pct(r.Clean), secs(r.CleanSeconds))
+	fmt.Fprintln(tw, "attack\tloss\titerations\tstep\taccuracy\tworst so far\tbroke\truns\tqueries\ttime\t")
+	fmt.Fprintf(tw, "clean\t\t\t\t%s\t%s\t\t\t\t%s\t\n", pct(r.Clean), pct(r.Clean), secs(r.CleanSeconds))
 	for _, a := range r.Attacks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n",
-			a.Name, a.Loss, iterations(&a.AttackSpec), stepString(a.Kind, a.Step), pct(a.Accuracy), pct(a.Cumulative), a.Runs, secs(a.Seconds))
+		name := a.Name
+		if a.AutoAttack != "" {
+			name += " (aa)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n",
+			name, a.Loss, iterations(&a.AttackSpec), stepString(a.Kind, a.Step), pct(a.Accuracy), pct(a.Cumulative), a.Broke, a.Runs, a.Queries, secs(a.Seconds))
 	}
-	fmt.Fprintf(tw, "worst case\t\t\t\t%s\t\t\t%s\t\n", pct(r.WorstCase), secs(r.Seconds))
+	fmt.Fprintf(tw, "worst case\t\t\t\t%s\t\t\t\t\t%s\t\n", pct(r.WorstCase), secs(r.Seconds))
 	tw.Flush()
+	if aa := r.AutoAttack; aa != nil {
+		eps := fmt.Sprintf("%.4g", aa.Eps)
+		if aa.EpsFraction != "" {
+			eps = aa.EpsFraction
+		}
+		fmt.Fprintf(&sb, "AutoAttack (%s, %s, ε = %s, n = %d): clean %.2f%%, robust %.2f%%", aa.Version, aa.ThreatModel, eps, aa.N, aa.CleanAcc, aa.AutoAttackAcc)
+		if len(aa.PrecededBy) > 0 {
+			fmt.Fprintf(&sb, " (after %s)", strings.Join(aa.PrecededBy, ", "))
+		}
+		sb.WriteString("\n")
+	}
 	if r.LocalLinearity != nil {
 		fmt.Fprintf(&sb, "local linearity (mean cosine of ∇x CE at x and x+U[−ε,ε]): %.4f\n", *r.LocalLinearity)
 	}
@@ -337,7 +451,12 @@ func secs(s float64) string { return fmt.Sprintf("%.2fs", s) }
 func iterations(s *AttackSpec) string {
 	it := strconv.Itoa(s.Steps)
 	switch {
-	case s.Kind == KindAPGDT:
+	case s.Kind == KindSquare:
+		it += " queries"
+		if s.Restarts > 1 {
+			it += fmt.Sprintf(" × %d restarts", s.Restarts)
+		}
+	case s.Kind == KindAPGDT || s.Kind == KindFABT:
 		it += fmt.Sprintf(" × %d targets", s.Targets)
 		if s.Restarts > 1 {
 			it += fmt.Sprintf(" × %d", s.Restarts)
@@ -349,6 +468,12 @@ func iterations(s *AttackSpec) string {
 }
 
 func stepString(kind string, f float32) string {
+	switch kind {
+	case KindFABT:
+		return "projection"
+	case KindSquare:
+		return "random search"
+	}
 	var s string
 	switch {
 	case f == 1:

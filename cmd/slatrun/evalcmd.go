@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/eval"
 	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/graphs/zoo"
+	"github.com/slatrun/slatrun/onnx"
 )
 
 func init() {
@@ -27,7 +32,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	var eps float32
 	fracVar(fs, &eps, "eps", 8.0/255, false, "perturbation radius in pixel units, e.g. 8/255 or 0.1")
 	norm := fs.String("norm", "linf", "threat model: linf or l2")
-	attacks := fs.String("attacks", eval.StandardAttacks, "comma-separated attacks: fgsm, pgd-K[-R], pgd-cw-K[-R], apgd-ce, apgd-t, ...")
+	attacks := fs.String("attacks", eval.StandardAttacks, "comma-separated attacks: fgsm, pgd-K[-R], pgd-cw-K[-R], apgd-ce, apgd-t, fab-t, square[-Q], ...; autoattack: AutoAttack's standard cascade (apgd-ce, apgd-t, fab-t, square)")
 	n := fs.Int("test-n", 1000, "evaluate the first N examples of the split (0: all)")
 	batch := fs.Int("eval-batch", 250, "batch size of the eval graphs")
 	seed := fs.Uint64("seed", 0, "seed of the random starts")
@@ -71,6 +76,10 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sum, err := modelSHA256(*model, fwd)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
 	if err := checkFinite(fwd, *model); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
@@ -113,11 +122,12 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprint(stdout, rep.Table())
 	if *out != "" {
 		doc := struct {
-			Model string `json:"model"`
-			Data  string `json:"data"`
-			Split string `json:"split"`
+			Model       string `json:"model"`
+			ModelSHA256 string `json:"model_sha256"`
+			Data        string `json:"data"`
+			Split       string `json:"split"`
 			*eval.Report
-		}{*model, *data, *split, rep}
+		}{*model, sum, *data, *split, rep}
 		b, err := json.MarshalIndent(doc, "", "  ")
 		if err != nil {
 			return err
@@ -128,4 +138,21 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "wrote %s\n", *out)
 	}
 	return nil
+}
+
+// modelSHA256 returns the hex SHA-256 of the model file's bytes, or for a
+// zoo model (no file) of its encoded ONNX.
+func modelSHA256(spec string, m *onnx.Model) (string, error) {
+	var b []byte
+	var err error
+	if slices.Contains(zoo.Names(), spec) { // loadModel takes zoo names first
+		b, err = m.Encode()
+	} else {
+		b, err = os.ReadFile(spec)
+	}
+	if err != nil {
+		return "", fmt.Errorf("model checksum: %w", err)
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
 }
