@@ -9,10 +9,11 @@
 // eval does not build or differentiate models. Its caller hands NewClassifier
 // one eval graph per loss head (docs/contract.md), all with the same fixed batch
 // size B: inputs x float32 [B,C,H,W] in [0,1] and y int64 [B] (the "dlr-t"
-// head also target int64 [B]); outputs logits [B,K], loss.each [B] and
-// grad.x = ∂(Σ loss.each)/∂x. The heads are "ce" (cross-entropy), "cw" (the CW
-// margin max_{j≠y} z_j − z_y), "dlr" and "dlr-t" (Croce & Hein 2020); higher
-// loss is more adversarial for each. Graphs whose weights are inputs take
+// and "diff-t" heads also target int64 [B]); outputs logits [B,K], loss.each
+// [B] and grad.x = ∂(Σ loss.each)/∂x. The heads are "ce" (cross-entropy), "cw"
+// (the CW margin max_{j≠y} z_j − z_y), "dlr" and "dlr-t" (Croce & Hein 2020),
+// and "diff-t" (z_t − z_y, FAB-T's linearization); higher loss is more
+// adversarial for each. Graphs whose weights are inputs take
 // their values through Classifier.SetInput.
 //
 // # Attacks
@@ -29,6 +30,14 @@
 //     80, 87, 93, 99 (of 100 iterations) when the loss stalls, restarting
 //     from the best point; APGD-T runs the targeted DLR loss against the 9
 //     classes with the highest clean logits after y.
+//   - FAB-T (fab.go): AutoAttack's targeted minimum-norm attack over the same
+//     9 targets; its iterates may leave the ball, and a sample is broken
+//     only at a misclassified iterate within ε of x.
+//   - Square (square.go): score-based random search on the logits' margin,
+//     5000 queries, one stream per sample and restart; broken samples leave
+//     the batch and the next sample takes the row.
+//   - "autoattack": APGD-CE, APGD-T, FAB-T and Square as AutoAttack's
+//     standard cascade, summarized in Report.AutoAttack.
 //
 // A sample is robust against an attack only if it is classified correctly
 // (its logit strictly above all others; a tie counts as a mistake) at every
