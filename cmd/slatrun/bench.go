@@ -17,6 +17,7 @@ import (
 	"github.com/slatrun/slatrun/dataset"
 	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/graphs/zoo"
+	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/onnxpb"
 	"github.com/slatrun/slatrun/onnx/ort"
 	"github.com/slatrun/slatrun/orchestrator"
@@ -69,23 +70,70 @@ type benchResult struct {
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
+	var f benchFlags
+	if err := f.parse(args, stderr); err != nil {
+		return err
+	}
+	b, err := newBench(&f)
+	if err != nil {
+		return err
+	}
+	var profilesBefore map[string]bool
+	if f.profile != "" {
+		profilesBefore = profileFiles(f.profile, f.names)
+	}
+	// The steps allocate nothing, so the collector has nothing to do while
+	// they run; off (with an explicit collection after each setup), its
+	// two-minute forced cycle cannot start its workers (which allocate)
+	// inside a long measured step and be counted as the step's.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer b.close()
+	if err := b.measure(); err != nil {
+		return err
+	}
+	if f.profile != "" {
+		written, err := profilesSince(f.profile, f.names, profilesBefore)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: wrote %d profiles: %s\n", len(written), strings.Join(written, ", "))
+	}
+	rep := b.report()
+	results := rep.results(b.methods)
+	if f.json {
+		return writeBenchJSON(stdout, results)
+	}
+	return rep.writeTable(stdout, results)
+}
+
+// benchFlags are the flags of slatrun bench.
+type benchFlags struct {
+	model, methodList, optLevel, profile string
+	batch, steps, warmup                 int
+	eps                                  float32 // < 0: auto
+	seed                                 uint64
+	sequential, json                     bool
+	rt                                   runtimeFlags
+	z                                    zooFlags
+	names                                []string // the methods of --methods
+}
+
+// parse parses and checks the command line.
+func (f *benchFlags) parse(args []string, stderr io.Writer) error {
 	fs := newFlags("bench", "bench --model convnet|preactresnet18 [--methods LIST] [--batch N] [--steps N] [--warmup W] [--threads T] [--json]", stderr)
-	model := fs.String("model", "convnet", "zoo model ("+strings.Join(zoo.Names(), ", ")+") or a forward ONNX file")
-	methods := fs.String("methods", "standard,fgsm-rs,slat,pgd-7", "comma-separated training methods: "+orchestrator.Methods)
-	batch := fs.Int("batch", 128, "minibatch size")
-	steps := fs.Int("steps", 10, "measured steps per method")
-	warmup := fs.Int("warmup", 3, "unmeasured steps per method first")
-	eps := float32(-1)
-	fracVar(fs, &eps, "eps", -1, true, "input budget (auto: 0.1, or 8/255 for 3-channel models)")
-	seed := fs.Uint64("seed", 0, "seed of the weights, the data and the random starts")
-	sequential := fs.Bool("sequential", false, "run the methods one after another instead of interleaving their steps (less memory)")
-	optLevel := fs.String("opt-level", "all", "ONNX Runtime graph optimization level: all, extended, basic or none")
-	profile := fs.String("profile", "", "write ONNX Runtime profiles (PREFIX-METHOD-attack_*.json, ...-train_*.json) when done")
-	jsonOut := fs.Bool("json", false, "one JSON object per method and line")
-	var rt runtimeFlags
-	rt.add(fs)
-	var z zooFlags
-	z.add(fs, false)
+	fs.StringVar(&f.model, "model", "convnet", "zoo model ("+strings.Join(zoo.Names(), ", ")+") or a forward ONNX file")
+	fs.StringVar(&f.methodList, "methods", "standard,fgsm-rs,slat,pgd-7", "comma-separated training methods: "+orchestrator.Methods)
+	fs.IntVar(&f.batch, "batch", 128, "minibatch size")
+	fs.IntVar(&f.steps, "steps", 10, "measured steps per method")
+	fs.IntVar(&f.warmup, "warmup", 3, "unmeasured steps per method first")
+	fracVar(fs, &f.eps, "eps", -1, true, "input budget (auto: 0.1, or 8/255 for 3-channel models)")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed of the weights, the data and the random starts")
+	fs.BoolVar(&f.sequential, "sequential", false, "run the methods one after another instead of interleaving their steps (less memory)")
+	fs.StringVar(&f.optLevel, "opt-level", "all", "ONNX Runtime graph optimization level: all, extended, basic or none")
+	fs.StringVar(&f.profile, "profile", "", "write ONNX Runtime profiles (PREFIX-METHOD-attack_*.json, ...-train_*.json) when done")
+	fs.BoolVar(&f.json, "json", false, "one JSON object per method and line")
+	f.rt.add(fs)
+	f.z.add(fs, false)
 	limit(fs, atLeastOne, "batch", "steps")
 	limit(fs, nonNegative, "warmup")
 	limit(fs, epsBound, "eps")
@@ -95,225 +143,283 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("bench: unexpected arguments %q", fs.Args())
 	}
-	var names []string
-	for _, m := range strings.Split(*methods, ",") {
-		if m = strings.TrimSpace(m); m != "" {
-			names = append(names, m)
-		}
-	}
-	if len(names) == 0 {
+	f.names = splitList(f.methodList)
+	if len(f.names) == 0 {
 		return usagef("bench: --methods is empty")
 	}
-	if *profile != "" {
+	if f.profile != "" {
 		// ONNX Runtime writes the profiles only when the sessions close,
 		// and says nothing if it cannot: check the place now.
-		if err := checkOutput("profile", *profile, *profile+"-"+names[0]+"-train.json"); err != nil {
+		if err := checkOutput("profile", f.profile, f.profile+"-"+f.names[0]+"-train.json"); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
-	z.seed = *seed
-	if err := rt.init(); err != nil {
-		return fmt.Errorf("bench: %w", err)
+	f.z.seed = f.seed
+	return nil
+}
+
+// bench is a benchmark set up: the model, its synthetic minibatches, and
+// the methods' trainers with their measurements.
+type bench struct {
+	*benchFlags
+	fwd     *onnx.Model
+	set     *dataset.Set
+	d       int // values per image
+	methods []*benchMethod
+	ms      runtime.MemStats
+	ru      syscall.Rusage
+}
+
+// newBench starts ONNX Runtime, loads the model and makes the data.
+func newBench(f *benchFlags) (*bench, error) {
+	if err := f.rt.init(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
 	}
-	fwd, err := loadModel(*model, &z)
+	fwd, err := loadModel(f.model, &f.z)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := checkFinite(fwd, *model); err != nil {
-		return fmt.Errorf("bench: %w", err)
+	if err := checkFinite(fwd, f.model); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
 	}
+	c, h, w, err := benchInput(fwd)
+	if err != nil {
+		return nil, err
+	}
+	// The four synthetic minibatches below, as float32.
+	if bytes := int64(nbBench) * int64(f.batch) * int64(c*h*w) * 4; bytes > dataset.SyntheticMaxBytes {
+		return nil, usagef("bench: --batch %d: %d minibatches of %d×%d×%d images are %d bytes of float32, more than the %d bytes of synthetic data slatrun makes",
+			f.batch, nbBench, c, h, w, bytes, int64(dataset.SyntheticMaxBytes))
+	}
+	if f.eps < 0 {
+		f.eps = 0.1
+		if c == 3 {
+			f.eps = 8.0 / 255
+		}
+	}
+	// Four fixed synthetic minibatches, cycled (as the peer does); the
+	// trainers' own loaders are not used.
+	set := dataset.Synthetic(nbBench*f.batch, c, h, w, 10, f.seed)
+	return &bench{benchFlags: f, fwd: fwd, set: set, d: c * h * w}, nil
+}
+
+// benchInput returns the fixed C, H and W of the model's [N, C, H, W] input.
+func benchInput(fwd *onnx.Model) (c, h, w int, err error) {
 	var in []*onnxpb.TensorShapeProto_Dimension
 	if ins := fwd.Graph().GetInput(); len(ins) > 0 {
 		in = ins[0].GetType().GetTensorType().GetShape().GetDim()
 	}
 	if len(in) != 4 {
-		return fmt.Errorf("bench: the model's input is not [N, C, H, W]")
+		return 0, 0, 0, fmt.Errorf("bench: the model's input is not [N, C, H, W]")
 	}
-	c, h, w := int(in[1].GetDimValue()), int(in[2].GetDimValue()), int(in[3].GetDimValue())
+	c, h, w = int(in[1].GetDimValue()), int(in[2].GetDimValue()), int(in[3].GetDimValue())
 	if c < 1 || h < 1 || w < 1 {
-		return fmt.Errorf("bench: the model's input is [N, %s, %s, %s]; bench needs fixed C, H and W", dimName(in[1]), dimName(in[2]), dimName(in[3]))
+		return 0, 0, 0, fmt.Errorf("bench: the model's input is [N, %s, %s, %s]; bench needs fixed C, H and W", dimName(in[1]), dimName(in[2]), dimName(in[3]))
 	}
-	// The four synthetic minibatches below, as float32.
-	if bytes := int64(nbBench) * int64(*batch) * int64(c*h*w) * 4; bytes > dataset.SyntheticMaxBytes {
-		return usagef("bench: --batch %d: %d minibatches of %d×%d×%d images are %d bytes of float32, more than the %d bytes of synthetic data slatrun makes",
-			*batch, nbBench, c, h, w, bytes, int64(dataset.SyntheticMaxBytes))
+	return c, h, w, nil
+}
+
+// config is the trainer configuration of method.
+func (b *bench) config(method string) orchestrator.Config {
+	total := b.warmup + b.steps
+	cfg := orchestrator.DefaultConfig()
+	cfg.Forward, cfg.Train, cfg.Method = b.fwd, b.set, method
+	cfg.Batch, cfg.Eps, cfg.Seed, cfg.LogEvery = b.batch, b.eps, b.seed, 0
+	cfg.Epochs = max(1, (total+nbBench-1)/nbBench) // a schedule long enough for every step
+	if strings.HasPrefix(method, "free-") {
+		cfg.Epochs *= 16
 	}
-	if eps < 0 {
-		eps = 0.1
-		if c == 3 {
-			eps = 8.0 / 255
-		}
+	cfg.Runtime = b.rt.options()
+	cfg.Runtime.OptLevel = b.optLevel
+	if b.profile != "" {
+		cfg.Runtime.Profile = b.profile + "-" + method
 	}
-	// Four fixed synthetic minibatches, cycled (as the peer does); the
-	// trainers' own loaders are not used.
-	const nb = nbBench
-	set := dataset.Synthetic(nb**batch, c, h, w, 10, *seed)
-	d := c * h * w
-	total := *warmup + *steps
-	mkConfig := func(method string) orchestrator.Config {
-		cfg := orchestrator.DefaultConfig()
-		cfg.Forward, cfg.Train, cfg.Method = fwd, set, method
-		cfg.Batch, cfg.Eps, cfg.Seed, cfg.LogEvery = *batch, eps, *seed, 0
-		cfg.Epochs = max(1, (total+nb-1)/nb) // a schedule long enough for every step
-		if strings.HasPrefix(method, "free-") {
-			cfg.Epochs *= 16
-		}
-		cfg.Runtime = rt.options()
-		cfg.Runtime.OptLevel = *optLevel
-		if *profile != "" {
-			cfg.Runtime.Profile = *profile + "-" + method
-		}
-		return cfg
+	return cfg
+}
+
+// newMethod makes the trainer of method name and adds it to b.methods.
+func (b *bench) newMethod(name string) (*benchMethod, error) {
+	tr, err := orchestrator.New(b.config(name))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", name, err)
 	}
-	newMethod := func(name string) (*benchMethod, error) {
-		tr, err := orchestrator.New(mkConfig(name))
-		if err != nil {
-			return nil, fmt.Errorf("bench: %s: %w", name, err)
-		}
-		return &benchMethod{name: name, tr: tr,
-			total: make([]float64, 0, *steps), attack: make([]float64, 0, *steps),
-			train: make([]float64, 0, *steps), goSide: make([]float64, 0, *steps),
-			cpu: make([]float64, 0, *steps)}, nil
+	n := b.steps
+	m := &benchMethod{name: name, tr: tr,
+		total: make([]float64, 0, n), attack: make([]float64, 0, n),
+		train: make([]float64, 0, n), goSide: make([]float64, 0, n),
+		cpu: make([]float64, 0, n)}
+	b.methods = append(b.methods, m)
+	return m, nil
+}
+
+// measure runs every method's warm-up and measured steps, one method
+// after another or interleaved, and closes the trainers.
+func (b *bench) measure() error {
+	run := b.interleaved
+	if b.sequential {
+		run = b.oneByOne
 	}
-	var ms runtime.MemStats
-	var ru syscall.Rusage
-	cpuNow := func() time.Duration {
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if err := run(); err != nil {
+		return err
 	}
-	// step runs step i of m, measuring it after the warm-up.
-	step := func(m *benchMethod, i int) error {
-		k := i % nb
-		x, y := set.X[k**batch*d:(k+1)**batch*d], set.Y[k**batch:(k+1)**batch]
-		before := m.tr.Times()
-		runtime.ReadMemStats(&ms)
-		mallocs := ms.Mallocs
-		c0 := cpuNow()
-		f0 := ru.Minflt
-		if err := m.tr.Step(x, y); err != nil {
-			return fmt.Errorf("bench: %s: %w", m.name, err)
-		}
-		cpu := cpuNow() - c0
-		faults := ru.Minflt - f0
-		runtime.ReadMemStats(&ms)
-		if i < *warmup {
-			return nil
-		}
-		after := m.tr.Times()
-		msOf := func(d time.Duration) float64 { return float64(d) / 1e6 }
-		m.total = append(m.total, msOf(after.Total-before.Total))
-		m.attack = append(m.attack, msOf(after.Attack-before.Attack))
-		m.train = append(m.train, msOf(after.Train-before.Train))
-		m.goSide = append(m.goSide, msOf(after.Go()-before.Go()))
-		m.cpu = append(m.cpu, msOf(cpu))
-		m.attackPasses += uint64(after.AttackPasses - before.AttackPasses)
-		m.trainPasses += after.TrainPasses - before.TrainPasses
-		m.mallocs += ms.Mallocs - mallocs
-		m.faults += faults
-		m.measured++
-		return nil
-	}
-	var profilesBefore map[string]bool
-	if *profile != "" {
-		profilesBefore = profileFiles(*profile, names)
-	}
-	// The steps allocate nothing, so the collector has nothing to do while
-	// they run; off (with an explicit collection after each setup), its
-	// two-minute forced cycle cannot start its workers (which allocate)
-	// inside a long measured step and be counted as the step's.
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	var results []*benchMethod
-	defer func() {
-		for _, m := range results {
-			m.tr.Close()
-		}
-	}()
-	if *sequential {
-		for _, name := range names {
-			m, err := newMethod(name)
-			if err != nil {
-				return err
-			}
-			results = append(results, m)
-			runtime.GC()
-			for i := range total {
-				if err := step(m, i); err != nil {
-					return err
-				}
-			}
-			if *profile != "" || len(names) > 1 { // free the sessions (and write profiles)
-				if err := m.tr.Close(); err != nil {
-					return fmt.Errorf("bench: %s: %w", m.name, err)
-				}
-			}
-		}
-	} else {
-		for _, name := range names {
-			m, err := newMethod(name)
-			if err != nil {
-				return err
-			}
-			results = append(results, m)
-		}
-		runtime.GC()
-		for i := range total {
-			for _, m := range results {
-				if err := step(m, i); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	for _, m := range results {
+	for _, m := range b.methods {
 		if err := m.tr.Close(); err != nil { // writes the profiles
 			return fmt.Errorf("bench: %s: %w", m.name, err)
 		}
 	}
-	if *profile != "" {
-		written, err := profilesSince(*profile, names, profilesBefore)
+	return nil
+}
+
+// oneByOne runs each method's steps before setting up the next one.
+func (b *bench) oneByOne() error {
+	for _, name := range b.names {
+		m, err := b.newMethod(name)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "bench: wrote %d profiles: %s\n", len(written), strings.Join(written, ", "))
-	}
-	modelName, _ := fwd.Metadata(contract.MetaModel)
-	if modelName == "" {
-		modelName = *model
-	}
-	var out []benchResult
-	for _, m := range results {
-		n := float64(m.measured)
-		med := median(m.total)
-		r := benchResult{Side: "slatrun", Model: modelName, Method: m.name, Batch: *batch, Threads: rt.threads,
-			MedianMs: round3(med), P10Ms: round3(percentile(m.total, 10)), P90Ms: round3(percentile(m.total, 90)),
-			MinMs: round3(slices.Min(m.total)), ImagesPerS: round3(float64(*batch) / (med / 1e3)),
-			Steps: m.measured, Warmup: *warmup, CPUMedianMs: round3(median(m.cpu)),
-			AttackMs: round3(median(m.attack)), AttackPasses: float64(m.attackPasses) / n,
-			TrainMs: round3(median(m.train)), TrainPasses: float64(m.trainPasses) / n,
-			GoMs: round3(median(m.goSide)), AllocsStep: float64(m.mallocs) / n, FaultsStep: float64(m.faults) / n,
-			Spinning: rt.spinning, OptLevel: *optLevel, NCHWc: rt.options().NCHWc(), ORT: ort.Version()}
-		if r.AttackPasses > 0 {
-			r.AttackPassMs = round3(r.AttackMs / r.AttackPasses)
-		}
-		r.GoPct = round3(100 * r.GoMs / med)
-		out = append(out, r)
-	}
-	if *jsonOut {
-		enc := json.NewEncoder(stdout)
-		for _, r := range out {
-			if err := enc.Encode(r); err != nil {
+		runtime.GC()
+		for i := range b.warmup + b.steps {
+			if err := b.step(m, i); err != nil {
 				return err
 			}
 		}
+		if b.profile != "" || len(b.names) > 1 { // free the sessions (and write profiles)
+			if err := m.tr.Close(); err != nil {
+				return fmt.Errorf("bench: %s: %w", m.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// interleaved sets up every method, then runs step i of each in turn.
+func (b *bench) interleaved() error {
+	for _, name := range b.names {
+		if _, err := b.newMethod(name); err != nil {
+			return err
+		}
+	}
+	runtime.GC()
+	for i := range b.warmup + b.steps {
+		for _, m := range b.methods {
+			if err := b.step(m, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cpuNow is the CPU time of the process so far; it leaves its page
+// faults in b.ru.
+func (b *bench) cpuNow() time.Duration {
+	syscall.Getrusage(syscall.RUSAGE_SELF, &b.ru)
+	return time.Duration(b.ru.Utime.Nano() + b.ru.Stime.Nano())
+}
+
+// step runs step i of m, measuring it after the warm-up.
+func (b *bench) step(m *benchMethod, i int) error {
+	k := i % nbBench
+	x, y := b.set.X[k*b.batch*b.d:(k+1)*b.batch*b.d], b.set.Y[k*b.batch:(k+1)*b.batch]
+	before := m.tr.Times()
+	runtime.ReadMemStats(&b.ms)
+	mallocs := b.ms.Mallocs
+	c0 := b.cpuNow()
+	f0 := b.ru.Minflt
+	if err := m.tr.Step(x, y); err != nil {
+		return fmt.Errorf("bench: %s: %w", m.name, err)
+	}
+	cpu := b.cpuNow() - c0
+	faults := b.ru.Minflt - f0
+	runtime.ReadMemStats(&b.ms)
+	if i < b.warmup {
 		return nil
 	}
-	fmt.Fprintf(stdout, "# slatrun bench: %s, batch %d, threads %d, spinning %v, opt level %s, %d steps after %d warm-up, onnxruntime %s\n",
-		modelName, *batch, rt.threads, rt.spinning, *optLevel, *steps, *warmup, ort.Version())
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	after := m.tr.Times()
+	msOf := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	m.total = append(m.total, msOf(after.Total-before.Total))
+	m.attack = append(m.attack, msOf(after.Attack-before.Attack))
+	m.train = append(m.train, msOf(after.Train-before.Train))
+	m.goSide = append(m.goSide, msOf(after.Go()-before.Go()))
+	m.cpu = append(m.cpu, msOf(cpu))
+	m.attackPasses += uint64(after.AttackPasses - before.AttackPasses)
+	m.trainPasses += after.TrainPasses - before.TrainPasses
+	m.mallocs += b.ms.Mallocs - mallocs
+	m.faults += faults
+	m.measured++
+	return nil
+}
+
+// close closes the trainers that are still open.
+func (b *bench) close() {
+	for _, m := range b.methods {
+		m.tr.Close()
+	}
+}
+
+// report is the setting the report states besides the measurements.
+func (b *bench) report() benchReport {
+	modelName, _ := b.fwd.Metadata(contract.MetaModel)
+	if modelName == "" {
+		modelName = b.model
+	}
+	return benchReport{model: modelName, batch: b.batch, threads: b.rt.threads, spinning: b.rt.spinning,
+		optLevel: b.optLevel, steps: b.steps, warmup: b.warmup, nchwc: b.rt.options().NCHWc(), ort: ort.Version()}
+}
+
+// benchReport is what a bench's report says besides the measurements.
+type benchReport struct {
+	model                         string // the model's name
+	batch, threads, steps, warmup int
+	spinning                      bool
+	optLevel                      string
+	nchwc                         int
+	ort                           string // ONNX Runtime's version
+}
+
+// results summarizes each method's measurements.
+func (r benchReport) results(methods []*benchMethod) []benchResult {
+	var out []benchResult
+	for _, m := range methods {
+		n := float64(m.measured)
+		med := median(m.total)
+		res := benchResult{Side: "slatrun", Model: r.model, Method: m.name, Batch: r.batch, Threads: r.threads,
+			MedianMs: round3(med), P10Ms: round3(percentile(m.total, 10)), P90Ms: round3(percentile(m.total, 90)),
+			MinMs: round3(slices.Min(m.total)), ImagesPerS: round3(float64(r.batch) / (med / 1e3)),
+			Steps: m.measured, Warmup: r.warmup, CPUMedianMs: round3(median(m.cpu)),
+			AttackMs: round3(median(m.attack)), AttackPasses: float64(m.attackPasses) / n,
+			TrainMs: round3(median(m.train)), TrainPasses: float64(m.trainPasses) / n,
+			GoMs: round3(median(m.goSide)), AllocsStep: float64(m.mallocs) / n, FaultsStep: float64(m.faults) / n,
+			Spinning: r.spinning, OptLevel: r.optLevel, NCHWc: r.nchwc, ORT: r.ort}
+		if res.AttackPasses > 0 {
+			res.AttackPassMs = round3(res.AttackMs / res.AttackPasses)
+		}
+		res.GoPct = round3(100 * res.GoMs / med)
+		out = append(out, res)
+	}
+	return out
+}
+
+// writeBenchJSON writes one JSON object per result and line.
+func writeBenchJSON(w io.Writer, results []benchResult) error {
+	enc := json.NewEncoder(w)
+	for _, r := range results {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeTable writes a header line and a table of the results.
+func (r benchReport) writeTable(w io.Writer, results []benchResult) error {
+	fmt.Fprintf(w, "# slatrun bench: %s, batch %d, threads %d, spinning %v, opt level %s, %d steps after %d warm-up, onnxruntime %s\n",
+		r.model, r.batch, r.threads, r.spinning, r.optLevel, r.steps, r.warmup, r.ort)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "method\tmedian_ms\tp10_ms\tp90_ms\tcpu_ms\timages/s\tattack_ms\t(passes)\ttrain_ms\tgo_ms\tgo_%\tallocs/step\tfaults/step\t")
-	for _, r := range out {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%g\t%.1f\t%.2f\t%.2f\t%g\t%.0f\t\n", r.Method, r.MedianMs, r.P10Ms, r.P90Ms,
-			r.CPUMedianMs, r.ImagesPerS, r.AttackMs, r.AttackPasses, r.TrainMs, r.GoMs, r.GoPct, r.AllocsStep, r.FaultsStep)
+	for _, res := range results {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%g\t%.1f\t%.2f\t%.2f\t%g\t%.0f\t\n", res.Method, res.MedianMs, res.P10Ms, res.P90Ms,
+			res.CPUMedianMs, res.ImagesPerS, res.AttackMs, res.AttackPasses, res.TrainMs, res.GoMs, res.GoPct, res.AllocsStep, res.FaultsStep)
 	}
 	return tw.Flush()
 }

@@ -46,100 +46,154 @@ const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.
        slatrun sweep ... --emit-k8s job.json --k8s-shards N --k8s-image IMG -o|--out NAME   write a Kubernetes Indexed Job`
 
 func runSweep(args []string, stdout, stderr io.Writer) error {
+	var f sweepFlags
+	if err := f.parse(args, stderr); err != nil {
+		return err
+	}
+	if f.merge {
+		return runMerge(f.fs.Args(), f.out, f.partial, stdout)
+	}
+	if f.fs.NArg() > 0 {
+		return usagef("sweep: unexpected arguments %q (directories go with --merge)", f.fs.Args())
+	}
+	spec, rtArgs, err := f.spec()
+	if err != nil {
+		return err
+	}
+	cells, err := spec.Cells()
+	if err != nil {
+		return usageErr(err)
+	}
+	if err := checkCells(cells, rtArgs); err != nil {
+		return err
+	}
+	if f.out == "" {
+		f.out = filepath.Join("sweeps", strings.TrimSuffix(filepath.Base(f.base.model), ".onnx"))
+	}
+	if f.emit != "" {
+		return f.emitK8s(len(cells), stdout)
+	}
+	return f.run(spec, cells, rtArgs, stdout)
+}
+
+// sweepFlags are the flags of slatrun sweep: its own and the training
+// flags every cell shares.
+type sweepFlags struct {
+	fs, tfs                      *pflag.FlagSet // all the flags; the training flags
+	base                         trainFlags
+	methods, eps, seeds, attacks string
+	grid                         []string
+	testN, evalBatch, workers    int
+	collapseShare, collapseClean float64
+	out, shard, emit             string
+	merge, partial               bool
+	k8sShards                    int
+	k8sImage, k8sCommand         string
+	k8sName, k8sPVC, k8sMount    string
+	k8sCPU, k8sMem               string
+}
+
+// parse defines the flags and parses the command line.
+func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs := newFlags("sweep", sweepSynopsis, stderr)
-	methods := fs.String("methods", "slat,fgsm,fgsm-rs,n-fgsm,pgd-7", "comma-separated training methods: "+orchestrator.Methods)
-	epsList := fs.String("eps", "", "comma-separated L∞ budgets in pixel units, e.g. 0.1,0.2 or 8/255 (required)")
-	seedList := fs.String("seeds", "0,1,2", "comma-separated seeds")
-	grid := fs.StringArray("grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps and domain-clip apply to slat only, noise-radius to n-fgsm only")
-	attacks := fs.String("attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
-	testN := fs.Int("test-n", 1000, "evaluate on the first N test examples (0: all)")
-	evalBatch := fs.Int("eval-batch", 250, "batch size of the eval graphs")
-	collapseShare := fs.Float64("collapse-share", sweep.DefaultCollapse.RobustShare, "a run collapsed if its final robust accuracy is below this share of its clean accuracy (or the probe flagged it)")
-	collapseClean := fs.Float64("collapse-min-clean", sweep.DefaultCollapse.MinClean, "… while that clean accuracy is at least this")
-	workers := fs.Int("workers", 1, "cells trained at once (each with --threads ONNX Runtime threads)")
-	out := fs.StringP("out", "o", "", "output directory: the sweep directory (default sweeps/MODEL)")
-	shardFlag := fs.String("shard", "", "run only share I/N of the cells (I = env: from $JOB_COMPLETION_INDEX); merge the shards with --merge")
-	merge := fs.Bool("merge", false, "build report.md/report.json/plots from the sweep or shard directories given as arguments (into --out, default the first)")
-	partial := fs.Bool("partial", false, "with --merge: write the report even if cells are missing")
-	emit := fs.String("emit-k8s", "", "write a Kubernetes Indexed Job manifest (JSON, valid YAML) running the sweep as shards to this file (- for stdout), and run nothing")
-	k8sShards := fs.Int("k8s-shards", 4, "--emit-k8s: number of shards (pods)")
-	k8sImage := fs.String("k8s-image", "slatrun:latest", "--emit-k8s: container image with slatrun and ONNX Runtime")
-	k8sCommand := fs.String("k8s-command", "slatrun", "--emit-k8s: the command that starts slatrun in the image (space-separated)")
-	k8sName := fs.String("k8s-name", "", "--emit-k8s: job name (default slatrun-sweep-<name of --out>)")
-	k8sPVC := fs.String("k8s-pvc", "slatrun-results", "--emit-k8s: PersistentVolumeClaim (ReadWriteMany) for the results")
-	k8sMount := fs.String("k8s-mount", "/results", "--emit-k8s: where the volume is mounted; the sweep writes to MOUNT/<name of --out>")
-	k8sCPU := fs.String("k8s-cpu", "2", "--emit-k8s: CPU request and limit of each pod")
-	k8sMem := fs.String("k8s-memory", "8Gi", "--emit-k8s: memory request and limit of each pod")
+	f.fs = fs
+	fs.StringVar(&f.methods, "methods", "slat,fgsm,fgsm-rs,n-fgsm,pgd-7", "comma-separated training methods: "+orchestrator.Methods)
+	fs.StringVar(&f.eps, "eps", "", "comma-separated L∞ budgets in pixel units, e.g. 0.1,0.2 or 8/255 (required)")
+	fs.StringVar(&f.seeds, "seeds", "0,1,2", "comma-separated seeds")
+	fs.StringArrayVar(&f.grid, "grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps and domain-clip apply to slat only, noise-radius to n-fgsm only")
+	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
+	fs.IntVar(&f.testN, "test-n", 1000, "evaluate on the first N test examples (0: all)")
+	fs.IntVar(&f.evalBatch, "eval-batch", 250, "batch size of the eval graphs")
+	fs.Float64Var(&f.collapseShare, "collapse-share", sweep.DefaultCollapse.RobustShare, "a run collapsed if its final robust accuracy is below this share of its clean accuracy (or the probe flagged it)")
+	fs.Float64Var(&f.collapseClean, "collapse-min-clean", sweep.DefaultCollapse.MinClean, "… while that clean accuracy is at least this")
+	fs.IntVar(&f.workers, "workers", 1, "cells trained at once (each with --threads ONNX Runtime threads)")
+	fs.StringVarP(&f.out, "out", "o", "", "output directory: the sweep directory (default sweeps/MODEL)")
+	fs.StringVar(&f.shard, "shard", "", "run only share I/N of the cells (I = env: from $JOB_COMPLETION_INDEX); merge the shards with --merge")
+	fs.BoolVar(&f.merge, "merge", false, "build report.md/report.json/plots from the sweep or shard directories given as arguments (into --out, default the first)")
+	fs.BoolVar(&f.partial, "partial", false, "with --merge: write the report even if cells are missing")
+	fs.StringVar(&f.emit, "emit-k8s", "", "write a Kubernetes Indexed Job manifest (JSON, valid YAML) running the sweep as shards to this file (- for stdout), and run nothing")
+	fs.IntVar(&f.k8sShards, "k8s-shards", 4, "--emit-k8s: number of shards (pods)")
+	fs.StringVar(&f.k8sImage, "k8s-image", "slatrun:latest", "--emit-k8s: container image with slatrun and ONNX Runtime")
+	fs.StringVar(&f.k8sCommand, "k8s-command", "slatrun", "--emit-k8s: the command that starts slatrun in the image (space-separated)")
+	fs.StringVar(&f.k8sName, "k8s-name", "", "--emit-k8s: job name (default slatrun-sweep-<name of --out>)")
+	fs.StringVar(&f.k8sPVC, "k8s-pvc", "slatrun-results", "--emit-k8s: PersistentVolumeClaim (ReadWriteMany) for the results")
+	fs.StringVar(&f.k8sMount, "k8s-mount", "/results", "--emit-k8s: where the volume is mounted; the sweep writes to MOUNT/<name of --out>")
+	fs.StringVar(&f.k8sCPU, "k8s-cpu", "2", "--emit-k8s: CPU request and limit of each pod")
+	fs.StringVar(&f.k8sMem, "k8s-memory", "8Gi", "--emit-k8s: memory request and limit of each pod")
 	limit(fs, nonNegative, "test-n")
 	limit(fs, atLeastOne, "eval-batch", "workers", "k8s-shards")
 	limit(fs, unit, "collapse-share", "collapse-min-clean")
 
 	// The training flags, shared by every cell.
-	tfs := pflag.NewFlagSet("train", pflag.ContinueOnError)
-	var base trainFlags
-	base.add(tfs)
-	tfs.VisitAll(func(f *pflag.Flag) {
-		if !slices.Contains(sweepOwn, f.Name) {
-			fs.AddFlag(f)
+	f.tfs = pflag.NewFlagSet("train", pflag.ContinueOnError)
+	f.base.add(f.tfs)
+	f.tfs.VisitAll(func(fl *pflag.Flag) {
+		if !slices.Contains(sweepOwn, fl.Name) {
+			fs.AddFlag(fl)
 		}
 	})
 	aliases(fs, trainAliases)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
+	return parse(fs, args)
+}
 
-	if *merge {
-		return runMerge(fs.Args(), *out, *partial, stdout)
-	}
-	if fs.NArg() > 0 {
-		return usagef("sweep: unexpected arguments %q (directories go with --merge)", fs.Args())
-	}
-
-	// The spec: the grid and the flags every cell shares.
-	spec := sweep.Spec{Methods: splitList(*methods), Eps: splitList(*epsList),
-		Eval:     sweep.EvalSpec{Data: base.data, Attacks: *attacks, N: *testN, Batch: *evalBatch},
-		Collapse: sweep.CollapseRule{RobustShare: *collapseShare, MinClean: *collapseClean}}
+// spec returns the grid and the flags every cell shares, and the runtime
+// flags given (how the cells run, not part of a cell's flags).
+func (f *sweepFlags) spec() (spec sweep.Spec, rtArgs []string, err error) {
+	spec = sweep.Spec{Methods: splitList(f.methods), Eps: splitList(f.eps),
+		Eval:     sweep.EvalSpec{Data: f.base.data, Attacks: f.attacks, N: f.testN, Batch: f.evalBatch},
+		Collapse: sweep.CollapseRule{RobustShare: f.collapseShare, MinClean: f.collapseClean}}
 	if len(spec.Eps) == 0 {
-		return usagef("sweep: --eps is required, e.g. --eps 0.05,0.1,0.15,0.2")
+		return spec, nil, usagef("sweep: --eps is required, e.g. --eps 0.05,0.1,0.15,0.2")
 	}
-	for _, s := range splitList(*seedList) {
+	for _, s := range splitList(f.seeds) {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return usagef("sweep: --seeds: %q is not a whole number ≥ 0", s)
+			return spec, nil, usagef("sweep: --seeds: %q is not a whole number ≥ 0", s)
 		}
 		spec.Seeds = append(spec.Seeds, v)
 	}
-	for _, g := range *grid {
-		a, err := sweep.ParseAxis(g)
-		if err != nil {
-			return usageErr(err)
-		}
-		switch {
-		case slices.Contains(sweepOwn, a.Flag):
-			return usagef("sweep: --grid %s: --%s has its own flag (--%ss)", g, a.Flag, a.Flag)
-		case slices.Contains(runtimeFlagNames, a.Flag) || tfs.Lookup(a.Flag) == nil:
-			return usagef("sweep: --grid %s: --%s is not a training flag of slatrun train", g, a.Flag)
-		case fs.Changed(a.Flag):
-			return usagef("sweep: --grid %s: --%s is also set for every cell; give it once", g, a.Flag)
-		}
-		spec.Axes = append(spec.Axes, a)
+	if spec.Axes, err = f.axes(); err != nil {
+		return spec, nil, err
 	}
-	var rtArgs []string
-	fs.Visit(func(f *pflag.Flag) {
-		if tfs.Lookup(f.Name) == nil || slices.Contains(sweepOwn, f.Name) {
+	f.fs.Visit(func(fl *pflag.Flag) {
+		if f.tfs.Lookup(fl.Name) == nil || slices.Contains(sweepOwn, fl.Name) {
 			return
 		}
-		arg := "--" + f.Name + "=" + f.Value.String()
-		if slices.Contains(runtimeFlagNames, f.Name) {
+		arg := "--" + fl.Name + "=" + fl.Value.String()
+		if slices.Contains(runtimeFlagNames, fl.Name) {
 			rtArgs = append(rtArgs, arg)
 		} else {
 			spec.Base = append(spec.Base, arg)
 		}
 	})
-	cells, err := spec.Cells()
-	if err != nil {
-		return usageErr(err)
+	return spec, rtArgs, nil
+}
+
+// axes parses the --grid axes, each over a training flag not set for
+// every cell.
+func (f *sweepFlags) axes() ([]sweep.Axis, error) {
+	var axes []sweep.Axis
+	for _, g := range f.grid {
+		a, err := sweep.ParseAxis(g)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		switch {
+		case slices.Contains(sweepOwn, a.Flag):
+			return nil, usagef("sweep: --grid %s: --%s has its own flag (--%ss)", g, a.Flag, a.Flag)
+		case slices.Contains(runtimeFlagNames, a.Flag) || f.tfs.Lookup(a.Flag) == nil:
+			return nil, usagef("sweep: --grid %s: --%s is not a training flag of slatrun train", g, a.Flag)
+		case f.fs.Changed(a.Flag):
+			return nil, usagef("sweep: --grid %s: --%s is also set for every cell; give it once", g, a.Flag)
+		}
+		axes = append(axes, a)
 	}
+	return axes, nil
+}
+
+// checkCells parses every cell's flags as slatrun train would; the
+// first cell's errors are those of the flags every cell shares.
+func checkCells(cells []sweep.Cell, rtArgs []string) error {
 	if _, err := parseCell(cells[0].Args, rtArgs); err != nil {
 		return err
 	}
@@ -148,56 +202,62 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("sweep: cell %s: %w", c.Name, err)
 		}
 	}
-	if *out == "" {
-		*out = filepath.Join("sweeps", strings.TrimSuffix(filepath.Base(base.model), ".onnx"))
-	}
+	return nil
+}
 
-	if *emit != "" {
-		name := *k8sName
-		if name == "" {
-			name = "slatrun-sweep-" + dnsName(filepath.Base(filepath.Clean(*out)))
-		}
-		var jobArgs []string
-		fs.Visit(func(f *pflag.Flag) {
-			switch {
-			case f.Name == "out" || f.Name == "shard" || f.Name == "emit-k8s" || strings.HasPrefix(f.Name, "k8s-"):
-			case f.Name == "grid":
-				for _, g := range *grid {
-					jobArgs = append(jobArgs, "--grid="+g)
-				}
-			default:
-				jobArgs = append(jobArgs, "--"+f.Name+"="+f.Value.String())
+// emitK8s writes the Kubernetes Indexed Job that runs the sweep's nCells
+// cells as shards, and runs nothing.
+func (f *sweepFlags) emitK8s(nCells int, stdout io.Writer) error {
+	name := f.k8sName
+	if name == "" {
+		name = "slatrun-sweep-" + dnsName(filepath.Base(filepath.Clean(f.out)))
+	}
+	var jobArgs []string
+	f.fs.Visit(func(fl *pflag.Flag) {
+		switch {
+		case fl.Name == "out" || fl.Name == "shard" || fl.Name == "emit-k8s" || strings.HasPrefix(fl.Name, "k8s-"):
+		case fl.Name == "grid":
+			for _, g := range f.grid {
+				jobArgs = append(jobArgs, "--grid="+g)
 			}
-		})
-		b, err := sweep.K8sJob(sweep.K8sOptions{Name: name, Shards: *k8sShards, Image: *k8sImage, Command: strings.Fields(*k8sCommand),
-			Args: jobArgs, PVC: *k8sPVC, Mount: *k8sMount, Dir: filepath.Base(filepath.Clean(*out)), CPU: *k8sCPU, Memory: *k8sMem})
-		if err != nil {
-			return usageErr(err)
+		default:
+			jobArgs = append(jobArgs, "--"+fl.Name+"="+fl.Value.String())
 		}
-		if *emit == "-" {
-			_, err = stdout.Write(b)
-			return err
-		}
-		if err := onnx.WriteFileAtomic(*emit, b); err != nil {
-			return fmt.Errorf("sweep: %w", err)
-		}
-		dir := strings.TrimSuffix(*k8sMount, "/") + "/" + filepath.Base(filepath.Clean(*out))
-		fmt.Fprintf(stdout, "wrote %s: Indexed Job %s, %d pods (%d cells, about %d each), results in PVC %s at %s\n"+
-			"run it with: kubectl apply -f %s; then: slatrun sweep --merge %s (in a pod with the volume, or on a copy of it)\n",
-			*emit, name, *k8sShards, len(cells), (len(cells)+*k8sShards-1) / *k8sShards, *k8sPVC, dir, *emit, dir)
-		return nil
+	})
+	b, err := sweep.K8sJob(sweep.K8sOptions{Name: name, Shards: f.k8sShards, Image: f.k8sImage, Command: strings.Fields(f.k8sCommand),
+		Args: jobArgs, PVC: f.k8sPVC, Mount: f.k8sMount, Dir: filepath.Base(filepath.Clean(f.out)), CPU: f.k8sCPU, Memory: f.k8sMem})
+	if err != nil {
+		return usageErr(err)
 	}
+	if f.emit == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := onnx.WriteFileAtomic(f.emit, b); err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	dir := strings.TrimSuffix(f.k8sMount, "/") + "/" + filepath.Base(filepath.Clean(f.out))
+	fmt.Fprintf(stdout, "wrote %s: Indexed Job %s, %d pods (%d cells, about %d each), results in PVC %s at %s\n"+
+		"run it with: kubectl apply -f %s; then: slatrun sweep --merge %s (in a pod with the volume, or on a copy of it)\n",
+		f.emit, name, f.k8sShards, nCells, (nCells+f.k8sShards-1)/f.k8sShards, f.k8sPVC, dir, f.emit, dir)
+	return nil
+}
 
+// run trains and evaluates the cells of this shard, then (unless the
+// sweep is sharded) writes the report. It returns the error of a failed
+// or busy cell after the report.
+func (f *sweepFlags) run(spec sweep.Spec, cells []sweep.Cell, rtArgs []string, stdout io.Writer) error {
 	var shard sweep.Shard
-	if *shardFlag != "" {
-		if shard, err = sweep.ParseShard(*shardFlag, os.Getenv); err != nil {
+	if f.shard != "" {
+		var err error
+		if shard, err = sweep.ParseShard(f.shard, os.Getenv); err != nil {
 			return usageErr(err)
 		}
 	}
-	if *workers < 1 {
+	if f.workers < 1 {
 		return usagef("sweep: --workers must be at least 1")
 	}
-	rt := base.rt
+	rt := f.base.rt
 	if err := rt.init(); err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
@@ -212,10 +272,10 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 			n++
 		}
 	}
-	fmt.Fprintf(stdout, "slatrun sweep: %d cells (%d in shard %s), %d workers → %s\n", len(cells), n, shard, *workers, *out)
+	fmt.Fprintf(stdout, "slatrun sweep: %d cells (%d in shard %s), %d workers → %s\n", len(cells), n, shard, f.workers, f.out)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sum, err := sweep.Run(ctx, spec, sweep.Options{Out: *out, Workers: *workers, Shard: shard, Log: stdout, Eval: evalFn,
+	sum, err := sweep.Run(ctx, spec, sweep.Options{Out: f.out, Workers: f.workers, Shard: shard, Log: stdout, Eval: evalFn,
 		Train: func(ctx context.Context, c sweep.Cell, dir string, resume bool, lock *orchestrator.RunLock, log io.Writer) error {
 			return trainCell(ctx, c, rtArgs, dir, resume, lock, log, open)
 		}})
@@ -227,14 +287,14 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if shard.N > 1 {
-		fmt.Fprintf(stdout, "shard %s done in %s; once every shard is: slatrun sweep --merge DIR... (the shards' --out)\n", shard, *out)
+		fmt.Fprintf(stdout, "shard %s done in %s; once every shard is: slatrun sweep --merge DIR... (the shards' --out)\n", shard, f.out)
 		return err
 	}
-	rep, cerr := sweep.Collect(*out)
+	rep, cerr := sweep.Collect(f.out)
 	if cerr != nil {
 		return cerr
 	}
-	if werr := writeReport(*out, rep, stdout); werr != nil {
+	if werr := writeReport(f.out, rep, stdout); werr != nil {
 		return werr
 	}
 	return err
