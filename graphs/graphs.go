@@ -28,6 +28,17 @@ const (
 	// Eval runs with BN on running statistics and outputs logits,
 	// loss.each and grad.x of the summed per-example loss.
 	Eval Kind = contract.KindEval
+	// KL is TRADES's inner maximization (DeriveTRADES): parameters and
+	// running statistics as inputs, BN on the running statistics (the
+	// reference attacks in eval mode), input logits.ref; outputs
+	// loss.each (the per-example KL divergence), logits and grad.x of
+	// Σ loss.each.
+	KL Kind = contract.KindKL
+	// TRADES is TRADES's outer loss (DeriveTRADES): the network on x and
+	// on x.adv with shared parameters, each pass with its own batch
+	// statistics; outputs loss (CE + β·KL), logits, logits.adv,
+	// grad.<param> and <stat>.next.
+	TRADES Kind = contract.KindTRADES
 )
 
 // Metadata keys written into every derived graph: aliases of the
@@ -64,6 +75,9 @@ type Spec struct {
 	// "dlr-t" (its targeted form −(z_y − z_t)/(z_π1 − (z_π3+z_π4)/2), with
 	// an extra int64 input "target" [Batch]).
 	Loss string
+	// Beta is the trades kind's weight β of the KL term (0 means the
+	// clean cross-entropy alone).
+	Beta float32
 	// BNMomentum is the running-statistics momentum in PyTorch's
 	// convention (new = (1−m)·old + m·batch); 0 means 0.1.
 	BNMomentum float32

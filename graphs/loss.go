@@ -242,3 +242,64 @@ func topKGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	dx := d.op("ScatterElements", []string{d.zeros(d.shape(x)), n.out[1], dy[0]}, onnx.AttrInt("axis", ax), onnx.AttrString("reduction", "add"))
 	return []string{dx}, nil
 }
+
+// emitKLHead emits the kl kind's loss on the logits z at x′ and returns
+// its gradient with respect to z. With p = softmax(logits.ref), the fixed
+// target, and q = softmax(z):
+//
+//	loss.each_i = Σ_j p_ij·(log p_ij − log q_ij),  ∂Σ loss.each/∂z = q − p,
+//
+// which is the summed KL divergence (PyTorch's KLDivLoss with reduction
+// "sum") that TRADES's inner maximization differentiates; log p and log q
+// are LogSoftmax, so a p that underflows to 0 contributes 0.
+func (d *deriver) emitKLHead() (string, error) {
+	z := d.g.output
+	zs := d.shape(z)
+	lp := d.op("LogSoftmax", []string{contract.RefLogits}, onnx.AttrInt("axis", 1))
+	p := d.op("Exp", []string{lp})
+	lq := d.op("LogSoftmax", []string{z}, onnx.AttrInt("axis", 1))
+	kl := d.reduceSum(d.op("Mul", []string{p, d.op("Sub", []string{lp, lq})}), []int64{1}, false)
+	d.b.Node("Identity", []string{kl}, []string{contract.LossEach})
+	d.output(contract.Logits, zs)
+	d.output(contract.LossEach, []int64{zs[0]})
+	return d.op("Sub", []string{d.op("Exp", []string{lq}), p}), nil
+}
+
+// emitTRADESHead emits the trades kind's loss on the clean logits z
+// (logits) and the adversarial logits a (logits.adv), both [B, K], and
+// returns the gradient with respect to the pair output [z; a] [2B, K]
+// (pairForward). With p = softmax(z), q = softmax(a), L = log p − log q
+// and y the labels:
+//
+//	loss = (1/B)·Σ_i [−log p_iy + β·Σ_j p_ij·L_ij]
+//	∂loss/∂z = (p − onehot(y))/B + (β/B)·p⊙(L − Σ_j p_j·L_j)
+//	∂loss/∂a = (β/B)·(q − p)
+//
+// which is TRADES's F.cross_entropy(z, y) + β·KLDivLoss(sum)(log_softmax(a),
+// softmax(z))/B with the gradient flowing through both arguments.
+func (d *deriver) emitTRADESHead(beta float32) (string, error) {
+	z, a := contract.Logits, contract.AdvLogits
+	zs := d.shape(z)
+	B, K := zs[0], zs[1]
+	oh := d.onehot(contract.Labels, K)
+	lz := d.op("LogSoftmax", []string{z}, onnx.AttrInt("axis", 1))
+	p := d.op("Exp", []string{lz})
+	la := d.op("LogSoftmax", []string{a}, onnx.AttrInt("axis", 1))
+	L := d.op("Sub", []string{lz, la})
+	pL := d.op("Mul", []string{p, L})
+	ce := d.reduceSum(d.op("Mul", []string{lz, oh}), []int64{0, 1}, false)
+	kl := d.reduceSum(pL, []int64{0, 1}, false)
+	invB := 1 / float32(B)
+	d.b.Node("Add", []string{d.op("Mul", []string{ce, d.scalar(-invB)}), d.op("Mul", []string{kl, d.scalar(beta * invB)})}, []string{contract.Loss})
+	d.output(contract.Loss, nil)
+	d.output(contract.Logits, zs)
+	d.output(contract.AdvLogits, zs)
+	// ∂/∂z: the CE part and the KL part through p (softmax's Jacobian on
+	// L; the Σ p·∂log p term vanishes).
+	centred := d.op("Sub", []string{L, d.reduceSum(pL, []int64{1}, true)})
+	dz := d.op("Add", []string{
+		d.op("Mul", []string{d.op("Sub", []string{p, oh}), d.scalar(invB)}),
+		d.op("Mul", []string{d.op("Mul", []string{p, centred}), d.scalar(beta * invB)})})
+	da := d.op("Mul", []string{d.op("Sub", []string{d.op("Exp", []string{la}), p}), d.scalar(beta * invB)})
+	return d.op("Concat", []string{dz, da}, onnx.AttrInt("axis", 0)), nil
+}

@@ -27,8 +27,18 @@ const (
 	// Loss is the mean cross-entropy output (0-d) of the attack and train
 	// kinds.
 	Loss = "loss"
-	// LossEach is the per-example loss output [N] of the eval kind.
+	// LossEach is the per-example loss output [N] of the eval and kl
+	// kinds.
 	LossEach = "loss.each"
+	// AdvInput is the trades kind's second image input [N, C, H, W], the
+	// adversarial x′ that the second instance of the network sees.
+	AdvInput = "x.adv"
+	// AdvLogits is the trades kind's output of the logits at AdvInput
+	// [N, K].
+	AdvLogits = "logits.adv"
+	// RefLogits is the kl kind's input of the clean logits [N, K] whose
+	// softmax is the fixed target distribution of the KL divergence.
+	RefLogits = "logits.ref"
 )
 
 // Prefixes and suffixes that name tensors after another tensor t; build
@@ -84,6 +94,8 @@ const (
 	MetaInput = MetaPrefix + "input"
 	// MetaClasses is a zoo model's number of classes (decimal).
 	MetaClasses = MetaPrefix + "classes"
+	// MetaBeta is a trades graph's KL weight β (decimal).
+	MetaBeta = MetaPrefix + "beta"
 	// MetaBN, set to BNNone, says a model really has no batch
 	// normalization (so Derive does not take it for a PyTorch eval-mode
 	// export that folded BN into its convolutions).
@@ -99,6 +111,15 @@ const (
 	KindAttack  = "attack"
 	KindTrain   = "train"
 	KindEval    = "eval"
+	// KindKL is TRADES's inner maximization: BN on the running statistics
+	// (inputs, not updated), per-example KL(softmax(RefLogits) ‖
+	// softmax(f(x))) and its input gradient.
+	KindKL = "kl"
+	// KindTRADES is TRADES's outer loss: the network instantiated twice
+	// with shared parameters (x and AdvInput, each with its own batch
+	// statistics), CE(f(x), y) + β·KL(f(x) ‖ f(x′)) and its parameter
+	// gradients.
+	KindTRADES = "trades"
 )
 
 // Loss heads: the per-example losses of the eval kind (MetaLoss). For
@@ -112,6 +133,15 @@ const (
 	// the function whose value and gradient FAB-T linearizes.
 	HeadDiffT = "diff-t"
 )
+
+// HeadKL is the loss of the kl kind (MetaLoss): the per-example
+// KL(softmax(RefLogits) ‖ softmax(z)) = Σ_j p_j·(log p_j − log q_j).
+// It is not an eval head.
+const HeadKL = "kl"
+
+// HeadTRADES is the loss of the trades kind (MetaLoss): the batch mean of
+// CE(z, y) + β·KL(softmax(z) ‖ softmax(z′)). It is not an eval head.
+const HeadTRADES = "trades"
 
 // DefaultHead is the loss head of an eval graph derived with no head named.
 const DefaultHead = HeadCE

@@ -26,7 +26,7 @@ func TestNames(t *testing.T) {
 }
 
 func TestMetaKeysHavePrefix(t *testing.T) {
-	for _, k := range []string{MetaKind, MetaTaps, MetaParams, MetaStats, MetaBatch, MetaLoss, MetaModel, MetaInput, MetaClasses, MetaBN} {
+	for _, k := range []string{MetaKind, MetaTaps, MetaParams, MetaStats, MetaBatch, MetaLoss, MetaModel, MetaInput, MetaClasses, MetaBN, MetaBeta} {
 		if !strings.HasPrefix(k, MetaPrefix) {
 			t.Errorf("metadata key %q does not start with %q", k, MetaPrefix)
 		}
