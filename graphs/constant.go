@@ -16,7 +16,7 @@ func init() {
 		"Constant":        {infer: inferConstant, nullary: true},
 		"Shape":           {infer: inferShape, grad: noGrad},
 		"Size":            {infer: inferSize, grad: noGrad},
-		"ConstantOfShape": {infer: inferConstantOfShape},
+		"ConstantOfShape": {infer: inferConstantOfShape, grad: noGrad},
 		"Range":           {infer: inferRange},
 	})
 }

@@ -220,17 +220,43 @@ func convTransposeGrad(d *deriver, n *node, dy []string) ([]string, error) {
 			onnx.AttrInt("group", cg.group))
 	}
 	if d.wants(w) {
-		if cg.group != 1 {
-			return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: "weight gradient of a grouped ConvTranspose"}
-		}
 		// Σ_n,i x[n,ci,i]·dY[n,co,i·s + k·dil − p]: a weight gradient of
-		// "dY as input, X as output gradient" giving [Cin, Cout, k].
-		res[1] = d.convWeightGradT(dy[0], ys, x, xs, cg)
+		// "dY as input, X as output gradient" giving [Cin, Cout, k]; a
+		// grouped ConvTranspose (the input gradient of a grouped Conv,
+		// differentiated in second-order graphs) takes it group by group
+		// from channel slices and concatenates along Cin.
+		if cg.group == 1 {
+			res[1] = d.convWeightGradT(dy[0], ys, x, xs, cg)
+		} else {
+			res[1] = d.groupedConvWeightGradT(dy[0], ys, x, xs, cg)
+		}
 	}
 	if d.wants(b) {
 		res[2] = d.reduceSum(dy[0], append([]int64{0}, seq(2, r+2)...), false)
 	}
 	return res, nil
+}
+
+// groupedConvWeightGradT is convWeightGradT for a ConvTranspose of G
+// groups: W [Cin, Cout/G, k], group i maps input channels
+// [i·Cin/G, (i+1)·Cin/G) to output channels [i·Cout/G, (i+1)·Cout/G).
+func (d *deriver) groupedConvWeightGradT(g string, gShape []int64, x string, xShape []int64, cg convGeom) string {
+	G := cg.group
+	ci, co := xShape[1]/G, gShape[1]/G
+	one := cg
+	one.group = 1
+	parts := make([]string, G)
+	for i := int64(0); i < G; i++ {
+		xi := d.op("Slice", []string{x, d.ints(i * ci), d.ints((i + 1) * ci), d.ints(1)})
+		gi := d.op("Slice", []string{g, d.ints(i * co), d.ints((i + 1) * co), d.ints(1)})
+		xsi, gsi := clone64(xShape), clone64(gShape)
+		xsi[1], gsi[1] = ci, co
+		parts[i] = d.convWeightGradT(gi, gsi, xi, xsi, one)
+	}
+	if G == 1 {
+		return parts[0]
+	}
+	return d.op("Concat", parts, onnx.AttrInt("axis", 0))
 }
 
 // convWeightGradT computes W'[ci, co, k] = Σ_n,i x[n,ci,i]·g[n,co,i·s+k·dil−p]

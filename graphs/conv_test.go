@@ -41,6 +41,10 @@ var convCases = []fdCase{
 	{name: "Conv/1d", x: []int64{2, 3, 9}, build: func(b *onnx.Builder, r *rand.Rand) string {
 		return b.Op("Conv", []string{"x", param(b, r, "pW", 2, 3, 3), param(b, r, "pB", 2)}, onnx.AttrInts("pads", 1, 0), onnx.AttrInts("strides", 2))
 	}},
+	{name: "ConvTranspose/group2", x: []int64{2, 4, 4, 4}, build: func(b *onnx.Builder, r *rand.Rand) string {
+		return b.Op("ConvTranspose", []string{"x", param(b, r, "pW", 4, 3, 3, 3)},
+			onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 1, 1, 1, 1), onnx.AttrInt("group", 2))
+	}},
 	{name: "ConvTranspose/stride2", x: []int64{2, 3, 4, 4}, build: func(b *onnx.Builder, r *rand.Rand) string {
 		return b.Op("ConvTranspose", []string{"x", param(b, r, "pW", 3, 2, 3, 3), param(b, r, "pB", 2)},
 			onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 1, 1, 1, 1), onnx.AttrInts("output_padding", 1, 1))

@@ -49,7 +49,7 @@ func init() {
 		"Dropout": {upgrade: dropoutToIdentity},
 		// element types
 		"Cast":     {infer: inferCast, fold: foldCast, foldFloat: true, grad: castGrad},
-		"CastLike": {infer: inferCastLike},
+		"CastLike": {infer: inferCastLike, grad: castLikeGrad},
 		// broadcasting arithmetic
 		"Add":   {infer: inferBroadcast, fold: foldBinary(func(a, b float64) (float64, bool) { return a + b, true }), grad: addGrad},
 		"Sub":   {infer: inferBroadcast, fold: foldBinary(func(a, b float64) (float64, bool) { return a - b, true }), grad: subGrad},
@@ -362,6 +362,15 @@ func clipGrad(d *deriver, n *node, dy []string) ([]string, error) {
 
 func castGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	if t := d.g.info[n.in[0]]; t != nil && t.isFloat() && onnx.DType(n.int("to", 0)) == onnx.Float {
+		return dy[:1], nil
+	}
+	return nil, nil
+}
+
+// castLikeGrad: a float-to-float CastLike passes dY to its input; its
+// second input only gives the type.
+func castLikeGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	if a, b := d.g.info[n.in[0]], d.g.info[n.in[1]]; a != nil && b != nil && a.isFloat() && b.isFloat() {
 		return dy[:1], nil
 	}
 	return nil, nil

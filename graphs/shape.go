@@ -24,7 +24,7 @@ func init() {
 		"Pad":             {upgrade: upgradePad, infer: inferPad, grad: padGrad},
 		"Gather":          {infer: inferGather, fold: foldGather, grad: gatherGrad},
 		"GatherElements":  {infer: inferGatherElements, grad: gatherElementsGrad},
-		"ScatterElements": {infer: sameShape},
+		"ScatterElements": {infer: sameShape, grad: scatterElementsGrad},
 		"Expand":          {infer: inferExpand, fold: foldExpand, grad: expandGrad},
 		"Tile":            {infer: inferTile, grad: tileGrad},
 		"Upsample":        {upgrade: refuseUpsample},
@@ -131,26 +131,58 @@ func splitGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	return one(d.op("Concat", parts, onnx.AttrInt("axis", ax))), nil
 }
 
+// sliceGrad places dY back where the slice took it. A step-s slice
+// (s > 1) spreads dY first: each element followed by s − 1 zeros (a
+// reshape to [..., m, 1, ...], a Pad of the new axis, a reshape back and a
+// Slice to (m − 1)·s + 1); a negative step reverses dY first and is then a
+// positive-step slice from its lowest index. One Pad then puts the result
+// at its offset. (Strided slices are the weight-gradient form of strided
+// convolutions, so second-order graphs differentiate them.)
 func sliceGrad(d *deriver, n *node, dy []string) ([]string, error) {
-	xs := d.shape(n.in[0])
+	xs, ys := d.shape(n.in[0]), d.shape(n.out[0])
 	spec, _, err := d.g.sliceSpec(n, xs)
 	if err != nil {
 		return nil, err
 	}
 	r := len(xs)
+	g := dy[0]
+	cur := clone64(ys)
 	pads := make([]int64, 2*r)
+	padded := false
 	for _, s := range spec {
-		if s.step != 1 {
-			return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: fmt.Sprintf("step %d; slatrun differentiates step-1 slices", s.step)}
+		ax, m := s.axis, cur[s.axis]
+		if m == 0 {
+			pads[int64(r)+ax] = xs[ax]
+			padded = true
+			continue
 		}
-		end := s.end
-		if end < s.start {
-			end = s.start
+		lo, step := s.start, s.step
+		if step < 0 {
+			lo, step = s.start+(m-1)*step, -step
+			g = d.op("Slice", []string{g, d.ints(-1), d.ints(int64(-1) << 62), d.ints(ax), d.ints(-1)})
 		}
-		pads[s.axis] = s.start
-		pads[int64(r)+s.axis] = xs[s.axis] - end
+		if step > 1 {
+			wide := append(append(clone64(cur[:ax+1]), 1), cur[ax+1:]...)
+			g = d.reshape(g, wide)
+			sp := make([]int64, 2*(r+1))
+			sp[int64(r+1)+ax+1] = step - 1
+			g = d.op("Pad", []string{g, d.ints(sp...)})
+			next := clone64(cur)
+			next[ax] = m * step
+			g = d.reshape(g, next)
+			span := (m-1)*step + 1
+			g = d.op("Slice", []string{g, d.ints(0), d.ints(span), d.ints(ax)})
+			next[ax] = span
+			cur = next
+		}
+		pads[ax] = lo
+		pads[int64(r)+ax] = xs[ax] - lo - cur[ax]
+		padded = padded || lo != 0 || pads[int64(r)+ax] != 0
 	}
-	return one(d.op("Pad", []string{dy[0], d.ints(pads...)})), nil
+	if !padded {
+		return one(g), nil
+	}
+	return one(d.op("Pad", []string{g, d.ints(pads...)})), nil
 }
 
 func padGrad(d *deriver, n *node, dy []string) ([]string, error) {
@@ -202,6 +234,36 @@ func gatherElementsGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	}
 	dx := d.op("ScatterElements", []string{d.zeros(xs), n.in[1], dy[0]}, onnx.AttrInt("axis", ax), onnx.AttrString("reduction", "add"))
 	return one(dx), nil
+}
+
+// scatterElementsGrad: the updates' gradient gathers dY at the scattered
+// positions; the data's is dY with reduction add, and dY with those
+// positions zeroed with reduction none (indices unique, as ONNX requires).
+// Other reductions have no rule. The MaxPool backward (a scatter-add into
+// zeros) is differentiated by it in second-order graphs.
+func scatterElementsGrad(d *deriver, n *node, dy []string) ([]string, error) {
+	data, idx, upd := n.in[0], n.in[1], n.in[2]
+	ax, err := normAxis(n.int("axis", 0), len(d.shape(data)))
+	if err != nil {
+		return nil, err
+	}
+	res := make([]string, 3)
+	switch red := n.str("reduction", "none"); red {
+	case "add":
+		if d.wants(data) {
+			res[0] = dy[0]
+		}
+	case "none":
+		if d.wants(data) {
+			res[0] = d.op("ScatterElements", []string{dy[0], idx, d.zeros(d.shape(upd))}, onnx.AttrInt("axis", ax))
+		}
+	default:
+		return nil, &UnsupportedOpError{Node: n.name, Op: n.op, Detail: "reduction " + red}
+	}
+	if d.wants(upd) {
+		res[2] = d.op("GatherElements", []string{dy[0], idx}, onnx.AttrInt("axis", ax))
+	}
+	return res, nil
 }
 
 func expandGrad(d *deriver, n *node, dy []string) ([]string, error) {

@@ -39,6 +39,12 @@ var shapeCases = []fdCase{
 	{name: "Slice", x: []int64{2, 5, 6}, build: func(b *onnx.Builder, r *rand.Rand) string {
 		return b.Op("Slice", []string{"x", ints(b, 1, -4), ints(b, 4, 100), ints(b, 1, 2)})
 	}},
+	{name: "Slice/step 2", x: []int64{2, 5, 7}, build: func(b *onnx.Builder, r *rand.Rand) string {
+		return b.Op("Slice", []string{"x", ints(b, 1, 0), ints(b, 5, 6), ints(b, 1, 2), ints(b, 2, 3)})
+	}},
+	{name: "Slice/step -2", x: []int64{2, 5, 7}, build: func(b *onnx.Builder, r *rand.Rand) string {
+		return b.Op("Slice", []string{"x", ints(b, -1, 5), ints(b, -100, 0), ints(b, 2, 1), ints(b, -2, -3)})
+	}},
 	{name: "Pad", x: []int64{2, 2, 3, 3}, build: func(b *onnx.Builder, r *rand.Rand) string {
 		return b.Op("Pad", []string{"x", ints(b, 0, 0, 1, 2, 0, 0, 2, 0), b.Scalar(0.5)})
 	}},
