@@ -710,8 +710,11 @@ func (d *deriver) output(name string, shape []int64) {
 }
 
 // gradOutput declares grad.<name>, the total gradient of forward tensor name.
-func (d *deriver) gradOutput(name string) {
-	out := contract.GradName(name)
+func (d *deriver) gradOutput(name string) { d.gradOutputAs(name, contract.GradName(name)) }
+
+// gradOutputAs declares the total gradient of forward tensor name as the
+// graph output out (zeros when no gradient reaches name).
+func (d *deriver) gradOutputAs(name, out string) {
 	shape := d.g.info[name].shape
 	if len(d.grads[name]) == 0 {
 		d.b.Node("ConstantOfShape", []string{d.ints(shape...)}, []string{out}, onnx.AttrTensor("value", onnx.FloatTensor("value", []int64{1}, []float32{0})))
