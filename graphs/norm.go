@@ -227,6 +227,20 @@ func bnGrad(d *deriver, n *node, dy []string) ([]string, error) {
 		if d.wants(bias) {
 			res[2] = d.reduceSum(dy[0], axes, false)
 		}
+		// the running statistics, inputs of some graphs (the kl kind) and
+		// differentiated in second-order graphs: ∂y/∂mean = −γ·inv,
+		// ∂y/∂var = −½·γ·(x − mean)·inv³
+		if mean, vr := n.in[3], n.in[4]; d.wants(mean) || d.wants(vr) {
+			gs := d.mul(scale, inv)
+			if d.wants(mean) {
+				res[3] = d.op("Neg", []string{d.mul(d.reduceSum(dy[0], axes, false), gs)})
+			}
+			if d.wants(vr) {
+				xc := d.sub(x, d.reshape(mean, bs))
+				s := d.reduceSum(d.mul(dy[0], xc), axes, false)
+				res[4] = d.mul(s, d.mul(d.mul(gs, d.mul(inv, inv)), d.scalar(-0.5)))
+			}
+		}
 		return res, nil
 	}
 	sv := d.saved[n]

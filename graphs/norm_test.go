@@ -28,6 +28,9 @@ var normCases = []fdCase{
 	{name: "BatchNormalization/training 2d", x: []int64{6, 4}, training: true, build: func(b *onnx.Builder, r *rand.Rand) string {
 		return bnNode(b, r, 4)
 	}, xgen: func(r *rand.Rand, n int) []float32 { return randn(r, n, 1) }},
+	{name: "BatchNormalization/inference stats", x: []int64{2, 3, 3, 3}, wrt: []string{"x", "pS", "mean", "var"}, build: func(b *onnx.Builder, r *rand.Rand) string {
+		return bnNode(b, r, 3)
+	}},
 	{name: "BatchNormalization/inference", x: []int64{2, 3, 3, 3}, build: func(b *onnx.Builder, r *rand.Rand) string {
 		return bnNode(b, r, 3)
 	}},

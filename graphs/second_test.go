@@ -18,7 +18,8 @@ import (
 )
 
 // firstOrderGraphs derives every kind (plain form) of the zoo models and
-// the PyTorch fixture that second-order derivation must handle.
+// the PyTorch fixture, the TRADES kinds included, that second-order
+// derivation must handle.
 func firstOrderGraphs(t *testing.T) map[string]*onnx.Model {
 	t.Helper()
 	torch, err := onnx.Load(filepath.Join("testdata", "torch_cnn.onnx"))
@@ -60,6 +61,13 @@ func firstOrderGraphs(t *testing.T) map[string]*onnx.Model {
 				t.Fatalf("%s %s %s: %v", mc.name, spec.Kind, spec.Loss, err)
 			}
 			out[fmt.Sprintf("%s/%s%s in %v nd %v", mc.name, spec.Kind, spec.Loss, spec.InputGrad, spec.NoDomainClip)] = m
+		}
+		for _, spec := range []Spec{{Kind: KL, Batch: 2}, {Kind: TRADES, Batch: 2, Beta: 6}} {
+			m, err := DeriveTRADES(fwd, spec)
+			if err != nil {
+				t.Fatalf("%s %s: %v", mc.name, spec.Kind, err)
+			}
+			out[mc.name+"/"+string(spec.Kind)] = m
 		}
 	}
 	return out
