@@ -81,6 +81,12 @@ type Config struct {
 	// Taps are the latent tensors SLAT perturbs (default: the forward
 	// graph's slatrun.taps metadata, the zoo model's default taps).
 	Taps []string
+	// TRADESBeta is TRADES's weight β of KL(f(x) ‖ f(x′)) in the outer
+	// loss CE(f(x), y) + β·KL (Auto: its Defaults row, 6).
+	TRADESBeta float32
+	// TRADESSteps is the number K of TRADES's inner PGD steps on the KL
+	// divergence (0: its Defaults row, 10).
+	TRADESSteps int
 	// LatentEta is SLAT's latent budget η in activation units (Auto: its
 	// Defaults row, a multiple of ε).
 	LatentEta float32
@@ -193,6 +199,7 @@ func DefaultConfig() Config {
 		LatentEta:    Auto,
 		LatentStep:   Auto,
 		LatentRadius: Auto,
+		TRADESBeta:   Auto,
 		DomainClip:   true,
 		BNStats:      BNStatsAll,
 		Probe:        ProbeConfig{N: 1000, Steps: 10, Step: Auto, Collapse: 0.5, Floor: 0.1},
@@ -211,6 +218,7 @@ const (
 	pgd
 	free
 	slat
+	trades
 )
 
 // method is a parsed Config.Method.
@@ -226,12 +234,12 @@ func (m method) String() string {
 	case free:
 		return "free-" + strconv.Itoa(m.k)
 	}
-	return [...]string{"standard", "fgsm", "fgsm-rs", "n-fgsm", "", "", "slat"}[m.fam]
+	return [...]string{"standard", "fgsm", "fgsm-rs", "n-fgsm", "", "", "slat", "trades"}[m.fam]
 }
 
 // Methods lists the method names Config.Method accepts (K and M stand for
 // numbers).
-const Methods = "standard, fgsm, fgsm-rs, n-fgsm, pgd-K, free-M, slat"
+const Methods = "standard, fgsm, fgsm-rs, n-fgsm, pgd-K, free-M, slat, trades"
 
 func parseMethod(s string) (method, error) {
 	switch strings.ToLower(s) {
@@ -245,6 +253,8 @@ func parseMethod(s string) (method, error) {
 		return method{fam: nfgsm}, nil
 	case "slat":
 		return method{fam: slat}, nil
+	case "trades":
+		return method{fam: trades}, nil
 	}
 	for prefix, fam := range map[string]family{"pgd-": pgd, "free-": free} {
 		if rest, ok := strings.CutPrefix(strings.ToLower(s), prefix); ok {
@@ -316,6 +326,10 @@ func (c *Config) Validate() error {
 	auto("LatentStep", c.LatentStep)
 	auto("LatentRadius", c.LatentRadius)
 	auto("Probe.Step", c.Probe.Step)
+	auto("TRADESBeta", c.TRADESBeta)
+	if c.TRADESSteps < 0 {
+		bad("TRADESSteps = %d: want ≥ 0 (0: the default)", c.TRADESSteps)
+	}
 	if c.Probe.N < 0 {
 		bad("Probe.N = %d: want ≥ 0 (0: all of Holdout)", c.Probe.N)
 	}
@@ -388,6 +402,8 @@ type resolved struct {
 	LatentStep   float32  `json:"latent_step,omitempty"`
 	LatentRadius float32  `json:"latent_radius,omitempty"`
 	DomainClip   bool     `json:"domain_clip,omitempty"`
+	TRADESBeta   float32  `json:"trades_beta,omitempty"`
+	TRADESSteps  int      `json:"trades_steps,omitempty"`
 	BNStats      string   `json:"bn_stats"`
 	AugmentPad   int      `json:"augment_pad"`
 	AugmentFlip  bool     `json:"augment_flip"`
@@ -465,6 +481,16 @@ func resolve(c *Config, m method, taps []string) resolved {
 		r.NoiseRadius = c.NoiseRadius
 		if r.NoiseRadius == Auto {
 			r.NoiseRadius = def("NoiseRadius", 0)
+		}
+	}
+	if m.fam == trades {
+		r.TRADESBeta = c.TRADESBeta
+		if r.TRADESBeta == Auto {
+			r.TRADESBeta = def("TRADESBeta", 0)
+		}
+		r.TRADESSteps = c.TRADESSteps
+		if r.TRADESSteps == 0 {
+			r.TRADESSteps = int(def("TRADESSteps", 0))
 		}
 	}
 	if m.fam == slat {

@@ -15,6 +15,7 @@ const (
 	OfEps     Basis = "ε"   // the input budget, Config.Eps
 	OfEpsPerK Basis = "ε/K" // Config.Eps over PGD-K's number of steps K
 	OfEta     Basis = "η"   // SLAT's latent budget, Config.LatentEta resolved
+	OfOne     Basis = ""    // a plain number (TRADES's β and K)
 )
 
 // Default is a row of the table Defaults returns: the value a setting of
@@ -37,7 +38,7 @@ type Default struct {
 // Value writes the default as the help and the docs do: "0.9ε", "2.5ε/K",
 // "η".
 func (d Default) Value() string {
-	if d.Scale == 1 {
+	if d.Scale == 1 && d.Basis != OfOne {
 		return string(d.Basis)
 	}
 	return strconv.FormatFloat(float64(d.Scale), 'g', -1, 32) + string(d.Basis)
@@ -63,6 +64,8 @@ func Defaults() []Default {
 			"Each of PGD-K's K steps from a uniform start in ±ε (slatrun's choice; the reference uses ε/4 for K = 7)."},
 		{"free-M", "InputStep", "input-step", perturb.DefaultFGSMStep, OfEps,
 			"The step δ takes after each of Free-M's M replays."},
+		{"trades", "InputStep", "input-step", perturb.DefaultTRADESStep, OfEps,
+			"Each of TRADES's K steps on the KL divergence, from x + 0.001·N(0, I) (slatrun's choice; the reference uses 0.007 for ε = 0.031, about ε/4.4)."},
 		{"n-fgsm", "NoiseRadius", "noise-radius", perturb.DefaultNFGSMStart, OfEps,
 			"The half-width of N-FGSM's uniform start."},
 		{"slat", "LatentEta", "latent-eta", perturb.DefaultLatentEta, OfEps,
@@ -71,6 +74,10 @@ func Defaults() []Default {
 			"SLAT's latent step at each tap, before the ±radius clip."},
 		{"slat", "LatentRadius", "latent-radius", perturb.DefaultLatentRadius, OfEta,
 			"The ±clip of SLAT's latent step (0: no clip)."},
+		{"trades", "TRADESBeta", "trades-beta", perturb.DefaultTRADESBeta, OfOne,
+			"TRADES's weight β of KL(f(x) ‖ f(x′)) beside CE(f(x), y) in the outer loss."},
+		{"trades", "TRADESSteps", "trades-steps", perturb.DefaultTRADESSteps, OfOne,
+			"The number K of TRADES's inner PGD steps on the KL divergence."},
 		{"", "Probe.Step", "", perturb.DefaultPGDStep, OfEps,
 			"The step of the per-epoch PGD probe."},
 	}
@@ -131,6 +138,8 @@ func (d Default) of(eps, eta float32, k int) float32 {
 		return d.Scale * eps / float32(k)
 	case OfEta:
 		return d.Scale * eta
+	case OfOne:
+		return d.Scale
 	}
 	return d.Scale * eps
 }

@@ -13,7 +13,9 @@ import (
 // TestAutoHelp: the help phrases slatrun train shows come from the table.
 func TestAutoHelp(t *testing.T) {
 	for _, c := range []struct{ flag, want string }{
-		{"input-step", "auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε"},
+		{"input-step", "auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε, trades 0.25ε"},
+		{"trades-beta", "auto: 6"},
+		{"trades-steps", "auto: 10"},
 		{"noise-radius", "auto: 2ε"},
 		{"latent-eta", "auto: ε"},
 		{"latent-step", "auto: 1.8η"},
@@ -44,7 +46,8 @@ func TestDefaultsResolve(t *testing.T) {
 		}
 		r := resolve(&c, m, []string{"a"})
 		got := map[string]float32{"InputStep": r.InputStep, "NoiseRadius": r.NoiseRadius, "LatentEta": r.LatentEta,
-			"LatentStep": r.LatentStep, "LatentRadius": r.LatentRadius, "Probe.Step": r.ProbeStep}
+			"LatentStep": r.LatentStep, "LatentRadius": r.LatentRadius, "Probe.Step": r.ProbeStep,
+			"TRADESBeta": r.TRADESBeta, "TRADESSteps": float32(r.TRADESSteps)}
 		v, ok := got[d.Setting]
 		if !ok {
 			t.Errorf("row %s/%s: no such setting", d.Method, d.Setting)

@@ -107,6 +107,53 @@ func (t *Trainer) stepFree() error {
 	return nil
 }
 
+// stepTRADES is TRADES (Zhang et al. 2019), as the reference's trades_loss:
+// the inner maximization runs the kl graph, BN on the running statistics
+// (the reference's eval mode), which updates no statistics: one pass at
+// the clean x gives the clean logits whose softmax is the fixed target,
+// then from x′ = x + 0.001·N(0, I) (not boxed) K steps of α·sign(∂KL/∂x′),
+// each projected to the ε-ball and [0, 1]. The train pass (trades graph)
+// sees x and x′ and drives SGD with CE(f(x), y) + β·KL(f(x) ‖ f(x′)).
+func (t *Trainer) stepTRADES() error {
+	k, tr := t.kl, t.train
+	copy(k.x, t.x)
+	copy(k.y, t.y)
+	clear(k.ref)
+	if err := t.klPass(); err != nil {
+		return err
+	}
+	copy(k.ref, k.logits)
+	perturb.Normal(t.rng, t.delta, perturb.DefaultTRADESStart)
+	for range t.r.TRADESSteps {
+		perturb.Add(k.x, t.x, t.delta)
+		if err := t.klPass(); err != nil {
+			return err
+		}
+		perturb.LinfStep(t.delta, k.gradX, t.x, t.r.InputStep, t.r.Eps)
+	}
+	perturb.Box(t.x, t.delta, 0, 1) // the reference's final clamp (K = 0)
+	copy(tr.x, t.x)
+	perturb.Add(tr.xAdv, t.x, t.delta)
+	return t.trainPass()
+}
+
+// klPass runs the kl graph and stops on a non-finite divergence. It
+// updates no BN statistics (the graph reads the running ones).
+func (t *Trainer) klPass() error {
+	if err := timedRun(t.kl.s, &t.times.Attack, &t.times.AttackPasses); err != nil {
+		return err
+	}
+	sum := float32(0)
+	for _, v := range t.kl.each {
+		sum += v
+	}
+	if !finite32(sum) {
+		lr, _ := t.sched.At(t.global)
+		return &lossError{loss: sum, lr: lr, global: t.global, pass: "attack"}
+	}
+	return nil
+}
+
 // attackPass runs the attack graph on the inputs the step has written,
 // stops on a non-finite loss and, with BNStats "all", takes the BN
 // statistics it returns.

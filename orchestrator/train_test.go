@@ -94,6 +94,7 @@ func TestMethodsLearn(t *testing.T) {
 		{"mlp", "pgd-3"},
 		{"mlp", "free-3"},
 		{"convnet", "slat"},
+		{"mlp", "trades"},
 	} {
 		t.Run(c.method, func(t *testing.T) {
 			cfg := testConfig(t, c.model, c.method)
@@ -338,7 +339,7 @@ func stepByHand(t *testing.T, method, bnStats string, kernels bool) {
 // TestStepAllocatesNothing checks each method's step in steady state.
 func TestStepAllocatesNothing(t *testing.T) {
 	for _, c := range []struct{ model, method string }{
-		{"mlp", "standard"}, {"mlp", "fgsm-rs"}, {"mlp", "n-fgsm"}, {"mlp", "pgd-2"}, {"mlp", "free-2"}, {"convnet", "slat"},
+		{"mlp", "standard"}, {"mlp", "fgsm-rs"}, {"mlp", "n-fgsm"}, {"mlp", "pgd-2"}, {"mlp", "free-2"}, {"convnet", "slat"}, {"mlp", "trades"},
 	} {
 		cfg := testConfig(t, c.model, c.method)
 		cfg.Holdout = nil
@@ -381,7 +382,7 @@ func TestResume(t *testing.T) {
 	for _, c := range []struct {
 		model, method string
 		kernels       bool // slatrun's oneDNN kernels
-	}{{"mlp", "fgsm-rs", false}, {"mlp", "free-2", false}, {"convnet", "slat", false}, {"convnet", "slat", true}} {
+	}{{"mlp", "fgsm-rs", false}, {"mlp", "free-2", false}, {"convnet", "slat", false}, {"convnet", "slat", true}, {"convnet", "trades", false}} {
 		name := c.method
 		if c.kernels {
 			name += "/onednn"

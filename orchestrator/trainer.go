@@ -33,7 +33,10 @@ type session struct {
 	y      []int64
 	loss   []float32 // loss[0]
 	logits []float32
-	gradX  []float32   // attack; train with InputGrad
+	gradX  []float32   // attack, kl; train with InputGrad
+	xAdv   []float32   // trades: x.adv, the adversarial input
+	ref    []float32   // kl: logits.ref, the clean logits of the KL target
+	each   []float32   // kl: loss.each, the per-example KL divergence
 	taps   [][]float32 // attack: grad.<tap>; train: delta.<tap>
 	// statNext are the BN running statistics this pass leaves
 	// (<stat>.next), in the order of Trainer.stats.
@@ -41,7 +44,15 @@ type session struct {
 }
 
 func bindSession(s *ort.Session, taps []string, tapPrefix string, gradX bool, stats []graphs.Tensor) *session {
-	b := &session{s: s, x: s.Float(contract.Input), y: s.Int64(contract.Labels), loss: s.Float(contract.Loss), logits: s.Float(contract.Logits)}
+	b := &session{s: s, x: s.Float(contract.Input), y: s.Int64(contract.Labels), logits: s.Float(contract.Logits)}
+	if s.Has(contract.Loss) {
+		b.loss = s.Float(contract.Loss)
+	}
+	for name, dst := range map[string]*[]float32{contract.AdvInput: &b.xAdv, contract.RefLogits: &b.ref, contract.LossEach: &b.each} {
+		if s.Has(name) {
+			*dst = s.Float(name)
+		}
+	}
 	if gradX {
 		b.gradX = s.Float(contract.InputGrad)
 	}
@@ -78,6 +89,7 @@ type Trainer struct {
 	sched         optim.Schedule
 
 	attack, train *session
+	kl            *session     // trades: the inner maximization's graph
 	step          func() error // the method's step
 
 	loader *dataset.Loader
@@ -269,15 +281,24 @@ func (t *Trainer) setup() error {
 	if t.m.fam == slat {
 		taps = t.taps
 	}
-	if t.m.fam != standard && t.m.fam != free {
+	if t.m.fam != standard && t.m.fam != free && t.m.fam != trades {
 		s, err := t.session("attack", graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps}, opts)
 		if err != nil {
 			return err
 		}
 		t.attack = bindSession(s, taps, contract.GradPrefix, true, t.stats)
 	}
-	s, err := t.session("train", graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps,
-		NoDomainClip: !cfg.DomainClip, InputGrad: t.m.fam == free}, opts)
+	trainSpec := graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps,
+		NoDomainClip: !cfg.DomainClip, InputGrad: t.m.fam == free}
+	if t.m.fam == trades {
+		s, err := t.session("kl", graphs.Spec{Kind: graphs.KL, Batch: B}, opts)
+		if err != nil {
+			return err
+		}
+		t.kl = bindSession(s, nil, "", true, nil)
+		trainSpec = graphs.Spec{Kind: graphs.TRADES, Batch: B, Beta: t.r.TRADESBeta}
+	}
+	s, err := t.session("train", trainSpec, opts)
 	if err != nil {
 		return err
 	}
@@ -323,6 +344,8 @@ func (t *Trainer) setup() error {
 		t.step = t.stepFree
 	case slat:
 		t.step = t.stepSLAT
+	case trades:
+		t.step = t.stepTRADES
 	}
 	if cfg.Holdout != nil && t.r.ProbeN > 0 {
 		if t.probe, err = newProber(cfg.Forward, t.Weights(), cfg.Holdout.Slice(0, t.r.ProbeN), min(B, t.r.ProbeN), t.r, cfg.Runtime); err != nil {
@@ -336,7 +359,11 @@ func (t *Trainer) setup() error {
 func (t *Trainer) session(name string, spec graphs.Spec, opts ort.Options) (*ort.Session, error) {
 	spec.NCHWcBlock = opts.NCHWc()
 	spec.Kernels = opts.OneDNN()
-	g, err := graphs.Derive(t.cfg.Forward, spec)
+	derive := graphs.Derive
+	if spec.Kind == graphs.KL || spec.Kind == graphs.TRADES {
+		derive = graphs.DeriveTRADES
+	}
+	g, err := derive(t.cfg.Forward, spec)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: derive the %s graph: %w", name, err)
 	}
@@ -386,7 +413,7 @@ func (t *Trainer) Close() error {
 	}
 	t.closed = true
 	var errs []error
-	for _, s := range []*session{t.attack, t.train} {
+	for _, s := range []*session{t.attack, t.kl, t.train} {
 		if s != nil {
 			errs = append(errs, s.s.Close())
 		}
@@ -421,7 +448,7 @@ func (t *Trainer) Checkpoint() (*onnx.Model, error) {
 func (t *Trainer) Taps() []string { return t.taps }
 
 // GraphHashes returns the sha256 (hex) of each derived graph's bytes, by
-// kind ("attack", "train").
+// kind ("attack", "train"; trades: "kl", "train").
 func (t *Trainer) GraphHashes() map[string]string { return t.graph }
 
 // configFile is config.json.

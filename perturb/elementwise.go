@@ -81,6 +81,18 @@ func Uniform(rng *rand.Rand, d []float32, r float32) {
 	}
 }
 
+// Normal fills d with independent draws from N(0, sigma²) (rng.NormFloat64,
+// one call per element, rounded to float32): TRADES's start δ =
+// DefaultTRADESStart·N(0, I), which is neither clipped to a ball nor boxed.
+// It panics if sigma is negative or NaN.
+func Normal(rng *rand.Rand, d []float32, sigma float32) {
+	mustNonNeg("Normal", "sigma", sigma)
+	s := float64(sigma)
+	for i := range d {
+		d[i] = float32(rng.NormFloat64() * s)
+	}
+}
+
 // RandomStart draws δ uniformly from [-r, r) (see Uniform) and boxes it so
 // that x+δ lies in [0,1]: the random start of FGSM-RS and PGD.
 func RandomStart(rng *rand.Rand, delta, x []float32, r float32) {

@@ -230,6 +230,34 @@ func TestUniform(t *testing.T) {
 	}
 }
 
+func TestNormal(t *testing.T) {
+	const n, sigma = 100000, 0.001
+	d := make([]float32, n)
+	perturb.Normal(newRNG(3), d, sigma)
+	var sum, sq float64
+	for _, v := range d {
+		sum += float64(v)
+		sq += float64(v) * float64(v)
+	}
+	if mean := sum / n; math.Abs(mean) > 0.02*sigma {
+		t.Errorf("mean %v, want ≈ 0", mean)
+	}
+	if v, want := sq/n, sigma*sigma; math.Abs(v-want) > 0.02*want {
+		t.Errorf("variance %v, want ≈ %v", v, want)
+	}
+	// One NormFloat64 per element, scaled: the draws are the rng's.
+	rng := newRNG(3)
+	for i := range 10 {
+		if want := float32(rng.NormFloat64() * float64(float32(sigma))); d[i] != want {
+			t.Fatalf("d[%d] = %v, want %v", i, d[i], want)
+		}
+	}
+	perturb.Normal(newRNG(3), d, 0)
+	if !near(d, make([]float32, n), 0) {
+		t.Error("sigma = 0 gave nonzero draws")
+	}
+}
+
 func TestRandomStart(t *testing.T) {
 	rng := newRNG(2)
 	x := images(rng, 10000)

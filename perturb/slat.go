@@ -32,6 +32,19 @@ const (
 	// DefaultPGDStep is PGD's step when it measures robustness (the
 	// per-epoch probe, evaluation), ε/4.
 	DefaultPGDStep = 0.25
+	// DefaultTRADESStep is the step of each of TRADES's inner PGD steps,
+	// ε/4: the reference's CIFAR-10 recipe takes 0.007 for ε = 0.031 and
+	// K = 10, which is ε/4.4; slatrun rounds it to ε/4.
+	DefaultTRADESStep = 0.25
+	// DefaultTRADESStart is the standard deviation of TRADES's Gaussian
+	// start x + σ·N(0, I), in pixel units (the reference's 0.001; not a
+	// multiple of ε).
+	DefaultTRADESStart = 0.001
+	// DefaultTRADESBeta is TRADES's weight β of the KL term (the
+	// reference's CIFAR-10 setting, 1/λ = 6).
+	DefaultTRADESBeta = 6.0
+	// DefaultTRADESSteps is the number K of TRADES's inner PGD steps.
+	DefaultTRADESSteps = 10
 )
 
 // SLATInput is SLAT's rule for the input: δx = clip(stepFrac·eps·sign(gx),
