@@ -64,6 +64,8 @@ var MethodScope = map[string][]string{
 	"latent-radius": {"slat"},
 	"domain-clip":   {"slat"},
 	"noise-radius":  {"n-fgsm"},
+	"trades-beta":   {"trades"},
+	"trades-steps":  {"trades"},
 }
 
 // ParseAxis parses "[METHOD[+METHOD…]:]FLAG=V1,V2,…", for example

@@ -243,3 +243,22 @@ func TestTrainResumeOtherData(t *testing.T) {
 	}
 	runOK(t, "train", "--resume", dir, "--data", "mnist:"+filepath.Join(root, "copy"))
 }
+
+// TestTrainTRADES trains with --method trades and its flags, and finds
+// them in config.json; a resume of the finished run keeps them.
+func TestTrainTRADES(t *testing.T) {
+	dir := t.TempDir()
+	args := tinyTrain(dir, "--method", "trades", "--trades-beta", "3", "--trades-steps", "2", "--input-step", "0.02", "--val-n", "0")
+	runOK(t, args...)
+	b, err := os.ReadFile(filepath.Join(dir, orchestrator.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"method": "trades"`, `"trades_beta": 3`, `"trades_steps": 2`, `"input_step": 0.02`, `"kl": "`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("config.json lacks %s:\n%s", want, b)
+		}
+	}
+	runOK(t, "train", "--resume", dir)
+	runFails(t, 2, "trades-steps", tinyTrain(t.TempDir(), "--method", "trades", "--trades-steps", "-1")...)
+}

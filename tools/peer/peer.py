@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-METHODS = ("standard", "fgsm", "fgsm-rs", "n-fgsm", "slat", "pgd-7", "free-8")
+METHODS = ("standard", "fgsm", "fgsm-rs", "n-fgsm", "slat", "pgd-7", "free-8", "trades")
 
 # ---------------------------------------------------------------------------
 # Models: exactly graphs/zoo (models.go, layers.go). Bias-free convolutions,
@@ -232,7 +232,8 @@ class Trainer:
 
     def __init__(self, model, method, eps, eta=None, seed=0, input_step=0.9,
                  latent_step=1.8, latent_radius=1.0, fgsm_rs_alpha=1.25,
-                 pgd_alpha=2.5, weight_decay=5e-4):
+                 pgd_alpha=2.5, weight_decay=5e-4, trades_beta=6.0, trades_steps=10,
+                 trades_step=0.25):
         self.model = model
         self.method = method
         self.eps = eps
@@ -251,6 +252,9 @@ class Trainer:
         if method.startswith("free-"):
             self.free_m = int(method[5:])
         self.free_delta = None
+        self.trades_beta = trades_beta
+        self.trades_k = trades_steps
+        self.trades_alpha = trades_step * eps
         self.track_l1 = False  # SLAT: log mean ‖∂ℓ/∂h_l‖₁ per sample, per tap
         self.grad_l1 = None
 
@@ -317,6 +321,8 @@ class Trainer:
         self.set_lr(lr, momentum)
         if self.method.startswith("free-"):
             return self.free_step(x, y)
+        if self.method == "trades":
+            return self.trades_step(x, y)
         xa, deltas = self.perturb(x, y)
         loss, out = self.train_pass(xa, y, deltas)
         return loss, out
@@ -340,6 +346,48 @@ class Trainer:
             xn = box(x, xa.detach().add_(xa.grad.sign(), alpha=eps), eps)
             self.free_delta = xn.sub_(x)
         return loss.detach(), out.detach()
+
+
+    def trades_perturb(self, x):
+        """TRADES's inner maximization (docs/methods.md), as the reference's
+        trades_loss: the model in eval mode (BN on the running statistics,
+        which nothing updates), p = softmax(f(x)) fixed, x′ = x + 0.001·N(0, I)
+        (not boxed), K steps of α·sign(∇ Σ KL(p ‖ softmax(f(x′)))) projected to
+        the ε-ball and [0, 1]; no parameter gradients."""
+        model = self.model
+        model.eval()
+        for p in self.params:
+            p.requires_grad_(False)
+        try:
+            with torch.no_grad():
+                p_nat = F.softmax(model(x), dim=1)
+            xa = x + 0.001 * torch.randn(x.shape, generator=self.gen)
+            for _ in range(self.trades_k):
+                xa = xa.detach().requires_grad_(True)
+                loss = F.kl_div(F.log_softmax(model(xa), dim=1), p_nat, reduction="sum")
+                (g,) = torch.autograd.grad(loss, [xa])
+                xa = box(x, xa.detach() + self.trades_alpha * g.sign(), self.eps)
+        finally:
+            for p in self.params:
+                p.requires_grad_(True)
+            model.train()
+        return xa.detach().clamp(0.0, 1.0)
+
+    def trades_step(self, x, y):
+        """One TRADES step: CE(f(x), y) + β·KL(f(x) ‖ f(x′)) in training
+        mode, the three forwards in the reference's order (x, then x′ and x
+        again), each updating the BN running statistics."""
+        xa = self.trades_perturb(x)
+        model = self.model
+        logits = model(x)
+        loss_nat = F.cross_entropy(logits, y)
+        loss_rob = F.kl_div(F.log_softmax(model(xa), dim=1), F.softmax(model(x), dim=1),
+                            reduction="sum") / x.shape[0]
+        loss = loss_nat + self.trades_beta * loss_rob
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach(), logits.detach()
 
 
 def cyclic(i, total, lr_max, mom_max=0.9, mom_min=0.8, up=0.4):
@@ -517,7 +565,8 @@ def train(args):
         model = model.to(memory_format=torch.channels_last)
     eps = args.eps if args.eps is not None else 0.1
     tr = Trainer(model, args.method, eps, eta=args.eta, seed=args.seed,
-                 latent_radius=args.latent_radius)
+                 latent_radius=args.latent_radius, trades_beta=args.trades_beta,
+                 trades_steps=args.trades_steps)
     tr.track_l1 = True
     n = len(ytr)
     nb = (n + args.batch - 1) // args.batch
@@ -622,6 +671,8 @@ def main():
     t.add_argument("--eta", type=float, default=None, help="latent budget (default eps)")
     t.add_argument("--latent-radius", type=float, default=1.0,
                    help="±radius·η clip of the latent step (0: none)")
+    t.add_argument("--trades-beta", type=float, default=6.0, help="TRADES: weight β of the KL term")
+    t.add_argument("--trades-steps", type=int, default=10, help="TRADES: inner PGD steps (step ε/4)")
     t.add_argument("--lr", type=float, default=0.2, help="peak of the cyclic learning rate")
     t.add_argument("--train-n", type=int, default=0, help="first N training images (0: all)")
     t.add_argument("--test-n", type=int, default=1000)
