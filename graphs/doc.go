@@ -48,6 +48,14 @@
 //
 // Dropout is treated as the identity in every derived graph.
 //
+// Derived graphs can be differentiated again (docs/second-order.md):
+// Differentiate takes any graph of registered default-domain ops with
+// static shapes, seeds chosen outputs with cotangent inputs seed.<o> and
+// outputs grad2.<t>; DeriveHVP is the attack or eval kind differentiated
+// with seed grad.x (Hessian-vector products). Graphs to be differentiated
+// again are derived in plain form: the NCHWc and ai.slatrun ops have no
+// gradient rules.
+//
 // What a forward graph may be (docs/models.md says it for users). Derive
 // first runs onnx.Model.Validate, the validation step that onnx.Decode and
 // onnx.Load run on every model read from bytes, so a model built in memory

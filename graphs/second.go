@@ -247,6 +247,9 @@ func loadDerived(m *onnx.Model) (*fgraph, []string, []string, error) {
 		if err := onnx.CheckArity("", n.op, n.in, n.out); err != nil {
 			return nil, nil, nil, fmt.Errorf("graphs: differentiate: %v: %w", n, err)
 		}
+		if n.op == "BatchNormalization" && (n.int("training_mode", 0) != 0 || len(n.out) > 1) {
+			return nil, nil, nil, fmt.Errorf("graphs: differentiate: %v: a training_mode BatchNormalization has no rule here; derived graphs compose training-mode BN from ordinary ops", n)
+		}
 		g.used[n.name] = true
 		for _, o := range n.out {
 			g.used[o] = true

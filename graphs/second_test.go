@@ -146,6 +146,17 @@ func TestDifferentiateRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eval, err := Derive(fwd, Spec{Kind: Eval, Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainingBN := eval.Clone()
+	for _, n := range trainingBN.Graph().GetNode() {
+		if n.GetOpType() == "BatchNormalization" {
+			n.Attribute = append(n.Attribute, onnx.AttrInt("training_mode", 1))
+			break
+		}
+	}
 	cases := []struct {
 		name        string
 		m           *onnx.Model
@@ -153,6 +164,7 @@ func TestDifferentiateRefuses(t *testing.T) {
 		errContains string
 	}{
 		{"kernels", kern, []string{contract.InputGrad}, []string{contract.Input}, "plain form"},
+		{"training-mode BN", trainingBN, []string{contract.InputGrad}, []string{contract.Input}, "training_mode"},
 		{"no seeds", plain, nil, []string{contract.Input}, "at least one"},
 		{"unknown seed", plain, []string{"nope"}, []string{contract.Input}, "not an output"},
 		{"seed twice", plain, []string{contract.Loss, contract.Loss}, []string{contract.Input}, "twice"},
