@@ -146,9 +146,11 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	switch spec.Kind {
 	case Forward:
 		return deriveForward(forward, spec)
+	case KL, TRADES:
+		return DeriveTRADES(forward, spec)
 	case Attack, Train, Eval:
 	default:
-		return nil, fmt.Errorf("graphs: derive: unknown kind %q (want forward, attack, train or eval)", spec.Kind)
+		return nil, fmt.Errorf("graphs: derive: unknown kind %q (want forward, attack, train, eval, kl or trades)", spec.Kind)
 	}
 	if spec.Batch <= 0 {
 		return nil, fmt.Errorf("graphs: derive: Spec.Batch must be positive, got %d", spec.Batch)

@@ -6,16 +6,18 @@ import (
 	"strings"
 
 	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/perturb"
 )
 
 func init() {
-	register(command{name: "derive", summary: "derive a train, attack, eval or forward graph from a forward graph", run: runDerive})
+	register(command{name: "derive", summary: "derive a train, attack, eval, forward, kl or trades graph from a forward graph", run: runDerive})
 }
 
 func runDerive(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("derive", "derive --model (NAME | forward.onnx) --kind train|attack|eval|forward [--taps a,b] [--batch N] -o|--out out.onnx", stderr)
+	fs := newFlags("derive", "derive --model (NAME | forward.onnx) --kind train|attack|eval|forward|kl|trades [--taps a,b] [--trades-beta B] [--batch N] -o|--out out.onnx", stderr)
 	model := fs.String("model", "", "zoo model name or forward ONNX file")
-	kind := fs.String("kind", "train", "graph kind: train, attack, eval or forward")
+	kind := fs.String("kind", "train", "graph kind: train, attack, eval, forward, kl (TRADES's inner maximization) or trades (its outer loss)")
+	beta := fs.Float32("trades-beta", perturb.DefaultTRADESBeta, "trades kind: weight β of the KL term")
 	taps := fs.String("taps", "", "comma-separated latent tensors to perturb (default: the model's own taps; \"none\" for no taps)")
 	batch := fs.Int("batch", 128, "batch size the derived graph is specialized to")
 	loss := fs.String("loss", "ce", "eval kind's per-example loss: ce, cw, dlr or dlr-t")
@@ -25,21 +27,22 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 	var z zooFlags
 	z.add(fs, true)
 	limit(fs, atLeastOne, "batch")
+	limit(fs, nonNegative, "trades-beta")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *model == "" || *out == "" {
 		return usagef("derive: --model and -o/--out are required")
 	}
-	if !oneOf(*kind, "train", "attack", "eval", "forward") {
-		return usagef("derive: --kind %q: want train, attack, eval or forward", *kind)
+	if !oneOf(*kind, "train", "attack", "eval", "forward", "kl", "trades") {
+		return usagef("derive: --kind %q: want train, attack, eval, forward, kl or trades", *kind)
 	}
 	fwd, err := loadModel(*model, &z)
 	if err != nil {
 		return err
 	}
 	spec := graphs.Spec{Kind: graphs.Kind(strings.ToLower(*kind)), Batch: *batch, Taps: parseTaps(*taps),
-		NoDomainClip: *noClip, InputGrad: *inputGrad, Loss: *loss}
+		NoDomainClip: *noClip, InputGrad: *inputGrad, Loss: *loss, Beta: *beta}
 	m, err := graphs.Derive(fwd, spec)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/slatrun/slatrun/eval"
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
 )
@@ -54,6 +55,9 @@ func TestCLI(t *testing.T) {
 		{"export unknown", []string{"export", "--model", "vgg", "-o", filepath.Join(dir, "v.onnx")}, 2, "", "unknown model", false},
 		{"derive train", []string{"derive", "--model", "mlp", "--kind", "train", "--batch", "4", "-o", filepath.Join(dir, "t.onnx")}, 0, "train graph, batch 4", "", false},
 		{"derive no taps", []string{"derive", "--model", "mlp", "--kind", "attack", "--taps", "none", "-o", filepath.Join(dir, "a.onnx")}, 0, "taps []", "", false},
+		{"derive kl", []string{"derive", "--model", "mlp", "--kind", "kl", "--batch", "4", "-o", filepath.Join(dir, "kl.onnx")}, 0, "kl graph, batch 4", "", false},
+		{"derive trades", []string{"derive", "--model", "convnet", "--width", "4", "--kind", "trades", "--trades-beta", "2", "--batch", "4", "-o", filepath.Join(dir, "trades.onnx")}, 0, "trades graph, batch 4", "", false},
+		{"derive trades taps", []string{"derive", "--model", "mlp", "--kind", "trades", "--taps", "fc1", "-o", filepath.Join(dir, "x.onnx")}, 1, "", "perturbs no taps", false},
 		{"derive bad kind", []string{"derive", "--model", "mlp", "--kind", "loss", "-o", filepath.Join(dir, "x.onnx")}, 2, "", "want train, attack", false},
 		{"derive bad tap", []string{"derive", "--model", "mlp", "--taps", "nope", "-o", filepath.Join(dir, "x.onnx")}, 1, "", "nope", false},
 		{"train mlp", []string{"train", "--model", "mlp", "--data", "synthetic:1x8x8", "--method", "fgsm-rs", "--epochs", "1", "--val-n", "100", "--train-n", "256", "--batch", "32", "--eps", "8/255", "--out", filepath.Join(dir, "run")}, 0, "best.onnx", "", false},
@@ -262,5 +266,33 @@ func TestUsageErrorsWrap(t *testing.T) {
 	err := runEval([]string{"--model", "mlp", "--attacks", "pgd-x"}, io.Discard, io.Discard)
 	if !errors.As(err, new(usageError)) || !errors.Is(err, eval.ErrAttack) {
 		t.Errorf("eval --attacks pgd-x: %v (%T), want a usageError wrapping eval.ErrAttack", err, err)
+	}
+}
+
+// TestDeriveTRADESKinds: slatrun derive --kind kl|trades goes through
+// graphs.DeriveTRADES, and the trades graph records --trades-beta.
+func TestDeriveTRADESKinds(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ kind, beta, wantBeta string }{
+		{"kl", "", ""},
+		{"trades", "", "6"},
+		{"trades", "2.5", "2.5"},
+	} {
+		out := filepath.Join(dir, c.kind+c.beta+".onnx")
+		args := []string{"derive", "--model", "mlp", "--kind", c.kind, "--batch", "3", "-o", out}
+		if c.beta != "" {
+			args = append(args, "--trades-beta", c.beta)
+		}
+		runOK(t, args...)
+		m, err := onnx.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := m.Metadata(contract.MetaKind); got != c.kind {
+			t.Errorf("--kind %s: the graph's kind is %q", c.kind, got)
+		}
+		if got, ok := m.Metadata(contract.MetaBeta); got != c.wantBeta || ok != (c.wantBeta != "") {
+			t.Errorf("--kind %s --trades-beta %q: slatrun.beta = %q (present %v), want %q", c.kind, c.beta, got, ok, c.wantBeta)
+		}
 	}
 }
