@@ -151,6 +151,18 @@ const KernelDomain = "ai.slatrun"
 // group (1) as on ONNX Conv.
 const ConvGradWeight = "ConvGradWeight"
 
+// ConvGradInput is KernelDomain's 2-D convolution input gradient: inputs
+// dY [N,K,OH,OW], W [K,C,kh,kw] and, optionally, X [N,C,H,W] (only its
+// shape is read); output dX [N,C,H,W]. Attributes as ConvGradWeight, plus
+// input_shape [H, W] for when X is not given (without either, the smallest
+// H, W a convolution maps to OH, OW).
+const ConvGradInput = "ConvGradInput"
+
+// ConvForward is KernelDomain's 2-D convolution (oneDNN's forward
+// primitive): inputs X, W and, optionally, B [K]; output Y; attributes as
+// ConvGradWeight. The deriver does not emit it (docs/kernels.md says why).
+const ConvForward = "ConvForward"
+
 // BatchNormTrain is KernelDomain's fused training-mode batch normalization:
 // inputs X [N,C,...] (rank 2 to 8), scale and bias [C]; outputs Y (X's
 // shape) and, optionally, the batch mean, the biased batch variance and

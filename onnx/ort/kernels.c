@@ -127,6 +127,9 @@ static struct {
 	slat_dnnl_status (*conv_bww_desc_init)(slat_dnnl_conv_desc *, int, const slat_dnnl_md *, const slat_dnnl_md *,
 	                                       const slat_dnnl_md *, const slat_dnnl_md *, const int64_t *,
 	                                       const int64_t *, const int64_t *, const int64_t *);
+	slat_dnnl_status (*conv_bwd_desc_init)(slat_dnnl_conv_desc *, int, const slat_dnnl_md *, const slat_dnnl_md *,
+	                                       const slat_dnnl_md *, const int64_t *, const int64_t *, const int64_t *,
+	                                       const int64_t *);
 	slat_dnnl_status (*attr_create)(slat_dnnl_attr *);
 	slat_dnnl_status (*attr_destroy)(slat_dnnl_attr);
 	slat_dnnl_status (*attr_set_scratchpad_mode)(slat_dnnl_attr, int);
@@ -197,6 +200,7 @@ int slat_dnnl_load(char *err, size_t n) {
 	DLSYM(md_init_by_tag, "dnnl_memory_desc_init_by_tag");
 	DLSYM(conv_fwd_desc_init, "dnnl_dilated_convolution_forward_desc_init");
 	DLSYM(conv_bww_desc_init, "dnnl_dilated_convolution_backward_weights_desc_init");
+	DLSYM(conv_bwd_desc_init, "dnnl_dilated_convolution_backward_data_desc_init");
 	DLSYM(attr_create, "dnnl_primitive_attr_create");
 	DLSYM(attr_destroy, "dnnl_primitive_attr_destroy");
 	DLSYM(attr_set_scratchpad_mode, "dnnl_primitive_attr_set_scratchpad_mode");
@@ -239,63 +243,101 @@ int slat_impl_info(char *buf, size_t n) {
 }
 
 // ---------------------------------------------------------------------------
-// ConvGradWeight: inputs X [N,C,H,W], dY [N,K,OH,OW]; outputs dW [K,C,kh,kw]
-// and, optionally, dB [K]. Attributes as ONNX Conv: kernel_shape (required),
-// strides, pads, dilations, group (must be 1).
+// The oneDNN convolutions. Three operators share one kernel type (ConvK),
+// one build and one run path; they differ in which of the three tensors of
+// a convolution (X [N,C,H,W], W [K,C,kh,kw], Y [N,K,OH,OW]) they read and
+// which they write:
+//
+//	ConvGradWeight: X, dY [, no input] -> dW (, dB [K] optional)
+//	ConvGradInput:  dY, W [, X: only its shape] -> dX
+//	ConvForward:    X, W [, B] -> Y
+//
+// Attributes as ONNX Conv: kernel_shape (required), strides, pads,
+// dilations, group (must be 1); ConvGradInput also takes input_shape [H, W]
+// when X is not given (without either, the smallest H, W that give OH, OW).
+
+enum { CK_GRAD_WEIGHT, CK_GRAD_INPUT, CK_FORWARD, CK_KINDS };
+enum { T_X, T_W, T_Y }; // the tensors of a convolution
+
+static const struct {
+	const char *name;
+	size_t ins, outs;     // input and output counts (the last of each may be optional)
+	int role[3];          // tensor of input 0, input 1, output 0
+	int arg[3];           // oneDNN argument of each role
+	int query[3];         // oneDNN query of each role's descriptor
+	const char *what[3];  // names in messages
+	const char *prim;     // the primitive, in messages
+} ck_kinds[CK_KINDS] = {
+	[CK_GRAD_WEIGHT] = {"ConvGradWeight", 2, 2, {T_X, T_Y, T_W},
+	                    {SLAT_DNNL_ARG_SRC, SLAT_DNNL_ARG_DIFF_DST, SLAT_DNNL_ARG_DIFF_WEIGHTS},
+	                    {SLAT_dnnl_query_src_md, SLAT_dnnl_query_diff_dst_md, SLAT_dnnl_query_diff_weights_md},
+	                    {"X", "dY", "dW"}, "convolution backward weights"},
+	[CK_GRAD_INPUT] = {"ConvGradInput", 3, 1, {T_Y, T_W, T_X},
+	                   {SLAT_DNNL_ARG_DIFF_DST, SLAT_DNNL_ARG_WEIGHTS, SLAT_DNNL_ARG_DIFF_SRC},
+	                   {SLAT_dnnl_query_diff_dst_md, SLAT_dnnl_query_weights_md, SLAT_dnnl_query_diff_src_md},
+	                   {"dY", "W", "dX"}, "convolution backward data"},
+	[CK_FORWARD] = {"ConvForward", 3, 1, {T_X, T_W, T_Y},
+	                {SLAT_DNNL_ARG_SRC, SLAT_DNNL_ARG_WEIGHTS, SLAT_DNNL_ARG_DST},
+	                {SLAT_dnnl_query_src_md, SLAT_dnnl_query_weights_md, SLAT_dnnl_query_dst_md},
+	                {"X", "W", "Y"}, "convolution forward"},
+};
 
 typedef struct {
 	SlatOrtCustomOp op; // first, so an OrtCustomOp* is a SlatOp*
+	int kind;           // CK_*
 	int threads;        // oneDNN (OpenMP) threads per run; 0: OpenMP's default
 } SlatOp;
 
 typedef struct {
+	int kind;
 	int threads;
-	int with_bias;
+	int with_bias; // ConvGradWeight: the dB output; ConvForward: the B input
 	int64_t ks[2], stride[2], dil[2], pl[2], pr[2]; // dil in oneDNN's form (ONNX − 1)
+	int64_t in_hw[2];                               // ConvGradInput's input_shape; 0: none
 	char name[160];
 	pthread_mutex_t mu;
 	slat_dnnl_stream stream;
-	// Cached for the last shape seen (key): the primitives, user-layout
-	// memories whose data handles are set per run, and internal blocked
-	// buffers when oneDNN picked a layout other than nchw/oihw.
+	// Cached for the last shapes seen (key: X, W, Y dims): the primitives,
+	// user-layout memories (plain nchw/oihw) whose data handles are set per
+	// run, and internal blocked buffers where oneDNN picked another layout,
+	// indexed by role (input 0, input 1, output).
 	int have;
-	int64_t key[7];
-	slat_dnnl_prim conv, r_src, r_ddst, r_dw;
-	slat_dnnl_mem u_src, u_ddst, u_dw, u_db;
-	slat_dnnl_mem i_src, i_ddst, i_dw, scratch;
-} ConvGradW;
+	int64_t key[12];
+	slat_dnnl_prim conv, r[3];
+	slat_dnnl_mem u[3], i[3], u_b, scratch;
+} ConvK;
 
-static void cgw_clear(ConvGradW *k) {
-	slat_dnnl_prim *ps[] = {&k->conv, &k->r_src, &k->r_ddst, &k->r_dw};
-	for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
-		if (*ps[i]) {
-			dn.prim_destroy(*ps[i]);
-			*ps[i] = NULL;
-		}
-	slat_dnnl_mem *ms[] = {&k->u_src, &k->u_ddst, &k->u_dw, &k->u_db, &k->i_src, &k->i_ddst, &k->i_dw, &k->scratch};
-	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
-		if (*ms[i]) {
-			dn.mem_destroy(*ms[i]);
-			*ms[i] = NULL;
-		}
+static void ck_clear(ConvK *k) {
+	if (k->conv) dn.prim_destroy(k->conv);
+	k->conv = NULL;
+	for (int j = 0; j < 3; j++) {
+		if (k->r[j]) dn.prim_destroy(k->r[j]);
+		if (k->u[j]) dn.mem_destroy(k->u[j]);
+		if (k->i[j]) dn.mem_destroy(k->i[j]);
+		k->r[j] = NULL;
+		k->u[j] = k->i[j] = NULL;
+	}
+	if (k->u_b) dn.mem_destroy(k->u_b);
+	if (k->scratch) dn.mem_destroy(k->scratch);
+	k->u_b = k->scratch = NULL;
 	k->have = 0;
 }
 
-static const char *cgw_name(const SlatOrtCustomOp *op) { (void)op; return "ConvGradWeight"; }
-static const char *cgw_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
-static int cgw_type(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_ONNX_FLOAT; }
-static size_t cgw_two(const SlatOrtCustomOp *op) { (void)op; return 2; }
-static int cgw_in_char(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_IO_REQUIRED; }
-static int cgw_out_char(const SlatOrtCustomOp *op, size_t i) {
-	(void)op;
-	return i == 0 ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL;
-}
-static int cgw_memtype(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_MEM_DEFAULT; }
-static int cgw_one(const SlatOrtCustomOp *op) { (void)op; return 1; }
-static int cgw_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
+static int ck_kind(const SlatOrtCustomOp *op) { return ((const SlatOp *)op)->kind; }
+static const char *ck_name(const SlatOrtCustomOp *op) { return ck_kinds[ck_kind(op)].name; }
+static const char *ck_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
+static int ck_type(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_ONNX_FLOAT; }
+static size_t ck_in_count(const SlatOrtCustomOp *op) { return ck_kinds[ck_kind(op)].ins; }
+static size_t ck_out_count(const SlatOrtCustomOp *op) { return ck_kinds[ck_kind(op)].outs; }
+static int ck_in_char(const SlatOrtCustomOp *op, size_t i) { (void)op; return i < 2 ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL; }
+static int ck_out_char(const SlatOrtCustomOp *op, size_t i) { (void)op; return i == 0 ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL; }
+static int ck_memtype(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_MEM_DEFAULT; }
+static int ck_one(const SlatOrtCustomOp *op) { (void)op; return 1; }
+static int ck_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
 
 // attr_ints reads an int64 array attribute into out (want values); a missing
-// attribute leaves def. Returns 0, or -1 with err set.
+// attribute leaves def (or, with def NULL and not required, zeros). Returns
+// 0, or -1 with err set.
 static int attr_ints(const SlatOrtKernelInfo *info, const char *name, int64_t *out, size_t want,
                      const int64_t *def, int required, char *err, size_t n) {
 	size_t size = 0;
@@ -307,7 +349,8 @@ static int attr_ints(const SlatOrtKernelInfo *info, const char *name, int64_t *o
 			return -1;
 		}
 		ort_release_status(s);
-		memcpy(out, def, want * sizeof(int64_t));
+		if (def) memcpy(out, def, want * sizeof(int64_t));
+		else memset(out, 0, want * sizeof(int64_t));
 		return 0;
 	}
 	if (size != want) {
@@ -319,10 +362,13 @@ static int attr_ints(const SlatOrtKernelInfo *info, const char *name, int64_t *o
 	return ort_take(s, err, n, name) ? -1 : 0;
 }
 
-static SlatOrtStatus *cgw_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
-                                 void **out) {
+static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
+                                void **out) {
 	(void)api;
+	int kind = ck_kind(op);
+	const char *opname = ck_kinds[kind].name;
 	char err[512];
+	char msg[768];
 	char name[160] = "";
 	size_t nl = sizeof name;
 	SlatOrtStatus *s = ORTF(SLAT_ORT_KernelInfo_GetNodeName, SlatOrtStatus *, const SlatOrtKernelInfo *, char *,
@@ -331,14 +377,14 @@ static SlatOrtStatus *cgw_create(const SlatOrtCustomOp *op, const void *api, con
 		ort_release_status(s);
 		name[0] = 0;
 	}
-	int64_t ks[2], st[2], dl[2], pads[4];
+	int64_t ks[2], st[2], dl[2], pads[4], hw[2] = {0, 0};
 	static const int64_t ones[2] = {1, 1}, zeros[4] = {0, 0, 0, 0};
 	if (attr_ints(info, "kernel_shape", ks, 2, NULL, 1, err, sizeof err) ||
 	    attr_ints(info, "strides", st, 2, ones, 0, err, sizeof err) ||
 	    attr_ints(info, "dilations", dl, 2, ones, 0, err, sizeof err) ||
-	    attr_ints(info, "pads", pads, 4, zeros, 0, err, sizeof err)) {
-		char msg[768];
-		snprintf(msg, sizeof msg, SLAT_DOMAIN " ConvGradWeight %s: %s", name, err);
+	    attr_ints(info, "pads", pads, 4, zeros, 0, err, sizeof err) ||
+	    (kind == CK_GRAD_INPUT && attr_ints(info, "input_shape", hw, 2, NULL, 0, err, sizeof err))) {
+		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: %s", opname, name, err);
 		return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
 	int64_t group = 1;
@@ -346,17 +392,17 @@ static SlatOrtStatus *cgw_create(const SlatOrtCustomOp *op, const void *api, con
 	         int64_t *)(info, "group", &group);
 	ort_release_status(s); // missing: group 1
 	if (group != 1) {
-		snprintf(err, sizeof err, SLAT_DOMAIN " ConvGradWeight %s: group %lld is not supported (only 1)", name,
+		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: group %lld is not supported (only 1)", opname, name,
 		         (long long)group);
-		return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, err);
+		return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
 	for (int i = 0; i < 2; i++) {
-		if (ks[i] < 1 || st[i] < 1 || dl[i] < 1 || pads[i] < 0 || pads[i + 2] < 0) {
-			snprintf(err, sizeof err,
-			         SLAT_DOMAIN " ConvGradWeight %s: invalid geometry (kernel_shape, strides, dilations must be "
-			                     "positive, pads non-negative)",
-			         name);
-			return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, err);
+		if (ks[i] < 1 || st[i] < 1 || dl[i] < 1 || pads[i] < 0 || pads[i + 2] < 0 || hw[i] < 0) {
+			snprintf(msg, sizeof msg,
+			         SLAT_DOMAIN " %s %s: invalid geometry (kernel_shape, strides, dilations must be "
+			                     "positive, pads and input_shape non-negative)",
+			         opname, name);
+			return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 		}
 	}
 	size_t outs = 1;
@@ -365,10 +411,14 @@ static SlatOrtStatus *cgw_create(const SlatOrtCustomOp *op, const void *api, con
 		ort_release_status(s);
 		outs = 1;
 	}
-	ConvGradW *k = calloc(1, sizeof *k);
-	if (!k) return ort_create_status(SLAT_ORT_FAIL, SLAT_DOMAIN " ConvGradWeight: out of memory");
+	ConvK *k = calloc(1, sizeof *k);
+	if (!k) {
+		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s: out of memory", opname);
+		return ort_create_status(SLAT_ORT_FAIL, msg);
+	}
+	k->kind = kind;
 	k->threads = ((const SlatOp *)op)->threads;
-	k->with_bias = outs >= 2;
+	k->with_bias = kind == CK_GRAD_WEIGHT && outs >= 2; // ConvForward: decided per run
 	snprintf(k->name, sizeof k->name, "%s", name);
 	for (int i = 0; i < 2; i++) {
 		k->ks[i] = ks[i];
@@ -376,23 +426,23 @@ static SlatOrtStatus *cgw_create(const SlatOrtCustomOp *op, const void *api, con
 		k->dil[i] = dl[i] - 1;
 		k->pl[i] = pads[i];
 		k->pr[i] = pads[i + 2];
+		k->in_hw[i] = hw[i];
 	}
 	slat_dnnl_status ds = dn.stream_create(&k->stream, dn_engine, SLAT_dnnl_stream_default_flags);
 	if (ds != SLAT_dnnl_success) {
 		free(k);
-		snprintf(err, sizeof err, SLAT_DOMAIN " ConvGradWeight %s: dnnl_stream_create: %s", name,
-		         dnnl_status_name(ds));
-		return ort_create_status(SLAT_ORT_FAIL, err);
+		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: dnnl_stream_create: %s", opname, name, dnnl_status_name(ds));
+		return ort_create_status(SLAT_ORT_FAIL, msg);
 	}
 	pthread_mutex_init(&k->mu, NULL);
 	*out = k;
 	return NULL;
 }
 
-static void cgw_destroy(void *p) {
-	ConvGradW *k = p;
+static void ck_destroy(void *p) {
+	ConvK *k = p;
 	if (!k) return;
-	cgw_clear(k);
+	ck_clear(k);
 	if (k->stream) dn.stream_destroy(k->stream);
 	pthread_mutex_destroy(&k->mu);
 	free(k);
@@ -407,9 +457,9 @@ static void cgw_destroy(void *p) {
 		}                                                                                          \
 	} while (0)
 
-// cgw_reorder creates a reorder primitive from src to dst.
-static int cgw_reorder(const slat_dnnl_md *src, const slat_dnnl_md *dst, slat_dnnl_prim *prim, char *err, size_t n,
-                       const char *what) {
+// ck_reorder creates a reorder primitive from src to dst.
+static int ck_reorder(const slat_dnnl_md *src, const slat_dnnl_md *dst, slat_dnnl_prim *prim, char *err, size_t n,
+                      const char *what) {
 	slat_dnnl_pd pd = NULL;
 	slat_dnnl_status st = dn.reorder_pd_create(&pd, src, dn_engine, dst, dn_engine, NULL);
 	if (st != SLAT_dnnl_success) {
@@ -426,82 +476,90 @@ static int cgw_reorder(const slat_dnnl_md *src, const slat_dnnl_md *dst, slat_dn
 	return 0;
 }
 
-static int cgw_build(ConvGradW *k, const int64_t *x, const int64_t *dy, char *err, size_t n) {
-	slat_dnnl_md u_src, u_ddst, u_dw, u_db, a_src, a_ddst, a_dw;
+// ck_build creates the primitive and reorders for dims[T_X], dims[T_W],
+// dims[T_Y] (all NCHW / OIHW, checked by the caller).
+static int ck_build(ConvK *k, int64_t dims[3][4], char *err, size_t n) {
+	const int kind = k->kind;
+	slat_dnnl_md u[3], a[3], u_b;
 	slat_dnnl_conv_desc fdesc, bdesc;
 	slat_dnnl_pd fpd = NULL, bpd = NULL;
 	slat_dnnl_attr attr = NULL;
-	int64_t wd[4] = {dy[1], x[1], k->ks[0], k->ks[1]};
-	int64_t bd[1] = {dy[1]};
+	int64_t bd[1] = {dims[T_W][0]};
 	const int f32 = SLAT_dnnl_f32, any = SLAT_dnnl_format_tag_any;
-	DNNL_TRY(dn.md_init_by_tag(&u_src, 4, x, f32, SLAT_dnnl_nchw), "dnnl_memory_desc_init_by_tag(X)");
-	DNNL_TRY(dn.md_init_by_tag(&u_ddst, 4, dy, f32, SLAT_dnnl_nchw), "dnnl_memory_desc_init_by_tag(dY)");
-	DNNL_TRY(dn.md_init_by_tag(&u_dw, 4, wd, f32, SLAT_dnnl_oihw), "dnnl_memory_desc_init_by_tag(dW)");
-	DNNL_TRY(dn.md_init_by_tag(&u_db, 1, bd, f32, SLAT_dnnl_x), "dnnl_memory_desc_init_by_tag(dB)");
-	DNNL_TRY(dn.md_init_by_tag(&a_src, 4, x, f32, any), "dnnl_memory_desc_init_by_tag(X, any)");
-	DNNL_TRY(dn.md_init_by_tag(&a_ddst, 4, dy, f32, any), "dnnl_memory_desc_init_by_tag(dY, any)");
-	DNNL_TRY(dn.md_init_by_tag(&a_dw, 4, wd, f32, any), "dnnl_memory_desc_init_by_tag(dW, any)");
-	const slat_dnnl_md *bias = k->with_bias ? &u_db : NULL;
-	DNNL_TRY(dn.conv_fwd_desc_init(&fdesc, SLAT_dnnl_forward_training, SLAT_dnnl_convolution_direct, &a_src, &a_dw,
-	                               bias, &a_ddst, k->stride, k->dil, k->pl, k->pr),
-	         "dnnl_dilated_convolution_forward_desc_init");
-	DNNL_TRY(dn.pd_create(&fpd, &fdesc, NULL, dn_engine, NULL), "dnnl_primitive_desc_create(convolution forward hint)");
-	DNNL_TRY(dn.conv_bww_desc_init(&bdesc, SLAT_dnnl_convolution_direct, &a_src, &a_dw, bias, &a_ddst, k->stride,
-	                               k->dil, k->pl, k->pr),
-	         "dnnl_dilated_convolution_backward_weights_desc_init");
+	static const char *tn[3] = {"X", "W", "Y"};
+	char what[96];
+	for (int t = 0; t < 3; t++) {
+		snprintf(what, sizeof what, "dnnl_memory_desc_init_by_tag(%s)", tn[t]);
+		DNNL_TRY(dn.md_init_by_tag(&u[t], 4, dims[t], f32, t == T_W ? SLAT_dnnl_oihw : SLAT_dnnl_nchw), what);
+		DNNL_TRY(dn.md_init_by_tag(&a[t], 4, dims[t], f32, any), what);
+	}
+	DNNL_TRY(dn.md_init_by_tag(&u_b, 1, bd, f32, SLAT_dnnl_x), "dnnl_memory_desc_init_by_tag(bias)");
+	const slat_dnnl_md *bias = k->with_bias ? &u_b : NULL;
 	DNNL_TRY(dn.attr_create(&attr), "dnnl_primitive_attr_create");
 	DNNL_TRY(dn.attr_set_scratchpad_mode(attr, SLAT_dnnl_scratchpad_mode_user),
 	         "dnnl_primitive_attr_set_scratchpad_mode");
-	DNNL_TRY(dn.pd_create(&bpd, &bdesc, attr, dn_engine, fpd),
-	         "dnnl_primitive_desc_create(convolution backward weights)");
-	const slat_dnnl_md *q_src = dn.pd_query_md(bpd, SLAT_dnnl_query_src_md, 0);
-	const slat_dnnl_md *q_ddst = dn.pd_query_md(bpd, SLAT_dnnl_query_diff_dst_md, 0);
-	const slat_dnnl_md *q_dw = dn.pd_query_md(bpd, SLAT_dnnl_query_diff_weights_md, 0);
-	const slat_dnnl_md *q_scr = dn.pd_query_md(bpd, SLAT_dnnl_query_scratchpad_md, 0);
-	if (!q_src || !q_ddst || !q_dw) {
-		seterr(err, n, "dnnl_primitive_desc_query_md: no src/diff_dst/diff_weights descriptor");
-		goto fail;
+	DNNL_TRY(dn.conv_fwd_desc_init(&fdesc, SLAT_dnnl_forward_training, SLAT_dnnl_convolution_direct, &a[T_X], &a[T_W],
+	                               bias, &a[T_Y], k->stride, k->dil, k->pl, k->pr),
+	         "dnnl_dilated_convolution_forward_desc_init");
+	// The forward primitive descriptor: the primitive itself for ConvForward,
+	// the hint oneDNN's backward primitives require otherwise.
+	DNNL_TRY(dn.pd_create(&fpd, &fdesc, kind == CK_FORWARD ? attr : NULL, dn_engine, NULL),
+	         "dnnl_primitive_desc_create(convolution forward)");
+	slat_dnnl_pd pd = fpd;
+	if (kind == CK_GRAD_WEIGHT) {
+		DNNL_TRY(dn.conv_bww_desc_init(&bdesc, SLAT_dnnl_convolution_direct, &a[T_X], &a[T_W], bias, &a[T_Y],
+		                               k->stride, k->dil, k->pl, k->pr),
+		         "dnnl_dilated_convolution_backward_weights_desc_init");
+	} else if (kind == CK_GRAD_INPUT) {
+		DNNL_TRY(dn.conv_bwd_desc_init(&bdesc, SLAT_dnnl_convolution_direct, &a[T_X], &a[T_W], &a[T_Y], k->stride,
+		                               k->dil, k->pl, k->pr),
+		         "dnnl_dilated_convolution_backward_data_desc_init");
 	}
-	DNNL_TRY(dn.mem_create(&k->u_src, &u_src, dn_engine, NULL), "dnnl_memory_create(X)");
-	DNNL_TRY(dn.mem_create(&k->u_ddst, &u_ddst, dn_engine, NULL), "dnnl_memory_create(dY)");
-	DNNL_TRY(dn.mem_create(&k->u_dw, &u_dw, dn_engine, NULL), "dnnl_memory_create(dW)");
-	if (k->with_bias) DNNL_TRY(dn.mem_create(&k->u_db, &u_db, dn_engine, NULL), "dnnl_memory_create(dB)");
-	if (!dn.md_equal(q_src, &u_src)) {
-		DNNL_TRY(dn.mem_create(&k->i_src, q_src, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), "dnnl_memory_create(X blocked)");
-		if (cgw_reorder(&u_src, q_src, &k->r_src, err, n, "X")) goto fail;
+	if (kind != CK_FORWARD) {
+		snprintf(what, sizeof what, "dnnl_primitive_desc_create(%s)", ck_kinds[kind].prim);
+		DNNL_TRY(dn.pd_create(&bpd, &bdesc, attr, dn_engine, fpd), what);
+		pd = bpd;
 	}
-	if (!dn.md_equal(q_ddst, &u_ddst)) {
-		DNNL_TRY(dn.mem_create(&k->i_ddst, q_ddst, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE),
-		         "dnnl_memory_create(dY blocked)");
-		if (cgw_reorder(&u_ddst, q_ddst, &k->r_ddst, err, n, "dY")) goto fail;
+	for (int j = 0; j < 3; j++) {
+		int t = ck_kinds[kind].role[j];
+		const char *tw = ck_kinds[kind].what[j];
+		const slat_dnnl_md *q = dn.pd_query_md(pd, ck_kinds[kind].query[j], 0);
+		if (!q) {
+			seterr(err, n, "dnnl_primitive_desc_query_md: no descriptor for %s", tw);
+			goto fail;
+		}
+		snprintf(what, sizeof what, "dnnl_memory_create(%s)", tw);
+		DNNL_TRY(dn.mem_create(&k->u[j], &u[t], dn_engine, NULL), what);
+		if (!dn.md_equal(q, &u[t])) {
+			snprintf(what, sizeof what, "dnnl_memory_create(%s blocked)", tw);
+			DNNL_TRY(dn.mem_create(&k->i[j], q, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), what);
+			if (j < 2 ? ck_reorder(&u[t], q, &k->r[j], err, n, tw) : ck_reorder(q, &u[t], &k->r[j], err, n, tw))
+				goto fail;
+		}
 	}
-	if (!dn.md_equal(q_dw, &u_dw)) {
-		DNNL_TRY(dn.mem_create(&k->i_dw, q_dw, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), "dnnl_memory_create(dW blocked)");
-		if (cgw_reorder(q_dw, &u_dw, &k->r_dw, err, n, "dW")) goto fail;
-	}
+	if (k->with_bias) DNNL_TRY(dn.mem_create(&k->u_b, &u_b, dn_engine, NULL), "dnnl_memory_create(bias)");
+	const slat_dnnl_md *q_scr = dn.pd_query_md(pd, SLAT_dnnl_query_scratchpad_md, 0);
 	if (q_scr && dn.md_get_size(q_scr) > 0)
 		DNNL_TRY(dn.mem_create(&k->scratch, q_scr, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), "dnnl_memory_create(scratchpad)");
-	DNNL_TRY(dn.prim_create(&k->conv, bpd), "dnnl_primitive_create(convolution backward weights)");
+	snprintf(what, sizeof what, "dnnl_primitive_create(%s)", ck_kinds[kind].prim);
+	DNNL_TRY(dn.prim_create(&k->conv, pd), what);
 	const char *impl = NULL;
-	if (dn.pd_query(bpd, SLAT_dnnl_query_impl_info_str, 0, &impl) == SLAT_dnnl_success && impl) {
+	if (dn.pd_query(pd, SLAT_dnnl_query_impl_info_str, 0, &impl) == SLAT_dnnl_success && impl) {
 		pthread_mutex_lock(&dn_impl_mu);
 		snprintf(dn_impl, sizeof dn_impl, "%s", impl);
 		pthread_mutex_unlock(&dn_impl_mu);
 	}
-	dn.pd_destroy(bpd);
+	if (bpd) dn.pd_destroy(bpd);
 	dn.pd_destroy(fpd);
 	dn.attr_destroy(attr);
-	memcpy(k->key, x, 4 * sizeof(int64_t));
-	k->key[4] = dy[1];
-	k->key[5] = dy[2];
-	k->key[6] = dy[3];
+	memcpy(k->key, dims, sizeof k->key);
 	k->have = 1;
 	return 0;
 fail:
 	if (bpd) dn.pd_destroy(bpd);
 	if (fpd) dn.pd_destroy(fpd);
 	if (attr) dn.attr_destroy(attr);
-	cgw_clear(k);
+	ck_clear(k);
 	return -1;
 }
 
@@ -533,100 +591,184 @@ static int tensor_dims(const SlatOrtValue *v, int64_t *dims, char *err, size_t n
 	return rc;
 }
 
+// tensor_len1 reads the length of a 1-D float tensor (ConvForward's B).
+static int tensor_len1(const SlatOrtValue *v, int64_t *len, char *err, size_t n, const char *what) {
+	SlatOrtTensorInfo *ti = NULL;
+	SlatOrtStatus *s = ORTF(SLAT_ORT_GetTensorTypeAndShape, SlatOrtStatus *, const SlatOrtValue *,
+	                        SlatOrtTensorInfo **)(v, &ti);
+	if (ort_take(s, err, n, what)) return -1;
+	size_t count = 0;
+	int rc = -1;
+	s = ORTF(SLAT_ORT_GetDimensionsCount, SlatOrtStatus *, const SlatOrtTensorInfo *, size_t *)(ti, &count);
+	if (!ort_take(s, err, n, what)) {
+		if (count != 1) {
+			seterr(err, n, "%s must be 1-D (rank %zu)", what, count);
+		} else {
+			s = ORTF(SLAT_ORT_GetDimensions, SlatOrtStatus *, const SlatOrtTensorInfo *, int64_t *, size_t)(ti, len, 1);
+			if (!ort_take(s, err, n, what)) rc = 0;
+		}
+	}
+	ORTF(SLAT_ORT_ReleaseTensorTypeAndShapeInfo, void, SlatOrtTensorInfo *)(ti);
+	return rc;
+}
+
 static int tensor_data(SlatOrtValue *v, void **p, char *err, size_t n, const char *what) {
 	SlatOrtStatus *s = ORTF(SLAT_ORT_GetTensorMutableData, SlatOrtStatus *, SlatOrtValue *, void **)(v, p);
 	return ort_take(s, err, n, what) ? -1 : 0;
 }
 
-static int cgw_run(ConvGradW *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
-	const SlatOrtValue *vx = NULL, *vdy = NULL;
-	SlatOrtStatus *s;
-	s = ORTF(SLAT_ORT_KernelContext_GetInput, SlatOrtStatus *, SlatOrtKernelContext *, size_t,
-	         const SlatOrtValue **)(ctx, 0, &vx);
-	if (ort_take(s, err, n, "input X")) return -1;
-	s = ORTF(SLAT_ORT_KernelContext_GetInput, SlatOrtStatus *, SlatOrtKernelContext *, size_t,
-	         const SlatOrtValue **)(ctx, 1, &vdy);
-	if (ort_take(s, err, n, "input dY")) return -1;
-	if (!vx || !vdy) {
-		seterr(err, n, "inputs X and dY are required");
+static int ck_input(SlatOrtKernelContext *ctx, size_t i, const SlatOrtValue **v, char *err, size_t n,
+                    const char *what) {
+	*v = NULL;
+	SlatOrtStatus *s = ORTF(SLAT_ORT_KernelContext_GetInput, SlatOrtStatus *, SlatOrtKernelContext *, size_t,
+	                        const SlatOrtValue **)(ctx, i, v);
+	return ort_take(s, err, n, what) ? -1 : 0;
+}
+
+static int64_t ck_out_extent(const ConvK *k, int i, int64_t in) {
+	int64_t range = (k->ks[i] - 1) * (k->dil[i] + 1) + 1;
+	int64_t o = in + k->pl[i] + k->pr[i] - range;
+	return o < 0 ? 0 : o / k->stride[i] + 1;
+}
+
+static int ck_run(ConvK *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
+	const int kind = k->kind;
+	const char *const *tw = ck_kinds[kind].what;
+	const SlatOrtValue *vin[2] = {NULL, NULL}, *v3 = NULL;
+	int64_t dims[3][4];
+	int64_t in_dims[2][4];
+	for (int j = 0; j < 2; j++) {
+		if (ck_input(ctx, (size_t)j, &vin[j], err, n, tw[j])) return -1;
+		if (!vin[j]) {
+			seterr(err, n, "inputs %s and %s are required", tw[0], tw[1]);
+			return -1;
+		}
+		if (tensor_dims(vin[j], in_dims[j], err, n, tw[j])) return -1;
+	}
+	size_t nin = 0;
+	SlatOrtStatus *s = ORTF(SLAT_ORT_KernelContext_GetInputCount, SlatOrtStatus *, const SlatOrtKernelContext *,
+	                        size_t *)(ctx, &nin);
+	if (ort_take(s, err, n, "input count")) return -1;
+	if (nin > 2 && ck_kinds[kind].ins > 2 && ck_input(ctx, 2, &v3, err, n, "input 2")) return -1;
+	for (int j = 0; j < 2; j++) memcpy(dims[ck_kinds[kind].role[j]], in_dims[j], sizeof in_dims[j]);
+	int64_t *x = dims[T_X], *w = dims[T_W], *y = dims[T_Y];
+	switch (kind) {
+	case CK_GRAD_WEIGHT:
+		w[0] = y[1], w[1] = x[1], w[2] = k->ks[0], w[3] = k->ks[1];
+		break;
+	case CK_GRAD_INPUT:
+		x[0] = y[0], x[1] = w[1];
+		if (v3) {
+			int64_t xd[4];
+			if (tensor_dims(v3, xd, err, n, "X")) return -1;
+			if (xd[0] != y[0] || xd[1] != w[1]) {
+				seterr(err, n, "X %lldx%lldx%lldx%lld does not match dY's batch %lld and W's %lld input channels",
+				       (long long)xd[0], (long long)xd[1], (long long)xd[2], (long long)xd[3], (long long)y[0],
+				       (long long)w[1]);
+				return -1;
+			}
+			x[2] = xd[2], x[3] = xd[3];
+		} else {
+			for (int i = 0; i < 2; i++) {
+				int64_t range = (k->ks[i] - 1) * (k->dil[i] + 1) + 1;
+				x[2 + i] = k->in_hw[i] > 0 ? k->in_hw[i] : (y[2 + i] - 1) * k->stride[i] + range - k->pl[i] - k->pr[i];
+			}
+		}
+		break;
+	case CK_FORWARD:
+		y[0] = x[0], y[1] = w[0];
+		for (int i = 0; i < 2; i++) y[2 + i] = ck_out_extent(k, i, x[2 + i]);
+		k->with_bias = 0;
+		if (v3) {
+			int64_t len = 0;
+			if (tensor_len1(v3, &len, err, n, "B")) return -1;
+			if (len != w[0]) {
+				seterr(err, n, "B has %lld values, W %lld output channels", (long long)len, (long long)w[0]);
+				return -1;
+			}
+			k->with_bias = 1;
+		}
+		break;
+	}
+	if (w[2] != k->ks[0] || w[3] != k->ks[1] || w[1] != x[1] || w[0] != y[1] || x[0] != y[0] || x[2] < 1 ||
+	    x[3] < 1) {
+		seterr(err, n, "W %lldx%lldx%lldx%lld does not fit kernel_shape %lldx%lld and the inputs' channels",
+		       (long long)w[0], (long long)w[1], (long long)w[2], (long long)w[3], (long long)k->ks[0],
+		       (long long)k->ks[1]);
 		return -1;
 	}
-	int64_t x[4], dy[4];
-	if (tensor_dims(vx, x, err, n, "X") || tensor_dims(vdy, dy, err, n, "dY")) return -1;
 	for (int i = 0; i < 2; i++) {
-		int64_t range = (k->ks[i] - 1) * (k->dil[i] + 1) + 1;
-		int64_t o = (x[2 + i] + k->pl[i] + k->pr[i] - range);
-		o = o < 0 ? 0 : o / k->stride[i] + 1;
-		if (dy[0] != x[0] || dy[2 + i] != o) {
+		int64_t o = ck_out_extent(k, i, x[2 + i]);
+		if (y[2 + i] != o || o < 1) {
 			seterr(err, n,
-			       "dY %lldx%lldx%lldx%lld does not match a convolution of X %lldx%lldx%lldx%lld with this "
+			       "Y %lldx%lldx%lldx%lld does not match a convolution of X %lldx%lldx%lldx%lld with this "
 			       "geometry (want batch %lld, spatial dim %d = %lld)",
-			       (long long)dy[0], (long long)dy[1], (long long)dy[2], (long long)dy[3], (long long)x[0],
+			       (long long)y[0], (long long)y[1], (long long)y[2], (long long)y[3], (long long)x[0],
 			       (long long)x[1], (long long)x[2], (long long)x[3], (long long)x[0], i, (long long)o);
 			return -1;
 		}
 	}
-	void *px = NULL, *pdy = NULL, *pdw = NULL, *pdb = NULL;
-	SlatOrtValue *vdw = NULL, *vdb = NULL;
-	int64_t wd[4] = {dy[1], x[1], k->ks[0], k->ks[1]};
+	void *p[3] = {NULL, NULL, NULL}, *pb = NULL;
+	SlatOrtValue *vout = NULL, *vdb = NULL;
 	s = ORTF(SLAT_ORT_KernelContext_GetOutput, SlatOrtStatus *, SlatOrtKernelContext *, size_t, const int64_t *,
-	         size_t, SlatOrtValue **)(ctx, 0, wd, 4, &vdw);
-	if (ort_take(s, err, n, "output dW")) return -1;
-	if (k->with_bias) {
+	         size_t, SlatOrtValue **)(ctx, 0, dims[ck_kinds[kind].role[2]], 4, &vout);
+	if (ort_take(s, err, n, tw[2])) return -1;
+	if (kind == CK_GRAD_WEIGHT && k->with_bias) {
 		s = ORTF(SLAT_ORT_KernelContext_GetOutput, SlatOrtStatus *, SlatOrtKernelContext *, size_t, const int64_t *,
-		         size_t, SlatOrtValue **)(ctx, 1, &dy[1], 1, &vdb);
-		if (ort_take(s, err, n, "output dB")) return -1;
+		         size_t, SlatOrtValue **)(ctx, 1, &y[1], 1, &vdb);
+		if (ort_take(s, err, n, "dB")) return -1;
+		if (!vdb) {
+			seterr(err, n, "ONNX Runtime gave no output tensor");
+			return -1;
+		}
+		if (tensor_data(vdb, &pb, err, n, "dB")) return -1;
 	}
-	if (!vdw || (k->with_bias && !vdb)) {
+	if (!vout) {
 		seterr(err, n, "ONNX Runtime gave no output tensor");
 		return -1;
 	}
-	if (tensor_data((SlatOrtValue *)vx, &px, err, n, "X") || tensor_data((SlatOrtValue *)vdy, &pdy, err, n, "dY") ||
-	    tensor_data(vdw, &pdw, err, n, "dW") || (vdb && tensor_data(vdb, &pdb, err, n, "dB")))
+	if (tensor_data((SlatOrtValue *)vin[0], &p[0], err, n, tw[0]) ||
+	    tensor_data((SlatOrtValue *)vin[1], &p[1], err, n, tw[1]) || tensor_data(vout, &p[2], err, n, tw[2]) ||
+	    (kind == CK_FORWARD && v3 && tensor_data((SlatOrtValue *)v3, &pb, err, n, "B")))
 		return -1;
 
 	// The thread count first: oneDNN plans a primitive's split of the work
 	// (and so its order of summation) for the OpenMP thread count of the
 	// thread that creates it, and ONNX Runtime may call us from any thread.
-	// Set after the build, the plan, and the last bits of dW, would depend
-	// on which thread built the primitive (seen: resumed runs that differed
-	// from uninterrupted ones in the 7th digit).
+	// Set after the build, the plan, and the last bits of the result, would
+	// depend on which thread built the primitive (seen: resumed runs that
+	// differed from uninterrupted ones in the 7th digit).
 	if (k->threads > 0 && dn.omp_set_num_threads) dn.omp_set_num_threads(k->threads);
-	if (k->have && memcmp(k->key, x, 4 * sizeof(int64_t)) == 0 && k->key[4] == dy[1] && k->key[5] == dy[2] &&
-	    k->key[6] == dy[3]) {
-		// cached
-	} else {
-		cgw_clear(k);
-		if (cgw_build(k, x, dy, err, n)) return -1;
+	if (!(k->have && memcmp(k->key, dims, sizeof k->key) == 0 && (k->u_b != NULL) == (k->with_bias != 0))) {
+		ck_clear(k);
+		if (ck_build(k, dims, err, n)) return -1;
 	}
-
-	DNNL_TRY(dn.mem_set_handle(k->u_src, px), "dnnl_memory_set_data_handle(X)");
-	DNNL_TRY(dn.mem_set_handle(k->u_ddst, pdy), "dnnl_memory_set_data_handle(dY)");
-	DNNL_TRY(dn.mem_set_handle(k->u_dw, pdw), "dnnl_memory_set_data_handle(dW)");
-	if (k->u_db) DNNL_TRY(dn.mem_set_handle(k->u_db, pdb), "dnnl_memory_set_data_handle(dB)");
-	slat_dnnl_mem src = k->u_src, ddst = k->u_ddst, dw = k->u_dw;
-	if (k->r_src) {
-		slat_dnnl_exec_arg a[2] = {{SLAT_DNNL_ARG_FROM, k->u_src}, {SLAT_DNNL_ARG_TO, k->i_src}};
-		DNNL_TRY(dn.prim_execute(k->r_src, k->stream, 2, a), "dnnl_primitive_execute(reorder X)");
-		src = k->i_src;
+	slat_dnnl_mem m[3];
+	char what[96];
+	for (int j = 0; j < 3; j++) {
+		snprintf(what, sizeof what, "dnnl_memory_set_data_handle(%s)", tw[j]);
+		DNNL_TRY(dn.mem_set_handle(k->u[j], p[j]), what);
+		m[j] = k->r[j] ? k->i[j] : k->u[j];
 	}
-	if (k->r_ddst) {
-		slat_dnnl_exec_arg a[2] = {{SLAT_DNNL_ARG_FROM, k->u_ddst}, {SLAT_DNNL_ARG_TO, k->i_ddst}};
-		DNNL_TRY(dn.prim_execute(k->r_ddst, k->stream, 2, a), "dnnl_primitive_execute(reorder dY)");
-		ddst = k->i_ddst;
+	if (k->u_b) DNNL_TRY(dn.mem_set_handle(k->u_b, pb), "dnnl_memory_set_data_handle(bias)");
+	for (int j = 0; j < 2; j++) {
+		if (!k->r[j]) continue;
+		slat_dnnl_exec_arg ra[2] = {{SLAT_DNNL_ARG_FROM, k->u[j]}, {SLAT_DNNL_ARG_TO, k->i[j]}};
+		snprintf(what, sizeof what, "dnnl_primitive_execute(reorder %s)", tw[j]);
+		DNNL_TRY(dn.prim_execute(k->r[j], k->stream, 2, ra), what);
 	}
-	if (k->r_dw) dw = k->i_dw;
 	slat_dnnl_exec_arg a[5];
 	int na = 0;
-	a[na++] = (slat_dnnl_exec_arg){SLAT_DNNL_ARG_SRC, src};
-	a[na++] = (slat_dnnl_exec_arg){SLAT_DNNL_ARG_DIFF_DST, ddst};
-	a[na++] = (slat_dnnl_exec_arg){SLAT_DNNL_ARG_DIFF_WEIGHTS, dw};
-	if (k->u_db) a[na++] = (slat_dnnl_exec_arg){SLAT_DNNL_ARG_DIFF_BIAS, k->u_db};
+	for (int j = 0; j < 3; j++) a[na++] = (slat_dnnl_exec_arg){ck_kinds[kind].arg[j], m[j]};
+	if (k->u_b)
+		a[na++] = (slat_dnnl_exec_arg){kind == CK_FORWARD ? SLAT_DNNL_ARG_BIAS : SLAT_DNNL_ARG_DIFF_BIAS, k->u_b};
 	if (k->scratch) a[na++] = (slat_dnnl_exec_arg){SLAT_DNNL_ARG_SCRATCHPAD, k->scratch};
-	DNNL_TRY(dn.prim_execute(k->conv, k->stream, na, a), "dnnl_primitive_execute(convolution backward weights)");
-	if (k->r_dw) {
-		slat_dnnl_exec_arg b[2] = {{SLAT_DNNL_ARG_FROM, k->i_dw}, {SLAT_DNNL_ARG_TO, k->u_dw}};
-		DNNL_TRY(dn.prim_execute(k->r_dw, k->stream, 2, b), "dnnl_primitive_execute(reorder dW)");
+	snprintf(what, sizeof what, "dnnl_primitive_execute(%s)", ck_kinds[kind].prim);
+	DNNL_TRY(dn.prim_execute(k->conv, k->stream, na, a), what);
+	if (k->r[2]) {
+		slat_dnnl_exec_arg ra[2] = {{SLAT_DNNL_ARG_FROM, k->i[2]}, {SLAT_DNNL_ARG_TO, k->u[2]}};
+		snprintf(what, sizeof what, "dnnl_primitive_execute(reorder %s)", tw[2]);
+		DNNL_TRY(dn.prim_execute(k->r[2], k->stream, 2, ra), what);
 	}
 	DNNL_TRY(dn.stream_wait(k->stream), "dnnl_stream_wait");
 	return 0;
@@ -634,15 +776,15 @@ fail:
 	return -1;
 }
 
-static SlatOrtStatus *cgw_compute(void *p, SlatOrtKernelContext *ctx) {
-	ConvGradW *k = p;
+static SlatOrtStatus *ck_compute(void *p, SlatOrtKernelContext *ctx) {
+	ConvK *k = p;
 	char err[512] = "";
 	pthread_mutex_lock(&k->mu);
-	int rc = cgw_run(k, ctx, err, sizeof err);
+	int rc = ck_run(k, ctx, err, sizeof err);
 	pthread_mutex_unlock(&k->mu);
 	if (rc == 0) return NULL;
 	char msg[768];
-	snprintf(msg, sizeof msg, SLAT_DOMAIN " ConvGradWeight %s: %s", k->name, err);
+	snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: %s", ck_kinds[k->kind].name, k->name, err);
 	return ort_create_status(SLAT_ORT_RUNTIME_EXCEPTION, msg);
 }
 
@@ -658,49 +800,53 @@ int slat_domain_new(int threads, void **out, char *err, size_t n) {
 		seterr(err, n, "oneDNN not loaded");
 		return -1;
 	}
-	// The op and the domain live as long as the process: sessions keep
+	// The ops and the domain live as long as the process: sessions keep
 	// pointers to both.
-	SlatOp *op = calloc(1, sizeof *op);
-	if (!op) {
-		seterr(err, n, "out of memory");
-		return -1;
-	}
-	op->threads = threads;
-	op->op.version = SLAT_ORT_CUSTOM_OP_VERSION;
-	op->op.GetName = cgw_name;
-	op->op.GetExecutionProviderType = cgw_ep;
-	op->op.GetInputType = cgw_type;
-	op->op.GetInputTypeCount = cgw_two;
-	op->op.GetOutputType = cgw_type;
-	op->op.GetOutputTypeCount = cgw_two;
-	op->op.KernelDestroy = cgw_destroy;
-	op->op.GetInputCharacteristic = cgw_in_char;
-	op->op.GetOutputCharacteristic = cgw_out_char;
-	op->op.GetInputMemoryType = cgw_memtype;
-	op->op.GetVariadicInputMinArity = cgw_one;
-	op->op.GetVariadicInputHomogeneity = cgw_zero;
-	op->op.GetVariadicOutputMinArity = cgw_one;
-	op->op.GetVariadicOutputHomogeneity = cgw_zero;
-	op->op.CreateKernelV2 = cgw_create;
-	op->op.KernelComputeV2 = cgw_compute;
 	SlatOrtCustomOpDomain *dom = NULL;
 	SlatOrtStatus *s = ORTF(SLAT_ORT_CreateCustomOpDomain, SlatOrtStatus *, const char *,
 	                        SlatOrtCustomOpDomain **)(SLAT_DOMAIN, &dom);
-	if (ort_take(s, err, n, "CreateCustomOpDomain")) {
-		free(op);
+	if (ort_take(s, err, n, "CreateCustomOpDomain")) return -1;
+	SlatOp *ops = calloc(CK_KINDS, sizeof *ops);
+	if (!ops) {
+		ORTF(SLAT_ORT_ReleaseCustomOpDomain, void, SlatOrtCustomOpDomain *)(dom);
+		seterr(err, n, "out of memory");
 		return -1;
 	}
-	s = ORTF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *, const SlatOrtCustomOp *)(
-	    dom, &op->op);
-	if (ort_take(s, err, n, "CustomOpDomain_Add(ConvGradWeight)")) {
-		ORTF(SLAT_ORT_ReleaseCustomOpDomain, void, SlatOrtCustomOpDomain *)(dom);
-		free(op);
-		return -1;
+	for (int kind = 0; kind < CK_KINDS; kind++) {
+		SlatOp *op = &ops[kind];
+		op->kind = kind;
+		op->threads = threads;
+		op->op.version = SLAT_ORT_CUSTOM_OP_VERSION;
+		op->op.GetName = ck_name;
+		op->op.GetExecutionProviderType = ck_ep;
+		op->op.GetInputType = ck_type;
+		op->op.GetInputTypeCount = ck_in_count;
+		op->op.GetOutputType = ck_type;
+		op->op.GetOutputTypeCount = ck_out_count;
+		op->op.KernelDestroy = ck_destroy;
+		op->op.GetInputCharacteristic = ck_in_char;
+		op->op.GetOutputCharacteristic = ck_out_char;
+		op->op.GetInputMemoryType = ck_memtype;
+		op->op.GetVariadicInputMinArity = ck_one;
+		op->op.GetVariadicInputHomogeneity = ck_zero;
+		op->op.GetVariadicOutputMinArity = ck_one;
+		op->op.GetVariadicOutputHomogeneity = ck_zero;
+		op->op.CreateKernelV2 = ck_create;
+		op->op.KernelComputeV2 = ck_compute;
+		s = ORTF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *, const SlatOrtCustomOp *)(
+		    dom, &op->op);
+		char what[64];
+		snprintf(what, sizeof what, "CustomOpDomain_Add(%s)", ck_kinds[kind].name);
+		if (ort_take(s, err, n, what)) {
+			ORTF(SLAT_ORT_ReleaseCustomOpDomain, void, SlatOrtCustomOpDomain *)(dom);
+			free(ops);
+			return -1;
+		}
 	}
 	// The batch-normalization ops (bnorm.c) join the same domain.
 	if (slat_bn_register(dom, err, n)) {
 		ORTF(SLAT_ORT_ReleaseCustomOpDomain, void, SlatOrtCustomOpDomain *)(dom);
-		free(op);
+		free(ops);
 		return -1;
 	}
 	*out = dom;

@@ -30,6 +30,14 @@ const KernelDomain = onnx.KernelDomain
 // in KernelDomain (onnx.ConvGradWeight says what it takes).
 const ConvGradWeightOp = onnx.ConvGradWeight
 
+// ConvGradInputOp and ConvForwardOp are the 2-D convolution input gradient
+// and forward convolution in KernelDomain (onnx.ConvGradInput and
+// onnx.ConvForward say what they take).
+const (
+	ConvGradInputOp = onnx.ConvGradInput
+	ConvForwardOp   = onnx.ConvForward
+)
+
 // BatchNormTrainOp and BatchNormTrainGradOp are KernelDomain's fused
 // training-mode batch normalization, forward and backward
 // (onnx.BatchNormTrain and onnx.BatchNormTrainGrad say what they take;
@@ -76,7 +84,7 @@ func KernelsInfo() string {
 	buf := make([]C.char, 256)
 	C.slat_impl_info(&buf[0], C.size_t(len(buf)))
 	if impl := cErr(buf); impl != "" {
-		return kern.desc + ", convolution backward weights: " + impl
+		return kern.desc + ", last convolution primitive: " + impl
 	}
 	return kern.desc
 }
