@@ -41,7 +41,8 @@ type Config struct {
 	DataSpec string
 
 	// Method is one of standard, fgsm, fgsm-rs, n-fgsm, pgd-K (K ≥ 1
-	// steps, e.g. pgd-7), free-M (M ≥ 1 replays, e.g. free-8) and slat.
+	// steps, e.g. pgd-7), free-M (M ≥ 1 replays, e.g. free-8), slat, trades
+	// and gradalign.
 	Method string
 	// Epochs is the number of epochs. Free-M makes Epochs÷M passes over the
 	// data, replaying each minibatch M times, so that it costs as many
@@ -87,6 +88,10 @@ type Config struct {
 	// TRADESSteps is the number K of TRADES's inner PGD steps on the KL
 	// divergence (0: its Defaults row, 10).
 	TRADESSteps int
+	// GradAlignLambda is GradAlign's weight λ of the regularizer
+	// 1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η)) beside the FGSM loss (Auto: its Defaults
+	// row, the reference's 0.02·10^(ε/(8/255)), 0.2 at ε = 8/255).
+	GradAlignLambda float32
 	// LatentEta is SLAT's latent budget η in activation units (Auto: its
 	// Defaults row, a multiple of ε).
 	LatentEta float32
@@ -185,25 +190,26 @@ type Hooks struct {
 // metrics line every 50 steps.
 func DefaultConfig() Config {
 	return Config{
-		Method:       "slat",
-		Epochs:       30,
-		Batch:        128,
-		LR:           0.2,
-		Schedule:     optim.Cyclic,
-		Momentum:     0.9,
-		BaseMomentum: 0.8,
-		WeightDecay:  5e-4,
-		Eps:          8.0 / 255,
-		InputStep:    Auto,
-		NoiseRadius:  Auto,
-		LatentEta:    Auto,
-		LatentStep:   Auto,
-		LatentRadius: Auto,
-		TRADESBeta:   Auto,
-		DomainClip:   true,
-		BNStats:      BNStatsAll,
-		Probe:        ProbeConfig{N: 1000, Steps: 10, Step: Auto, Collapse: 0.5, Floor: 0.1},
-		LogEvery:     50,
+		Method:          "slat",
+		Epochs:          30,
+		Batch:           128,
+		LR:              0.2,
+		Schedule:        optim.Cyclic,
+		Momentum:        0.9,
+		BaseMomentum:    0.8,
+		WeightDecay:     5e-4,
+		Eps:             8.0 / 255,
+		InputStep:       Auto,
+		NoiseRadius:     Auto,
+		LatentEta:       Auto,
+		LatentStep:      Auto,
+		LatentRadius:    Auto,
+		TRADESBeta:      Auto,
+		GradAlignLambda: Auto,
+		DomainClip:      true,
+		BNStats:         BNStatsAll,
+		Probe:           ProbeConfig{N: 1000, Steps: 10, Step: Auto, Collapse: 0.5, Floor: 0.1},
+		LogEvery:        50,
 	}
 }
 
@@ -219,6 +225,7 @@ const (
 	free
 	slat
 	trades
+	gradalign
 )
 
 // method is a parsed Config.Method.
@@ -234,12 +241,12 @@ func (m method) String() string {
 	case free:
 		return "free-" + strconv.Itoa(m.k)
 	}
-	return [...]string{"standard", "fgsm", "fgsm-rs", "n-fgsm", "", "", "slat", "trades"}[m.fam]
+	return [...]string{"standard", "fgsm", "fgsm-rs", "n-fgsm", "", "", "slat", "trades", "gradalign"}[m.fam]
 }
 
 // Methods lists the method names Config.Method accepts (K and M stand for
 // numbers).
-const Methods = "standard, fgsm, fgsm-rs, n-fgsm, pgd-K, free-M, slat, trades"
+const Methods = "standard, fgsm, fgsm-rs, n-fgsm, pgd-K, free-M, slat, trades, gradalign"
 
 func parseMethod(s string) (method, error) {
 	switch strings.ToLower(s) {
@@ -255,6 +262,8 @@ func parseMethod(s string) (method, error) {
 		return method{fam: slat}, nil
 	case "trades":
 		return method{fam: trades}, nil
+	case "gradalign":
+		return method{fam: gradalign}, nil
 	}
 	for prefix, fam := range map[string]family{"pgd-": pgd, "free-": free} {
 		if rest, ok := strings.CutPrefix(strings.ToLower(s), prefix); ok {
@@ -327,6 +336,7 @@ func (c *Config) Validate() error {
 	auto("LatentRadius", c.LatentRadius)
 	auto("Probe.Step", c.Probe.Step)
 	auto("TRADESBeta", c.TRADESBeta)
+	auto("GradAlignLambda", c.GradAlignLambda)
 	if c.TRADESSteps < 0 {
 		bad("TRADESSteps = %d: want ≥ 0 (0: the default)", c.TRADESSteps)
 	}
@@ -379,39 +389,40 @@ func (c *Config) Validate() error {
 // resolved holds the settings with every Auto filled in; it is what
 // config.json records and what state.bin's fingerprint covers.
 type resolved struct {
-	Method       string   `json:"method"`
-	Epochs       int      `json:"epochs"`
-	Passes       int      `json:"passes"`
-	Replays      int      `json:"replays"`
-	Batch        int      `json:"batch"`
-	BatchesEpoch int      `json:"batches_per_pass"`
-	TotalSteps   int      `json:"total_steps"`
-	TrainN       int      `json:"train_n"`
-	HoldoutN     int      `json:"holdout_n"`
-	LR           float32  `json:"lr"`
-	Schedule     string   `json:"schedule"`
-	Momentum     float32  `json:"momentum"`
-	BaseMomentum float32  `json:"base_momentum"`
-	WeightDecay  float32  `json:"weight_decay"`
-	Seed         uint64   `json:"seed"`
-	Eps          float32  `json:"eps"`
-	InputStep    float32  `json:"input_step"`
-	NoiseRadius  float32  `json:"noise_radius,omitempty"`
-	Taps         []string `json:"taps,omitempty"`
-	LatentEta    float32  `json:"latent_eta,omitempty"`
-	LatentStep   float32  `json:"latent_step,omitempty"`
-	LatentRadius float32  `json:"latent_radius,omitempty"`
-	DomainClip   bool     `json:"domain_clip,omitempty"`
-	TRADESBeta   float32  `json:"trades_beta,omitempty"`
-	TRADESSteps  int      `json:"trades_steps,omitempty"`
-	BNStats      string   `json:"bn_stats"`
-	AugmentPad   int      `json:"augment_pad"`
-	AugmentFlip  bool     `json:"augment_flip"`
-	ProbeN       int      `json:"probe_n"`
-	ProbeSteps   int      `json:"probe_steps"`
-	ProbeStep    float32  `json:"probe_step"`
-	Collapse     float32  `json:"probe_collapse"`
-	Floor        float32  `json:"probe_floor"`
+	Method          string   `json:"method"`
+	Epochs          int      `json:"epochs"`
+	Passes          int      `json:"passes"`
+	Replays         int      `json:"replays"`
+	Batch           int      `json:"batch"`
+	BatchesEpoch    int      `json:"batches_per_pass"`
+	TotalSteps      int      `json:"total_steps"`
+	TrainN          int      `json:"train_n"`
+	HoldoutN        int      `json:"holdout_n"`
+	LR              float32  `json:"lr"`
+	Schedule        string   `json:"schedule"`
+	Momentum        float32  `json:"momentum"`
+	BaseMomentum    float32  `json:"base_momentum"`
+	WeightDecay     float32  `json:"weight_decay"`
+	Seed            uint64   `json:"seed"`
+	Eps             float32  `json:"eps"`
+	InputStep       float32  `json:"input_step"`
+	NoiseRadius     float32  `json:"noise_radius,omitempty"`
+	Taps            []string `json:"taps,omitempty"`
+	LatentEta       float32  `json:"latent_eta,omitempty"`
+	LatentStep      float32  `json:"latent_step,omitempty"`
+	LatentRadius    float32  `json:"latent_radius,omitempty"`
+	DomainClip      bool     `json:"domain_clip,omitempty"`
+	TRADESBeta      float32  `json:"trades_beta,omitempty"`
+	TRADESSteps     int      `json:"trades_steps,omitempty"`
+	GradAlignLambda float32  `json:"gradalign_lambda,omitempty"`
+	BNStats         string   `json:"bn_stats"`
+	AugmentPad      int      `json:"augment_pad"`
+	AugmentFlip     bool     `json:"augment_flip"`
+	ProbeN          int      `json:"probe_n"`
+	ProbeSteps      int      `json:"probe_steps"`
+	ProbeStep       float32  `json:"probe_step"`
+	Collapse        float32  `json:"probe_collapse"`
+	Floor           float32  `json:"probe_floor"`
 
 	// inputFrac is InputStep as the fraction of Eps that SLAT's input rule
 	// takes, probeFrac ProbeStep as the fraction of Eps that eval's PGD
@@ -491,6 +502,12 @@ func resolve(c *Config, m method, taps []string) resolved {
 		r.TRADESSteps = c.TRADESSteps
 		if r.TRADESSteps == 0 {
 			r.TRADESSteps = int(def("TRADESSteps", 0))
+		}
+	}
+	if m.fam == gradalign {
+		r.GradAlignLambda = c.GradAlignLambda
+		if r.GradAlignLambda == Auto {
+			r.GradAlignLambda = def("GradAlignLambda", 0)
 		}
 	}
 	if m.fam == slat {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,8 @@ const (
 	OfEpsPerK Basis = "ε/K" // Config.Eps over PGD-K's number of steps K
 	OfEta     Basis = "η"   // SLAT's latent budget, Config.LatentEta resolved
 	OfOne     Basis = ""    // a plain number (TRADES's β and K)
+	// OfTenEps is a power of ten in ε: Scale·10^(ε/(8/255)), GradAlign's λ.
+	OfTenEps Basis = "·10^(ε/(8/255))"
 )
 
 // Default is a row of the table Defaults returns: the value a setting of
@@ -66,6 +69,8 @@ func Defaults() []Default {
 			"The step δ takes after each of Free-M's M replays."},
 		{"trades", "InputStep", "input-step", perturb.DefaultTRADESStep, OfEps,
 			"Each of TRADES's K steps on the KL divergence, from x + 0.001·N(0, I) (slatrun's choice; the reference uses 0.007 for ε = 0.031, about ε/4.4)."},
+		{"gradalign", "InputStep", "input-step", perturb.DefaultFGSMStep, OfEps,
+			"GradAlign's FGSM step from the clean x (the reference's 1.25ε from zero, clipped to ±ε, is the same)."},
 		{"n-fgsm", "NoiseRadius", "noise-radius", perturb.DefaultNFGSMStart, OfEps,
 			"The half-width of N-FGSM's uniform start."},
 		{"slat", "LatentEta", "latent-eta", perturb.DefaultLatentEta, OfEps,
@@ -78,6 +83,8 @@ func Defaults() []Default {
 			"TRADES's weight β of KL(f(x) ‖ f(x′)) beside CE(f(x), y) in the outer loss."},
 		{"trades", "TRADESSteps", "trades-steps", perturb.DefaultTRADESSteps, OfOne,
 			"The number K of TRADES's inner PGD steps on the KL divergence."},
+		{"gradalign", "GradAlignLambda", "gradalign-lambda", perturb.DefaultGradAlignLambda, OfTenEps,
+			"GradAlign's weight λ of 1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η)): the reference's log-linear rule, 0.2 at ε = 8/255 and 2 at 16/255 (fitted on CIFAR-10 for ε ≤ 16/255; set it beyond)."},
 		{"", "Probe.Step", "", perturb.DefaultPGDStep, OfEps,
 			"The step of the per-epoch PGD probe."},
 	}
@@ -140,6 +147,8 @@ func (d Default) of(eps, eta float32, k int) float32 {
 		return d.Scale * eta
 	case OfOne:
 		return d.Scale
+	case OfTenEps:
+		return float32(float64(d.Scale) * math.Pow(10, float64(eps)/perturb.GradAlignLambdaDecade))
 	}
 	return d.Scale * eps
 }

@@ -13,7 +13,8 @@ import (
 // TestAutoHelp: the help phrases slatrun train shows come from the table.
 func TestAutoHelp(t *testing.T) {
 	for _, c := range []struct{ flag, want string }{
-		{"input-step", "auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε, trades 0.25ε"},
+		{"input-step", "auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε, trades 0.25ε, gradalign ε"},
+		{"gradalign-lambda", "auto: 0.02·10^(ε/(8/255))"},
 		{"trades-beta", "auto: 6"},
 		{"trades-steps", "auto: 10"},
 		{"noise-radius", "auto: 2ε"},
@@ -47,7 +48,7 @@ func TestDefaultsResolve(t *testing.T) {
 		r := resolve(&c, m, []string{"a"})
 		got := map[string]float32{"InputStep": r.InputStep, "NoiseRadius": r.NoiseRadius, "LatentEta": r.LatentEta,
 			"LatentStep": r.LatentStep, "LatentRadius": r.LatentRadius, "Probe.Step": r.ProbeStep,
-			"TRADESBeta": r.TRADESBeta, "TRADESSteps": float32(r.TRADESSteps)}
+			"TRADESBeta": r.TRADESBeta, "TRADESSteps": float32(r.TRADESSteps), "GradAlignLambda": r.GradAlignLambda}
 		v, ok := got[d.Setting]
 		if !ok {
 			t.Errorf("row %s/%s: no such setting", d.Method, d.Setting)

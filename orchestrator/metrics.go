@@ -20,6 +20,9 @@ type StepInfo struct {
 	// TapGradL1 is SLAT's per-tap mean ‖∂ℓ/∂h‖₁ at the clean point, in
 	// Config.Taps order (nil for other methods). The slice is reused.
 	TapGradL1 []float64
+	// GradAlignR is GradAlign's regularizer mean(1 − cos(∇ₓℓ(x),
+	// ∇ₓℓ(x+η))) at this step, before λ (0 for other methods).
+	GradAlignR float64
 	// Duration is the step's wall time.
 	Duration time.Duration
 }

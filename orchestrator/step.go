@@ -137,6 +137,59 @@ func (t *Trainer) stepTRADES() error {
 	return t.trainPass()
 }
 
+// stepGradAlign is GradAlign (Andriushchenko & Flammarion 2020), as the
+// reference's FGSM recipe: the attack pass at the clean x gives g₁ =
+// ∇ₓℓ(x), which is both FGSM's gradient (δ = ε·sign(g₁) from zero,
+// boxed) and the first argument of the regularizer, held constant as the
+// reference detaches it; the train pass at x+δ gives ∇θ CE; the attack
+// pass at x+η, η ~ U[−ε, ε] (not boxed), gives g₂; the host computes R =
+// mean(1 − cos(g₁ᵢ, g₂ᵢ)) and v = ∂R/∂g₂ (perturb.GradAlign); the hvp
+// graph at x+η with seed v gives ∂R/∂θ = ∂⟨v, g₂⟩/∂θ, and SGD steps on
+// ∇θ CE + λ·∂R/∂θ. Four passes; the BN statistics take the updates of x,
+// x+δ and x+η, in that order, as the reference's forward passes do.
+func (t *Trainer) stepGradAlign() error {
+	a, h, tr := t.attack, t.hvp, t.train
+	copy(a.x, t.x)
+	copy(a.y, t.y)
+	if err := t.attackPass(); err != nil {
+		return err
+	}
+	copy(t.g1, a.gradX)
+	clear(t.delta)
+	perturb.FGSMRS(t.delta, a.gradX, t.x, t.r.Eps, t.r.InputStep)
+	perturb.Add(tr.x, t.x, t.delta)
+	if err := t.trainForward(); err != nil {
+		return err
+	}
+	perturb.Uniform(t.rng, t.delta, t.r.Eps)
+	perturb.Add(a.x, t.x, t.delta)
+	if err := t.runAttack(); err != nil {
+		return err
+	}
+	if loss := a.loss[0]; !finite32(loss) {
+		lr, _ := t.sched.At(t.global)
+		return &lossError{loss: loss, lr: lr, global: t.global, pass: "attack"}
+	}
+	r, _ := perturb.GradAlign(nil, t.hvpSeed, t.g1, a.gradX, t.cfg.Batch)
+	t.info.GradAlignR = r
+	copy(h.x, a.x)
+	copy(h.y, t.y)
+	if err := timedRun(h.s, &t.times.Attack, &t.times.AttackPasses); err != nil {
+		return err
+	}
+	if t.cfg.BNStats != BNStatsTrain {
+		t.takeStats(h)
+	}
+	lambda := t.r.GradAlignLambda
+	for i, g2 := range t.hvpGrad2 {
+		g := t.opt.Grads[i]
+		for j, v := range g2 {
+			g[j] += lambda * v
+		}
+	}
+	return t.optimize()
+}
+
 // klPass runs the kl graph and stops on a non-finite divergence. It
 // updates no BN statistics (the graph reads the running ones).
 func (t *Trainer) klPass() error {
@@ -175,19 +228,37 @@ func (t *Trainer) attackPass() error {
 // on a non-finite loss, takes the BN statistics it returns and updates the
 // parameters with SGD at the schedule's learning rate and momentum.
 func (t *Trainer) trainPass() error {
+	if err := t.trainForward(); err != nil {
+		return err
+	}
+	return t.optimize()
+}
+
+// trainForward runs the train graph on the inputs the step has written,
+// stops on a non-finite loss and takes the BN statistics it returns; the
+// parameter gradients wait in the train session's outputs.
+func (t *Trainer) trainForward() error {
 	tr := t.train
 	copy(tr.y, t.y)
 	if err := t.runTrain(); err != nil {
 		return err
 	}
-	loss := tr.loss[0]
-	lr, mom := t.sched.At(t.global)
-	if !finite32(loss) {
+	if loss := tr.loss[0]; !finite32(loss) {
+		lr, _ := t.sched.At(t.global)
 		return &lossError{loss: loss, lr: lr, global: t.global}
 	}
 	t.takeStats(tr)
+	return nil
+}
+
+// optimize updates the parameters with SGD from the train session's
+// gradients (as the step left them) at the schedule's learning rate and
+// momentum, and records the train pass's loss and accuracy.
+func (t *Trainer) optimize() error {
+	tr := t.train
+	lr, mom := t.sched.At(t.global)
 	t.opt.Step(float32(lr), float32(mom))
-	t.trained(loss, correct(tr.logits, t.y), len(t.y), lr, mom)
+	t.trained(tr.loss[0], correct(tr.logits, t.y), len(t.y), lr, mom)
 	return nil
 }
 

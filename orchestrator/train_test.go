@@ -95,13 +95,14 @@ func TestMethodsLearn(t *testing.T) {
 		{"mlp", "free-3"},
 		{"convnet", "slat"},
 		{"mlp", "trades"},
+		{"convnet", "gradalign"},
 	} {
 		t.Run(c.method, func(t *testing.T) {
 			cfg := testConfig(t, c.model, c.method)
 			switch c.method {
 			case "free-3":
 				cfg.Epochs = 6 // two passes of three replays
-			case "slat":
+			case "slat", "gradalign":
 				// The convnet needs more steps than the mlp, and a smaller
 				// ε to learn this task in a few epochs.
 				cfg.Train, _ = testData("convnet", 640)
@@ -339,7 +340,7 @@ func stepByHand(t *testing.T, method, bnStats string, kernels bool) {
 // TestStepAllocatesNothing checks each method's step in steady state.
 func TestStepAllocatesNothing(t *testing.T) {
 	for _, c := range []struct{ model, method string }{
-		{"mlp", "standard"}, {"mlp", "fgsm-rs"}, {"mlp", "n-fgsm"}, {"mlp", "pgd-2"}, {"mlp", "free-2"}, {"convnet", "slat"}, {"mlp", "trades"},
+		{"mlp", "standard"}, {"mlp", "fgsm-rs"}, {"mlp", "n-fgsm"}, {"mlp", "pgd-2"}, {"mlp", "free-2"}, {"convnet", "slat"}, {"mlp", "trades"}, {"convnet", "gradalign"},
 	} {
 		cfg := testConfig(t, c.model, c.method)
 		cfg.Holdout = nil
@@ -382,7 +383,7 @@ func TestResume(t *testing.T) {
 	for _, c := range []struct {
 		model, method string
 		kernels       bool // slatrun's oneDNN kernels
-	}{{"mlp", "fgsm-rs", false}, {"mlp", "free-2", false}, {"convnet", "slat", false}, {"convnet", "slat", true}, {"convnet", "trades", false}} {
+	}{{"mlp", "fgsm-rs", false}, {"mlp", "free-2", false}, {"convnet", "slat", false}, {"convnet", "slat", true}, {"convnet", "trades", false}, {"convnet", "gradalign", false}, {"convnet", "gradalign", true}} {
 		name := c.method
 		if c.kernels {
 			name += "/onednn"

@@ -89,8 +89,15 @@ type Trainer struct {
 	sched         optim.Schedule
 
 	attack, train *session
-	kl            *session     // trades: the inner maximization's graph
-	step          func() error // the method's step
+	kl            *session // trades: the inner maximization's graph
+	// gradalign: the attack graph differentiated again (DeriveHVP), its
+	// seed.grad.x and grad2.<param> (in params order), and ∇ₓℓ(x) kept
+	// while the attack graph runs at x+η.
+	hvp      *session
+	hvpSeed  []float32
+	hvpGrad2 [][]float32
+	g1       []float32
+	step     func() error // the method's step
 
 	loader *dataset.Loader
 	pcg    *rand.PCG
@@ -298,6 +305,17 @@ func (t *Trainer) setup() error {
 		t.kl = bindSession(s, nil, "", true, nil)
 		trainSpec = graphs.Spec{Kind: graphs.TRADES, Batch: B, Beta: t.r.TRADESBeta}
 	}
+	if t.m.fam == gradalign {
+		s, err := t.session("hvp", graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: noTaps}, opts)
+		if err != nil {
+			return err
+		}
+		t.hvp = bindSession(s, nil, "", true, t.stats)
+		t.hvpSeed = s.Float(contract.SeedName(contract.InputGrad))
+		for _, p := range t.params {
+			t.hvpGrad2 = append(t.hvpGrad2, s.Float(contract.Grad2Name(p.Name)))
+		}
+	}
 	s, err := t.session("train", trainSpec, opts)
 	if err != nil {
 		return err
@@ -329,6 +347,9 @@ func (t *Trainer) setup() error {
 	t.x = make([]float32, B*d)
 	t.y = make([]int64, B)
 	t.delta = make([]float32, B*d)
+	if t.m.fam == gradalign {
+		t.g1 = make([]float32, B*d)
+	}
 
 	t.runState = newRunState(len(t.taps))
 	t.info.TapGradL1 = make([]float64, len(t.taps))
@@ -346,6 +367,8 @@ func (t *Trainer) setup() error {
 		t.step = t.stepSLAT
 	case trades:
 		t.step = t.stepTRADES
+	case gradalign:
+		t.step = t.stepGradAlign
 	}
 	if cfg.Holdout != nil && t.r.ProbeN > 0 {
 		if t.probe, err = newProber(cfg.Forward, t.Weights(), cfg.Holdout.Slice(0, t.r.ProbeN), min(B, t.r.ProbeN), t.r, cfg.Runtime); err != nil {
@@ -360,8 +383,9 @@ func (t *Trainer) session(name string, spec graphs.Spec, opts ort.Options) (*ort
 	spec.NCHWcBlock = opts.NCHWc()
 	spec.Kernels = opts.OneDNN()
 	derive := graphs.Derive
-	if spec.Kind == graphs.KL || spec.Kind == graphs.TRADES {
-		derive = graphs.DeriveTRADES
+	if name == "hvp" { // differentiated again: plain form only (docs/second-order.md)
+		spec.NCHWcBlock, spec.Kernels = 0, false
+		derive = graphs.DeriveHVP
 	}
 	g, err := derive(t.cfg.Forward, spec)
 	if err != nil {
@@ -413,7 +437,7 @@ func (t *Trainer) Close() error {
 	}
 	t.closed = true
 	var errs []error
-	for _, s := range []*session{t.attack, t.kl, t.train} {
+	for _, s := range []*session{t.attack, t.kl, t.hvp, t.train} {
 		if s != nil {
 			errs = append(errs, s.s.Close())
 		}
@@ -448,7 +472,8 @@ func (t *Trainer) Checkpoint() (*onnx.Model, error) {
 func (t *Trainer) Taps() []string { return t.taps }
 
 // GraphHashes returns the sha256 (hex) of each derived graph's bytes, by
-// kind ("attack", "train"; trades: "kl", "train").
+// kind ("attack", "train"; trades: "kl", "train"; gradalign: "attack",
+// "hvp", "train").
 func (t *Trainer) GraphHashes() map[string]string { return t.graph }
 
 // configFile is config.json.
