@@ -58,14 +58,15 @@ type Axis struct {
 // axis names its methods, so that, say, --grid latent-radius=auto,8/255
 // does not train identical FGSM runs twice.
 var MethodScope = map[string][]string{
-	"taps":          {"slat"},
-	"latent-eta":    {"slat"},
-	"latent-step":   {"slat"},
-	"latent-radius": {"slat"},
-	"domain-clip":   {"slat"},
-	"noise-radius":  {"n-fgsm"},
-	"trades-beta":   {"trades"},
-	"trades-steps":  {"trades"},
+	"taps":             {"slat"},
+	"latent-eta":       {"slat"},
+	"latent-step":      {"slat"},
+	"latent-radius":    {"slat"},
+	"domain-clip":      {"slat"},
+	"noise-radius":     {"n-fgsm"},
+	"trades-beta":      {"trades"},
+	"trades-steps":     {"trades"},
+	"gradalign-lambda": {"gradalign"},
 }
 
 // ParseAxis parses "[METHOD[+METHOD…]:]FLAG=V1,V2,…", for example

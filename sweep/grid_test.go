@@ -104,6 +104,7 @@ func TestParseAxis(t *testing.T) {
 		{"--latent-radius=auto,8/255", "latent-radius", []string{"auto", "8/255"}, []string{"slat"}},
 		{"fgsm+FGSM-RS:schedule=cyclic, piecewise", "schedule", []string{"cyclic", "piecewise"}, []string{"fgsm", "fgsm-rs"}},
 		{"taps=conv1;conv1,layer1", "taps", []string{"conv1", "conv1,layer1"}, []string{"slat"}},
+		{"gradalign-lambda=0.2,auto", "gradalign-lambda", []string{"0.2", "auto"}, []string{"gradalign"}},
 	} {
 		a, err := ParseAxis(c.in)
 		if err != nil {

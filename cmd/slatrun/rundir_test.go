@@ -262,3 +262,22 @@ func TestTrainTRADES(t *testing.T) {
 	runOK(t, "train", "--resume", dir)
 	runFails(t, 2, "trades-steps", tinyTrain(t.TempDir(), "--method", "trades", "--trades-steps", "-1")...)
 }
+
+// TestTrainGradAlign trains with --method gradalign and its flag, finds
+// them and the hvp graph in config.json, and resumes the finished run.
+func TestTrainGradAlign(t *testing.T) {
+	dir := t.TempDir()
+	args := tinyTrain(dir, "--method", "gradalign", "--gradalign-lambda", "0.5", "--val-n", "0")
+	runOK(t, args...)
+	b, err := os.ReadFile(filepath.Join(dir, orchestrator.ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"method": "gradalign"`, `"gradalign_lambda": 0.5`, `"hvp": "`, `"attack": "`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("config.json lacks %s:\n%s", want, b)
+		}
+	}
+	runOK(t, "train", "--resume", dir)
+	runFails(t, 2, "gradalign-lambda", tinyTrain(t.TempDir(), "--method", "gradalign", "--gradalign-lambda", "-1")...)
+}
