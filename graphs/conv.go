@@ -7,8 +7,10 @@ import (
 	"github.com/slatrun/slatrun/onnx"
 )
 
-// Convolutions. Conv's backward uses ConvTranspose for dX and, for dW of a
-// group-1 Conv, one Gemm per kernel offset (convWeightGradGemm), or with
+// Convolutions. Conv's backward uses ConvTranspose (or, stride 1, an NCHWc
+// Conv) for dX, or with Spec.Kernels slatrun's oneDNN ConvGradInput kernel
+// where it measured faster (kernelInputGradOK), and, for dW of a group-1
+// Conv, one Gemm per kernel offset (convWeightGradGemm), or with
 // Spec.Kernels slatrun's oneDNN ConvGradWeight kernel (2-D); grouped
 // Convs and ConvTranspose's dW use a Conv of the transposed input by the
 // transposed output gradient with the forward strides and dilations
@@ -172,7 +174,13 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	cg := geom(n, ws[2:])
 	r := cg.r
 	res := make([]string, 3)
-	if d.wants(x) {
+	if d.wants(x) && d.kernelInputGradOK(n, cg, xs, ws) {
+		res[0] = d.b.OpIn(onnx.KernelDomain, onnx.ConvGradInput, []string{dy[0], w},
+			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
+			onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...),
+			onnx.AttrInts("input_shape", xs[2:]...))
+	}
+	if res[0] == "" && d.wants(x) {
 		res[0] = d.nchwcInputGrad(n, dy[0], w, xs, ws, cg)
 	}
 	if res[0] == "" && d.wants(x) {
@@ -299,6 +307,19 @@ func (d *deriver) kernelOK(n *node, cg convGeom) bool {
 	}
 	ap := n.str("auto_pad", "NOTSET")
 	return ap == "NOTSET" || ap == ""
+}
+
+// kernelInputGradOK reports whether the input gradient of Conv node n runs
+// in slatrun's ConvGradInput kernel: only where oneDNN measured faster than
+// the NCHWc Conv and ConvTranspose forms (docs/kernels.md, "Speed"): as
+// kernelOK, with dilation 1, a kernel larger than 1×1 (1×1 strided ones
+// were faster or slower by shape) and both channel counts multiples of 16
+// (the stems, with 1 or 3 input channels, were 2–20× slower in oneDNN).
+func (d *deriver) kernelInputGradOK(n *node, cg convGeom, xs, ws []int64) bool {
+	if !d.kernelOK(n, cg) || cg.dil[0] != 1 || cg.dil[1] != 1 || cg.k[0]*cg.k[1] == 1 {
+		return false
+	}
+	return xs[1]%16 == 0 && ws[0]%16 == 0
 }
 
 // nchwcOK reports whether a 2-D, group-1 convolution from c to m channels

@@ -11,7 +11,8 @@ import (
 )
 
 // TestKernelsMatchPlain checks that graphs derived with Spec.Kernels
-// (weight gradients in slatrun's oneDNN ConvGradWeight; training-mode batch
+// (weight gradients in slatrun's oneDNN ConvGradWeight, input gradients of
+// the 3×3 Convs between 16-multiple channel counts in ConvGradInput; training-mode batch
 // norms in BatchNormTrain/BatchNormTrainGrad, with the Relu that is a BN
 // output's only consumer fused in) compute what the plain graphs compute,
 // output by output, with and without NCHWc, and that the kernels were
@@ -45,11 +46,12 @@ func TestKernelsMatchPlain(t *testing.T) {
 		nchwc bool
 		taps  []string // nil: the model's
 		convs int      // weight gradients expected in the kernel (at least; train kind)
+		dxs   int      // input gradients expected in ConvGradInput (every kind)
 		bns   int      // BatchNormalization nodes (all in the kernel in the training kinds)
 		fused int      // Relus fused into them (training kinds)
 	}
 	cases := []tc{
-		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, bns: 7, fused: 7},
+		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, bns: 7, fused: 7},
 		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, bns: 4, fused: 2},
 		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, bns: 4, fused: 2},
 		// a tap on a BN output keeps its Relu apart (and its tensor)
@@ -58,20 +60,22 @@ func TestKernelsMatchPlain(t *testing.T) {
 		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, bns: 4},
 	}
 	for _, z := range []struct {
-		name              string
-		m                 *onnx.Model
-		batch             int
-		convs, bns, fused int
+		name                   string
+		m                      *onnx.Model
+		batch                  int
+		convs, dxs, bns, fused int
 	}{
-		{"convnet", convnet, 4, 9, 7, 7},
-		{"preactresnet18", preact, 2, 20, 17, 17},
-		{"wrn-28-10", wrn, 2, 27, 25, 25},
-		{"mlp", mlp, 4, 0, 0, 0},
-		{"torch fixture", fixture, 3, 1, 2, 2},
+		// ConvGradInput: the 3×3 Convs between 16-multiple channel counts
+		// (not the stems, not the 1×1 shortcuts)
+		{"convnet", convnet, 4, 9, 6, 7, 7},
+		{"preactresnet18", preact, 2, 20, 16, 17, 17},
+		{"wrn-28-10", wrn, 2, 27, 24, 25, 25},
+		{"mlp", mlp, 4, 0, 0, 0, 0},
+		{"torch fixture", fixture, 3, 1, 0, 2, 2},
 	} {
 		for _, k := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval} {
 			cases = append(cases, tc{name: z.name + "/" + string(k), m: z.m, batch: z.batch, kind: k, nchwc: true,
-				convs: z.convs, bns: z.bns, fused: z.fused})
+				convs: z.convs, dxs: z.dxs, bns: z.bns, fused: z.fused})
 		}
 	}
 	for _, c := range cases {
@@ -95,6 +99,10 @@ func TestKernelsMatchPlain(t *testing.T) {
 				t.Errorf("%d ConvGradWeight nodes in a graph without weight gradients", n)
 			}
 
+			// every kind has input gradients (the eval kind's grad.x too)
+			if got := countOps(g, onnx.KernelDomain, onnx.ConvGradInput); got != c.dxs {
+				t.Errorf("%d ConvGradInput nodes, want %d", got, c.dxs)
+			}
 			if got := countOps(c.m, "", "BatchNormalization"); got != c.bns {
 				t.Fatalf("the model has %d BatchNormalization nodes, the case says %d", got, c.bns)
 			}
