@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-METHODS = ("standard", "fgsm", "fgsm-rs", "n-fgsm", "slat", "pgd-7", "free-8", "trades")
+METHODS = ("standard", "fgsm", "fgsm-rs", "n-fgsm", "slat", "pgd-7", "free-8", "trades", "gradalign")
 
 # ---------------------------------------------------------------------------
 # Models: exactly graphs/zoo (models.go, layers.go). Bias-free convolutions,
@@ -233,7 +233,7 @@ class Trainer:
     def __init__(self, model, method, eps, eta=None, seed=0, input_step=0.9,
                  latent_step=1.8, latent_radius=1.0, fgsm_rs_alpha=1.25,
                  pgd_alpha=2.5, weight_decay=5e-4, trades_beta=6.0, trades_steps=10,
-                 trades_step=0.25):
+                 trades_step=0.25, gradalign_lambda=None):
         self.model = model
         self.method = method
         self.eps = eps
@@ -255,6 +255,9 @@ class Trainer:
         self.trades_beta = trades_beta
         self.trades_k = trades_steps
         self.trades_alpha = trades_step * eps
+        # GradAlign's λ: the reference's rule 0.02·10^(ε/(8/255)) unless given.
+        self.gradalign_lambda = (0.02 * 10 ** (eps / (8 / 255))
+                                 if gradalign_lambda is None else gradalign_lambda)
         self.track_l1 = False  # SLAT: log mean ‖∂ℓ/∂h_l‖₁ per sample, per tap
         self.grad_l1 = None
 
@@ -323,6 +326,8 @@ class Trainer:
             return self.free_step(x, y)
         if self.method == "trades":
             return self.trades_step(x, y)
+        if self.method == "gradalign":
+            return self.gradalign_step(x, y)
         xa, deltas = self.perturb(x, y)
         loss, out = self.train_pass(xa, y, deltas)
         return loss, out
@@ -388,6 +393,41 @@ class Trainer:
         loss.backward()
         self.opt.step()
         return loss.detach(), logits.detach()
+
+
+    def gradalign_step(self, x, y):
+        """One GradAlign step (docs/methods.md), as the reference's FGSM
+        recipe: g1 = ∇ℓ(x) (FGSM's gradient, held constant), δ = ε·sign(g1)
+        boxed, CE at x+δ, g2 = ∇ℓ(x+η) with η ~ U[−ε, ε] (not boxed) kept in
+        the graph (create_graph), R = mean over the examples with nonzero
+        gradients of 1 − cos(g1ᵢ, g2ᵢ), and one backward of CE + λ·R. The BN
+        statistics see x, x+δ, x+η in that order (x+η not with --bn-stats
+        train)."""
+        eps, model = self.eps, self.model
+        with attack_pass(self.params):
+            g1 = input_grad(model, x, y)
+        xa = box(x, x + eps * g1.sign(), eps)
+        out = model(xa)
+        loss = F.cross_entropy(out, y)
+        xe = (x + uniform_like(x, eps, self.gen)).requires_grad_(True)
+        BN.update = BN.attack_update
+        try:
+            le = F.cross_entropy(model(xe), y)
+        finally:
+            BN.update = True
+        (g2,) = torch.autograd.grad(le, [xe], create_graph=True)
+        a, b = g1.flatten(1), g2.flatten(1)
+        na, nb = a.norm(dim=1), b.norm(dim=1)
+        keep = (na != 0) & (nb != 0)
+        reg = torch.zeros((), dtype=loss.dtype)
+        if bool(keep.any()):
+            cos = (a[keep] * b[keep]).sum(1) / (na[keep] * nb[keep])
+            reg = (1.0 - cos).mean()
+        self.opt.zero_grad(set_to_none=True)
+        (loss + self.gradalign_lambda * reg).backward()
+        self.opt.step()
+        self.last_reg = float(reg)
+        return loss.detach(), out.detach()
 
 
 def cyclic(i, total, lr_max, mom_max=0.9, mom_min=0.8, up=0.4):
@@ -566,7 +606,7 @@ def train(args):
     eps = args.eps if args.eps is not None else 0.1
     tr = Trainer(model, args.method, eps, eta=args.eta, seed=args.seed,
                  latent_radius=args.latent_radius, trades_beta=args.trades_beta,
-                 trades_steps=args.trades_steps)
+                 trades_steps=args.trades_steps, gradalign_lambda=args.gradalign_lambda)
     tr.track_l1 = True
     n = len(ytr)
     nb = (n + args.batch - 1) // args.batch
@@ -673,6 +713,8 @@ def main():
                    help="±radius·η clip of the latent step (0: none)")
     t.add_argument("--trades-beta", type=float, default=6.0, help="TRADES: weight β of the KL term")
     t.add_argument("--trades-steps", type=int, default=10, help="TRADES: inner PGD steps (step ε/4)")
+    t.add_argument("--gradalign-lambda", type=float, default=None,
+                   help="GradAlign: weight λ of 1 − cos (default 0.02·10^(ε/(8/255)))")
     t.add_argument("--lr", type=float, default=0.2, help="peak of the cyclic learning rate")
     t.add_argument("--train-n", type=int, default=0, help="first N training images (0: all)")
     t.add_argument("--test-n", type=int, default=1000)
