@@ -3,6 +3,7 @@ package ort
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -277,4 +278,42 @@ func TestConvGradInputErrors(t *testing.T) {
 		t.Fatalf("W not matching kernel_shape: err = %v", err)
 	}
 	t.Log(err)
+}
+
+// TestConvGradInputDeterministic checks that two sessions, each built and
+// run on its own goroutine, give bit-identical dX (the thread count is set
+// before the primitive is built; docs/kernels.md, "Threads").
+func TestConvGradInputDeterministic(t *testing.T) {
+	needKernels(t)
+	cc := conv3("s2", 32, 14, 64, 3, 2)
+	cc.n = 8
+	var outs [2][]float32
+	for i := range outs {
+		done := make(chan error)
+		go func() {
+			s, err := NewSession(cc.gradInputModel(shapeFromAttr), Options{Threads: 2, Kernels: true})
+			if err != nil {
+				done <- err
+				return
+			}
+			defer s.Close()
+			r := rand.New(rand.NewPCG(5, 6))
+			fill(r, s.Float("dy"))
+			fill(r, s.Float("w"))
+			if err := s.Run(); err != nil {
+				done <- err
+				return
+			}
+			outs[i] = slices.Clone(s.Float("dx"))
+			done <- nil
+		}()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for j := range outs[0] {
+		if math.Float32bits(outs[0][j]) != math.Float32bits(outs[1][j]) {
+			t.Fatalf("dX[%d]: %g in one session, %g in another", j, outs[0][j], outs[1][j])
+		}
+	}
 }
