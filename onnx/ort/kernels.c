@@ -690,8 +690,11 @@ static int ck_run(ConvK *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 		}
 		break;
 	}
-	if (w[2] != k->ks[0] || w[3] != k->ks[1] || w[1] != x[1] || w[0] != y[1] || x[0] != y[0] || x[2] < 1 ||
-	    x[3] < 1) {
+	if (x[2] < 1 || x[3] < 1) {
+		seterr(err, n, "input extent %lldx%lld is empty", (long long)x[2], (long long)x[3]);
+		return -1;
+	}
+	if (w[2] != k->ks[0] || w[3] != k->ks[1] || w[1] != x[1] || w[0] != y[1] || x[0] != y[0]) {
 		seterr(err, n, "W %lldx%lldx%lldx%lld does not fit kernel_shape %lldx%lld and the inputs' channels",
 		       (long long)w[0], (long long)w[1], (long long)w[2], (long long)w[3], (long long)k->ks[0],
 		       (long long)k->ks[1]);
