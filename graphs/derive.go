@@ -348,33 +348,7 @@ func (d *deriver) insertTaps() {
 
 // pruneToLogits drops the nodes the logits do not depend on and returns
 // the tensors they do.
-func (d *deriver) pruneToLogits() map[string]bool {
-	g := d.g
-	live := map[*node]bool{}
-	want := map[string]bool{g.output: true}
-	for i := len(g.nodes) - 1; i >= 0; i-- {
-		n := g.nodes[i]
-		hit := false
-		for _, o := range n.out {
-			hit = hit || want[o]
-		}
-		if !hit {
-			continue
-		}
-		live[n] = true
-		for _, in := range n.in {
-			want[in] = true
-		}
-	}
-	var nodes []*node
-	for _, n := range g.nodes {
-		if live[n] {
-			nodes = append(nodes, n)
-		}
-	}
-	g.nodes = nodes
-	return want
-}
+func (d *deriver) pruneToLogits() map[string]bool { return d.g.pruneTo(d.g.output) }
 
 // markNeeds marks the sources and the float tensors computed from them:
 // the tensors that need a gradient.

@@ -328,17 +328,8 @@ func loadGraph(forward *onnx.Model, batch int64) (*fgraph, error) {
 		return nil, fmt.Errorf("graphs: derive: input %q at batch %d: %w", inName, batch, err)
 	}
 	for _, pn := range pg.GetNode() {
-		n := &node{op: pn.GetOpType(), name: pn.GetName(), in: append([]string(nil), pn.GetInput()...), out: append([]string(nil), pn.GetOutput()...)}
-		for _, a := range pn.GetAttribute() {
-			n.attrs = append(n.attrs, proto.Clone(a).(*onnxpb.AttributeProto))
-		}
-		if n.name == "" {
-			n.name = n.op
-			if len(n.out) > 0 {
-				n.name = n.op + "(" + n.out[0] + ")"
-			}
-		}
-		if err := onnx.CheckArity("", n.op, n.in, n.out); err != nil {
+		n, err := nodeFromProto(pn)
+		if err != nil {
 			return nil, fmt.Errorf("graphs: derive: %v: %w", n, err)
 		}
 		g.used[n.name] = true
@@ -540,4 +531,21 @@ func (g *fgraph) classify() {
 			}
 		}
 	}
+}
+
+// nodeFromProto copies a NodeProto into the deriver's node form (attributes
+// cloned, an empty name replaced by op(first output)) and checks its arity.
+// On an arity error it still returns the node, to name it in the message.
+func nodeFromProto(pn *onnxpb.NodeProto) (*node, error) {
+	n := &node{op: pn.GetOpType(), name: pn.GetName(), in: append([]string(nil), pn.GetInput()...), out: append([]string(nil), pn.GetOutput()...)}
+	for _, a := range pn.GetAttribute() {
+		n.attrs = append(n.attrs, proto.Clone(a).(*onnxpb.AttributeProto))
+	}
+	if n.name == "" {
+		n.name = n.op
+		if len(n.out) > 0 {
+			n.name = n.op + "(" + n.out[0] + ")"
+		}
+	}
+	return n, onnx.CheckArity("", n.op, n.in, n.out)
 }

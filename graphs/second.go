@@ -84,7 +84,7 @@ func Differentiate(m *onnx.Model, seeds, wrt []string) (*onnx.Model, error) {
 		}
 	}
 	g.output = seeds[0]
-	g.pruneTo(outputs)
+	g.pruneTo(outputs...)
 	spec := Spec{Kind: Kind(contract.KindSecondOrder)}
 	if v, ok := m.Metadata(contract.MetaBatch); ok {
 		spec.Batch, _ = strconv.Atoi(v)
@@ -234,17 +234,8 @@ func loadDerived(m *onnx.Model) (*fgraph, []string, []string, error) {
 		inputs = append(inputs, name)
 	}
 	for _, pn := range pg.GetNode() {
-		n := &node{op: pn.GetOpType(), name: pn.GetName(), in: append([]string(nil), pn.GetInput()...), out: append([]string(nil), pn.GetOutput()...)}
-		for _, a := range pn.GetAttribute() {
-			n.attrs = append(n.attrs, proto.Clone(a).(*onnxpb.AttributeProto))
-		}
-		if n.name == "" {
-			n.name = n.op
-			if len(n.out) > 0 {
-				n.name = n.op + "(" + n.out[0] + ")"
-			}
-		}
-		if err := onnx.CheckArity("", n.op, n.in, n.out); err != nil {
+		n, err := nodeFromProto(pn)
+		if err != nil {
 			return nil, nil, nil, fmt.Errorf("graphs: differentiate: %v: %w", n, err)
 		}
 		if n.op == "BatchNormalization" && (n.int("training_mode", 0) != 0 || len(n.out) > 1) {
@@ -279,8 +270,9 @@ func loadDerived(m *onnx.Model) (*fgraph, []string, []string, error) {
 	return g, inputs, outputs, nil
 }
 
-// pruneTo drops the nodes none of the tensors keep depends on.
-func (g *fgraph) pruneTo(keep []string) {
+// pruneTo drops the nodes none of the tensors keep depends on and returns
+// the tensors that remain needed (keep and everything upstream of it).
+func (g *fgraph) pruneTo(keep ...string) map[string]bool {
 	want := map[string]bool{}
 	for _, s := range keep {
 		want[s] = true
@@ -307,6 +299,7 @@ func (g *fgraph) pruneTo(keep []string) {
 		}
 	}
 	g.nodes = nodes
+	return want
 }
 
 // keepOutputs declares the source graph's outputs as outputs again. An
