@@ -33,7 +33,7 @@ bin=${SLATRUN:-bin/slatrun}
 [ -x "$bin" ] || go build -o "$bin" ./cmd/slatrun
 py=/usr/bin/python3
 
-one() { # side seed
+one() { # side seed (set -e does not reach a function called from ||: each step says || return 1)
   local side=$1 seed=$2 out="$dir/$1-$2"
   [ -f "$out/result.json" ] && return 0
   mkdir -p "$out"
@@ -42,23 +42,24 @@ one() { # side seed
     if [ "$trainn" != 0 ]; then val=0 tn=(--train-n "$trainn"); fi
     [ -f "$out/run/state.bin" ] && resume=(--resume "$out/run") || resume=()
     if [ ${#resume[@]} -gt 0 ]; then
-      "$bin" train "${resume[@]}" --threads 1 >"$out/train.log" 2>&1
+      "$bin" train "${resume[@]}" --threads 1 >"$out/train.log" 2>&1 || return 1
     else
       # shellcheck disable=SC2086
       "$bin" train --model convnet --data fashion-mnist --method "$method" --eps 0.1 \
         --epochs "$epochs" --batch 128 --lr 0.2 --schedule cyclic --seed "$seed" \
-        --val-n "$val" "${tn[@]}" --threads 1 --overwrite ${FLAGS:-} --out "$out/run" >"$out/train.log" 2>&1
+        --val-n "$val" "${tn[@]}" --threads 1 --overwrite ${FLAGS:-} --out "$out/run" >"$out/train.log" 2>&1 || return 1
     fi
     local attacks=fgsm
     [ "$attack" != none ] && attacks=$attack
     "$bin" eval --model "$out/run/model.onnx" --data fashion-mnist --eps 0.1 --attacks "$attacks" \
-      --n 1000 --batch 250 --threads 1 --out "$out/eval.json" >"$out/eval.log" 2>&1
+      --test-n 1000 --eval-batch 250 --threads 1 --out "$out/eval.json" >"$out/eval.log" 2>&1 || return 1
     "$py" - "$out/eval.json" "$attack" >"$out/result.tmp" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 rob = None if sys.argv[2] == "none" else 100 * r["attacks"][0]["accuracy"]
 print(json.dumps({"clean": 100 * r["clean"], "robust": rob}))
 EOF
+    [ $? -eq 0 ] || return 1
     mv "$out/result.tmp" "$out/result.json"
   else
     local steps=50 restarts=10
@@ -69,9 +70,9 @@ EOF
     # shellcheck disable=SC2086
     "$py" tools/peer/peer.py --train --method "$method" --epochs "$epochs" --eps 0.1 \
       --seed "$seed" --train-n "$trainn" --test-n 1000 --threads 1 \
-      --pgd-steps "$steps" --pgd-restarts "$restarts" --json ${PEER_FLAGS:-} >"$out/peer.json" 2>"$out/peer.log"
+      --pgd-steps "$steps" --pgd-restarts "$restarts" --json ${PEER_FLAGS:-} >"$out/peer.json" 2>"$out/peer.log" || return 1
     "$py" -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(json.dumps({"clean": r["clean_acc"], "robust": r["pgd_acc"]}))' \
-      "$out/peer.json" >"$out/result.tmp"
+      "$out/peer.json" >"$out/result.tmp" || return 1
     mv "$out/result.tmp" "$out/result.json"
   fi
 }
