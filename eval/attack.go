@@ -82,7 +82,10 @@ func (a *attacker) bind(head string) error {
 		return err
 	}
 	a.s = s
-	a.sx, a.sg, a.sz, a.sl = s.Float(contract.Input), s.Float(contract.InputGrad), s.Float(contract.Logits), s.Float(contract.LossEach)
+	a.sx, a.sz, a.sg, a.sl = s.Float(contract.Input), s.Float(contract.Logits), nil, nil
+	if s.Has(contract.InputGrad) { // not the HeadLogits graph
+		a.sg, a.sl = s.Float(contract.InputGrad), s.Float(contract.LossEach)
+	}
 	a.sy, a.st = s.Int64(contract.Labels), nil
 	if s.Has(contract.Target) {
 		a.st = s.Int64(contract.Target)

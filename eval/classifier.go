@@ -33,9 +33,19 @@ type Classifier struct {
 	extra  map[string]int       // other float inputs (parameters, BN statistics) → length
 	values map[string][]float32 // their values, set by SetInput
 	closed bool
+	// resize, if set (SetResize), derives a head's graph at a smaller
+	// batch; small holds the sessions made from them.
+	resize func(head string, batch int) (*onnx.Model, error)
+	small  map[sized]*ort.Session
 	// pointHook, if set (by tests, through export_test.go), sees every
 	// point an attack evaluates, before the graph runs.
 	pointHook func(a *attacker)
+}
+
+// sized names a head's graph at a batch smaller than B.
+type sized struct {
+	head  string
+	batch int
 }
 
 // NewClassifier checks that the eval graphs keep the contract and share the
@@ -43,11 +53,13 @@ type Classifier struct {
 // graphs are loss heads (HeadCE, HeadCW, HeadDLR, HeadDLRT, HeadDiffT); every
 // graph has inputs x float32 [B,C,H,W] and y int64 [B] (dlr-t and diff-t
 // also target int64 [B])
-// and outputs logits [B,K], loss.each [B] and grad.x [B,C,H,W]. A symbolic
+// and outputs logits [B,K], loss.each [B] and grad.x [B,C,H,W], except the
+// HeadLogits graph, which outputs only the logits (one forward pass; Square
+// uses it when it is given, and the ce graph's logits otherwise). A symbolic
 // batch dimension takes opts.Batch. Any further graph input (a parameter or
 // a BN statistic, when the weights are inputs rather than initializers) must
 // be float32 with a fixed shape and be given with SetInput before use.
-// opts.Outputs is ignored: the sessions fetch exactly the three outputs.
+// opts.Outputs is ignored: the sessions fetch exactly these outputs.
 func NewClassifier(graphs map[string]*onnx.Model, opts ort.Options) (*Classifier, error) {
 	if len(graphs) == 0 {
 		return nil, fmt.Errorf("eval: %w: no eval graphs given", ErrGraph)
@@ -56,17 +68,17 @@ func NewClassifier(graphs map[string]*onnx.Model, opts ort.Options) (*Classifier
 		opts:   opts,
 		graphs: map[string]*onnx.Model{},
 		sess:   map[string]*ort.Session{},
+		small:  map[sized]*ort.Session{},
 		extra:  map[string]int{},
 		values: map[string][]float32{},
 	}
-	c.opts.Outputs = []string{contract.Logits, contract.LossEach, contract.InputGrad}
 	first := ""
 	for _, head := range sortedKeys(graphs) {
 		m := graphs[head]
 		if m == nil || m.Graph() == nil {
 			return nil, fmt.Errorf("eval: %w %q: no model", ErrGraph, head)
 		}
-		d, err := c.check(head, m)
+		d, err := c.check(head, m, c.opts.Batch)
 		if err != nil {
 			return nil, err
 		}
@@ -81,8 +93,17 @@ func NewClassifier(graphs map[string]*onnx.Model, opts ort.Options) (*Classifier
 	return c, nil
 }
 
-// check validates one graph and returns its sizes.
-func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
+// outputs lists the outputs a session of head fetches.
+func outputs(head string) []string {
+	if head == contract.HeadLogits {
+		return []string{contract.Logits}
+	}
+	return []string{contract.Logits, contract.LossEach, contract.InputGrad}
+}
+
+// check validates one graph and returns its sizes; a symbolic batch
+// dimension takes batch (if positive).
+func (c *Classifier) check(head string, m *onnx.Model, optBatch int) (Dims, error) {
 	minK := contract.MinClasses(head)
 	if minK == 0 {
 		return Dims{}, fmt.Errorf("eval: %w: unknown loss head %q (want %s)", ErrGraph, head, strings.Join(contract.Heads(), ", "))
@@ -116,7 +137,7 @@ func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
 	}
 	batch := func(n int64) int64 {
 		if n < 0 {
-			return int64(c.opts.Batch)
+			return int64(optBatch)
 		}
 		return n
 	}
@@ -128,8 +149,8 @@ func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
 	if b <= 0 {
 		return bad("input x has a symbolic batch dimension; set ort.Options.Batch")
 	}
-	if c.opts.Batch > 0 && b != int64(c.opts.Batch) {
-		return bad("batch size %d differs from ort.Options.Batch %d", b, c.opts.Batch)
+	if optBatch > 0 && b != int64(optBatch) {
+		return bad("batch size %d differs from ort.Options.Batch %d", b, optBatch)
 	}
 	for _, v := range x.dims[1:] {
 		if v <= 0 {
@@ -166,10 +187,10 @@ func (c *Classifier) check(head string, m *onnx.Model) (Dims, error) {
 	if d.K < minK {
 		return bad("%d classes; this head needs at least %d", d.K, minK)
 	}
-	if l, ok := outs[contract.LossEach]; !want(l, ok, onnx.Float, b) {
+	if l, ok := outs[contract.LossEach]; head != contract.HeadLogits && !want(l, ok, onnx.Float, b) {
 		return bad("needs output %q float32 [%d]", contract.LossEach, b)
 	}
-	if gx, ok := outs[contract.InputGrad]; !want(gx, ok, onnx.Float, b, int64(d.C), int64(d.H), int64(d.W)) {
+	if gx, ok := outs[contract.InputGrad]; head != contract.HeadLogits && !want(gx, ok, onnx.Float, b, int64(d.C), int64(d.H), int64(d.W)) {
 		return bad("needs output %q float32 [%d,%d,%d,%d]", contract.InputGrad, b, d.C, d.H, d.W)
 	}
 	for name, v := range ins {
@@ -221,7 +242,61 @@ func (c *Classifier) SetInput(name string, v []float32) error {
 			copy(s.Float(name), v)
 		}
 	}
+	for _, s := range c.small {
+		if s.Has(name) {
+			copy(s.Float(name), v)
+		}
+	}
 	return nil
+}
+
+// SetResize lets the Classifier run a head's graph at batches smaller than
+// B: derive returns head's graph at batch b (1 ≤ b < B), keeping the same
+// contract and sizes otherwise (graphs.DeriveEval at that batch). Square
+// then queries only as many rows as it still attacks, in a session of the
+// smallest batch of the ladder B, ⌈B/2⌉, ⌈B/4⌉, …, 1 that holds them,
+// each made on first use. The graphs must compute every row independently
+// of the others (BN on running statistics), as eval graphs do.
+func (c *Classifier) SetResize(derive func(head string, batch int) (*onnx.Model, error)) {
+	c.resize = derive
+}
+
+// sessionAt returns head's session at batch b (B, or a smaller batch when
+// SetResize was called), making it on first use.
+func (c *Classifier) sessionAt(head string, b int) (*ort.Session, error) {
+	if b == c.dims.B {
+		return c.session(head)
+	}
+	key := sized{head, b}
+	if s, ok := c.small[key]; ok {
+		return s, nil
+	}
+	if c.closed {
+		return nil, errors.New("eval: the classifier is closed")
+	}
+	if c.resize == nil || b < 1 || b > c.dims.B {
+		return nil, fmt.Errorf("eval: no %q eval graph at batch %d", head, b)
+	}
+	m, err := c.resize(head, b)
+	if err != nil {
+		return nil, fmt.Errorf("eval: %q eval graph at batch %d: %w", head, b, err)
+	}
+	d, err := c.check(head, m, b)
+	if err != nil {
+		return nil, err
+	}
+	if want := (Dims{b, c.dims.C, c.dims.H, c.dims.W, c.dims.K}); d != want {
+		return nil, fmt.Errorf("eval: %w %q at batch %d: sizes B=%d C=%d H=%d W=%d K=%d, want B=%d C=%d H=%d W=%d K=%d",
+			ErrGraph, head, b, d.B, d.C, d.H, d.W, d.K, want.B, want.C, want.H, want.W, want.K)
+	}
+	opts := c.opts
+	opts.Batch = b
+	s, err := c.newSession(head, m, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.small[key] = s
+	return s, nil
 }
 
 // session returns the session of head, making it on first use.
@@ -236,7 +311,19 @@ func (c *Classifier) session(head string) (*ort.Session, error) {
 	if !ok {
 		return nil, fmt.Errorf("eval: no %q eval graph (have %s)", head, strings.Join(c.Heads(), ", "))
 	}
-	s, err := ort.NewSession(m, c.opts)
+	s, err := c.newSession(head, m, c.opts)
+	if err != nil {
+		return nil, err
+	}
+	c.sess[head] = s
+	return s, nil
+}
+
+// newSession makes a session of head's graph m and sets its parameter
+// inputs.
+func (c *Classifier) newSession(head string, m *onnx.Model, opts ort.Options) (*ort.Session, error) {
+	opts.Outputs = outputs(head)
+	s, err := ort.NewSession(m, opts)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %q eval graph: %w", head, err)
 	}
@@ -251,7 +338,6 @@ func (c *Classifier) session(head string) (*ort.Session, error) {
 		}
 		copy(s.Float(name), v)
 	}
-	c.sess[head] = s
 	return s, nil
 }
 
@@ -263,6 +349,10 @@ func (c *Classifier) Close() error {
 	for _, head := range sortedKeys(c.sess) {
 		errs = append(errs, c.sess[head].Close())
 		delete(c.sess, head)
+	}
+	for key, s := range c.small {
+		errs = append(errs, s.Close())
+		delete(c.small, key)
 	}
 	return errors.Join(errs...)
 }

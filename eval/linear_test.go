@@ -123,6 +123,10 @@ func (m *linModel) graph(head string, bs int, paramInputs bool) *onnx.Model {
 	mm := g.Op("MatMul", []string{flat, W})
 	g.Node("Add", []string{mm, bias}, []string{contract.Logits})
 	z := contract.Logits
+	if head == HeadLogits {
+		g.Output(contract.Logits, onnx.Float, B, k)
+		return g.Model()
+	}
 
 	depth := g.Int64s("depth", []int64{1}, []int64{k})
 	offOn := g.Floats("off_on", []int64{2}, []float32{0, 1})
@@ -216,6 +220,24 @@ func (m *linModel) classifier(t testing.TB, bs int) *Classifier {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// smallClassifier is classifier with the HeadLogits graph too and every
+// smaller batch (SetResize), as Square uses them.
+func (m *linModel) smallClassifier(t testing.TB, bs int) *Classifier {
+	t.Helper()
+	needORT(t)
+	graphs := map[string]*onnx.Model{HeadLogits: m.graph(HeadLogits, bs, false)}
+	for _, h := range m.heads() {
+		graphs[h] = m.graph(h, bs, false)
+	}
+	c, err := NewClassifier(graphs, ort.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetResize(func(head string, b int) (*onnx.Model, error) { return m.graph(head, b, false), nil })
 	t.Cleanup(func() { c.Close() })
 	return c
 }

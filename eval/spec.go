@@ -21,6 +21,9 @@ const (
 	HeadDLR   = contract.HeadDLR
 	HeadDLRT  = contract.HeadDLRT
 	HeadDiffT = contract.HeadDiffT
+	// HeadLogits is not a loss head: it names the logits-only eval graph
+	// (one forward pass) Square queries.
+	HeadLogits = contract.HeadLogits
 )
 
 // Attack kinds.
@@ -376,13 +379,18 @@ func (s *AttackSpec) Validate() error {
 
 // Heads lists the loss heads an evaluation with these attacks needs, each
 // once: HeadCE first (the clean pass and the local-linearity probe use it),
-// then the heads the attacks follow, in order. Derive one eval graph per
+// then the heads the attacks follow, in order (HeadLogits for Square,
+// which reads the logits alone). Derive one eval graph per
 // head (graphs.DeriveEval) for NewClassifier.
 func Heads(attacks []AttackSpec) []string {
 	heads := []string{HeadCE}
 	for _, a := range attacks {
-		if !slices.Contains(heads, a.Loss) {
-			heads = append(heads, a.Loss)
+		h := a.Loss
+		if a.Kind == KindSquare {
+			h = HeadLogits // Square reads only the logits
+		}
+		if !slices.Contains(heads, h) {
+			heads = append(heads, h)
 		}
 	}
 	return heads

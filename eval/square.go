@@ -3,6 +3,9 @@ package eval
 import (
 	"context"
 	"math"
+
+	"github.com/slatrun/slatrun/graphs/contract"
+	"github.com/slatrun/slatrun/onnx/ort"
 )
 
 // Square (Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a
@@ -22,7 +25,11 @@ import (
 // so a sample's queries do not depend on the batch. A sample leaves the
 // batch as soon as it is misclassified (or its queries are spent) and the
 // next sample of the set takes its row: only samples still robust are
-// queried.
+// queried. Square reads the logits alone, so it queries the HeadLogits
+// graph (one forward pass) when the Classifier has it; once fewer rows are
+// alive than the batch holds, and the Classifier can run smaller batches
+// (SetResize), the live rows are packed into the smallest session of the
+// ladder B, ⌈B/2⌉, ⌈B/4⌉, …, 1 that holds them.
 
 // squareState is Square's per-row state and scratch, allocated once.
 type squareState struct {
@@ -35,6 +42,15 @@ type squareState struct {
 	delta []float64 // [D] L2: the perturbation being built
 	pat   []float64 // [2D] an s×s pattern and scratch
 	chanN []float64 // [C] per-channel window norms
+
+	// The query: the logits of row r are z[pos[r]·K:]. ladder holds the
+	// batch sizes B, ⌈B/2⌉, …, 1 and sess their sessions of head, made
+	// on first use (sess[0] is the bound session).
+	pos    []int
+	z      []float32
+	ladder []int
+	sess   []*ort.Session
+	head   string
 }
 
 func newSquareState(b, d int) squareState {
@@ -42,7 +58,58 @@ func newSquareState(b, d int) squareState {
 		live: make([]bool, b), it: make([]int, b), round: make([]int, b), set: make([]int, b),
 		marg: make([]float64, b), rng: make([]rng, b),
 		delta: make([]float64, d), pat: make([]float64, 2*d), chanN: make([]float64, d),
+		pos: make([]int, b), ladder: ladder(b), sess: make([]*ort.Session, len(ladder(b))),
 	}
+}
+
+// ladder returns the batch sizes b, ⌈b/2⌉, ⌈b/4⌉, …, 1.
+func ladder(b int) []int {
+	l := []int{b}
+	for b > 1 {
+		b = (b + 1) / 2
+		l = append(l, b)
+	}
+	return l
+}
+
+// squareRun evaluates the live rows' points (live of them) and points sq.z
+// and sq.pos at their logits.
+func (a *attacker) squareRun(live int) error {
+	sq := &a.sq
+	i := 0
+	if a.c.resize != nil {
+		for i+1 < len(sq.ladder) && sq.ladder[i+1] >= live {
+			i++
+		}
+	}
+	if i == 0 {
+		for r := range sq.pos {
+			sq.pos[r] = r
+		}
+		sq.z = a.sz
+		return a.run()
+	}
+	s := sq.sess[i]
+	if s == nil {
+		var err error
+		if s, err = a.c.sessionAt(sq.head, sq.ladder[i]); err != nil {
+			return err
+		}
+		sq.sess[i] = s
+	}
+	d := a.d
+	x, y := s.Float(contract.Input), s.Int64(contract.Labels)
+	j := 0
+	for r := range a.b {
+		if sq.live[r] {
+			copy(x[j*d:(j+1)*d], a.xa[r*d:(r+1)*d])
+			y[j], sq.pos[r] = a.y[r], j
+			j++
+		}
+	}
+	a.runs++
+	sq.z = s.Float(contract.Logits)
+	return s.Run()
 }
 
 // squareP is the fraction of the image a square covers at iteration it
@@ -83,8 +150,16 @@ func (a *attacker) squareSet(ctx context.Context, spec *AttackSpec, x []float32,
 	if a.eps == 0 {
 		steps = 0 // nothing to search: only the starting point, which is x
 	}
-	if err := a.bind(spec.Loss); err != nil {
+	head := spec.Loss
+	if a.c.Has(HeadLogits) {
+		head = HeadLogits
+	}
+	if err := a.bind(head); err != nil {
 		return err
+	}
+	if sq.head != head {
+		sq.head = head
+		clear(sq.sess[1:])
 	}
 	a.n = a.b
 	clear(sq.live)
@@ -119,7 +194,7 @@ func (a *attacker) squareSet(ctx context.Context, spec *AttackSpec, x []float32,
 			h(a)
 		}
 		a.queries += int64(live)
-		if err := a.run(); err != nil {
+		if err := a.squareRun(live); err != nil {
 			return err
 		}
 		d, k := a.d, a.k
@@ -127,7 +202,8 @@ func (a *attacker) squareSet(ctx context.Context, spec *AttackSpec, x []float32,
 			if !sq.live[r] {
 				continue
 			}
-			z := a.sz[r*k : (r+1)*k]
+			p := sq.pos[r]
+			z := sq.z[p*k : (p+1)*k]
 			m := margin(z, a.y[r])
 			xa, xb := a.xa[r*d:(r+1)*d], a.xbest[r*d:(r+1)*d]
 			wrong := !correct(z, a.y[r])

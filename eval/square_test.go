@@ -239,6 +239,17 @@ func TestSquare(t *testing.T) {
 					t.Errorf("sample %d: verdict %v with batch 16, %v with batch 7", s, fooled[s], other[s])
 				}
 			}
+			// So does the logits graph in the ladder of smaller batches.
+			sc := ten.m.smallClassifier(t, 16)
+			small := verdictsOn(t, sc, ten, spec, set, tc.eps, l2)
+			if len(sc.small) == 0 {
+				t.Error("Square made no session at a smaller batch")
+			}
+			for _, s := range set {
+				if small[s] != fooled[s] {
+					t.Errorf("sample %d: verdict %v with batch 16, %v with the logits graph at shrinking batches", s, fooled[s], small[s])
+				}
+			}
 			t.Logf("broke %d of %d clean-correct samples, %d queries (%.0f per sample)", n, len(set), total, float64(total)/float64(len(set)))
 		})
 	}
@@ -258,7 +269,12 @@ func verdictsOn(t *testing.T, c *Classifier, tk task, spec AttackSpec, set []int
 // TestSquareDoesNotAllocate: Square's query loop allocates nothing.
 func TestSquareDoesNotAllocate(t *testing.T) {
 	ten, _ := tasks()
-	c := ten.m.classifier(t, 8)
+	for _, c := range []*Classifier{ten.m.classifier(t, 8), ten.m.smallClassifier(t, 8)} {
+		squareAllocs(t, c, ten)
+	}
+}
+
+func squareAllocs(t *testing.T, c *Classifier, ten task) {
 	set := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	fooled := make([]bool, len(ten.y))
 	for _, l2 := range []bool{false, true} {

@@ -73,6 +73,9 @@ func (kindObjective) sources(d *deriver) []string {
 		}
 		return src
 	}
+	if d.spec.Loss == contract.HeadLogits {
+		return nil
+	}
 	return []string{contract.Input}
 }
 
@@ -115,7 +118,9 @@ func (kindObjective) outputs(d *deriver) {
 		}
 		d.statOutputs()
 	case Eval:
-		d.gradOutput(contract.Input)
+		if d.spec.Loss != contract.HeadLogits {
+			d.gradOutput(contract.Input)
+		}
 	}
 }
 
@@ -130,7 +135,8 @@ func (kindObjective) outputs(d *deriver) {
 //     stopgrad(clip(δ, lo−h, hi−h)) (the domain clip); outputs loss,
 //     logits, grad.<param>, <stat>.next (and grad.x with Spec.InputGrad);
 //   - eval: input x, y; BN on running statistics, weights embedded; outputs
-//     logits, loss.each and grad.x of Σ loss.each.
+//     logits, loss.each and grad.x of Σ loss.each (with Loss
+//     contract.HeadLogits: logits alone, no backward pass; y is unused).
 //
 // Derived graphs use only default-domain ONNX ops at opset 18, and every
 // shape in them is static (Spec.Batch).
@@ -157,7 +163,7 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 	}
 	if spec.Kind == Eval {
 		switch spec.Loss {
-		case "", contract.HeadCE, contract.HeadCW, contract.HeadDLR, contract.HeadDLRT, contract.HeadDiffT:
+		case "", contract.HeadCE, contract.HeadCW, contract.HeadDLR, contract.HeadDLRT, contract.HeadDiffT, contract.HeadLogits:
 		default:
 			return nil, fmt.Errorf("graphs: derive: unknown eval loss %q (want %s)", spec.Loss, strings.Join(contract.Heads(), ", "))
 		}
@@ -197,6 +203,15 @@ func DeriveEval(forward *onnx.Model, batch int, heads []string, nchwcBlock int) 
 		gs[h] = g
 	}
 	return gs, nil
+}
+
+// EvalAt returns DeriveEval for one head at any batch, for
+// eval.Classifier.SetResize: Square queries its live rows at smaller
+// batches of the logits head.
+func EvalAt(forward *onnx.Model, nchwcBlock int) func(head string, batch int) (*onnx.Model, error) {
+	return func(head string, batch int) (*onnx.Model, error) {
+		return Derive(forward, Spec{Kind: Eval, Batch: batch, Loss: head, Taps: []string{}, NCHWcBlock: nchwcBlock})
+	}
 }
 
 // checkFoldedBN rejects, for the training kinds, a graph with Conv layers and
@@ -286,9 +301,11 @@ func (d *deriver) build() (*onnx.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.grads[d.g.output] = []string{seed}
-	if err := d.emitBackward(); err != nil {
-		return nil, err
+	if seed != "" { // "": no backward pass (the eval kind's logits head)
+		d.grads[d.g.output] = []string{seed}
+		if err := d.emitBackward(); err != nil {
+			return nil, err
+		}
 	}
 	d.obj.outputs(d)
 	d.b.Graph().Output = d.outs

@@ -102,12 +102,17 @@ func (d *deriver) shapeOrNil(s string) []int64 {
 //     with z sorted descending (π); needs K ≥ 3.
 //   - eval "dlr-t": loss.each_i = (z_t − z_y)/(z_π1 − (z_π3+z_π4)/2 + 1e-12)
 //     for the target class t (input "target", int64 [B]); needs K ≥ 4.
+//   - eval "logits": the logits alone; no gradient (returns "").
 //   - eval "diff-t": loss.each_i = z_it − z_iy for the target class t
 //     (input "target"); seed onehot(t) − onehot(y). FAB-T's linearization.
 func (d *deriver) emitHead() (string, error) {
 	z := d.g.output
 	zs := d.shape(z)
 	B, K := zs[0], zs[1]
+	if d.spec.Kind == Eval && d.spec.Loss == contract.HeadLogits {
+		d.output(contract.Logits, zs)
+		return "", nil
+	}
 	oh := d.onehot(contract.Labels, K)
 	loss := d.spec.Loss
 	if d.spec.Kind != Eval {

@@ -49,5 +49,6 @@ func Robustness(ctx context.Context, forward *onnx.Model, x []float32, y []int64
 		return nil, fmt.Errorf("predict: robustness: %w", err)
 	}
 	defer c.Close()
+	c.SetResize(graphs.EvalAt(forward, opts.Runtime.NCHWc()))
 	return eval.Evaluate(ctx, c, x, y, cfg)
 }

@@ -86,6 +86,7 @@ func NewEvaluator(spec EvalSpec, runtime ort.Options, open OpenFunc) (EvalFunc, 
 			return nil, err
 		}
 		defer cl.Close()
+		cl.SetResize(graphs.EvalAt(fwd, runtime.NCHWc()))
 		return eval.Evaluate(ctx, cl, set.X, set.Y, eval.Config{Eps: float32(c.EpsValue()), Norm: eval.NormLinf,
 			Attacks: specs, Seed: c.Seed})
 	}, nil

@@ -103,6 +103,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	c.SetResize(graphs.EvalAt(fwd, rt.options().NCHWc()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := eval.Config{Eps: eps, Norm: strings.ToLower(*norm), Attacks: specs, Seed: *seed, Cascade: *cascade, Linearity: *linearity}

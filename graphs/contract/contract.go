@@ -134,6 +134,11 @@ const (
 	HeadDiffT = "diff-t"
 )
 
+// HeadLogits names the eval graph with the logits alone: no loss, no
+// gradient, one forward pass (Square reads only the logits). It is not a
+// loss head, and Heads does not list it.
+const HeadLogits = "logits"
+
 // HeadKL is the loss of the kl kind (MetaLoss): the per-example
 // KL(softmax(RefLogits) ‖ softmax(z)) = Σ_j p_j·(log p_j − log q_j).
 // It is not an eval head.
@@ -157,7 +162,7 @@ func Targeted(head string) bool { return head == HeadDLRT || head == HeadDiffT }
 // head.
 func MinClasses(head string) int {
 	switch head {
-	case HeadCE, HeadCW, HeadDiffT:
+	case HeadCE, HeadCW, HeadDiffT, HeadLogits:
 		return 2
 	case HeadDLR:
 		return 3
