@@ -155,33 +155,44 @@ func externalInGraph(g *onnxpb.GraphProto, where string, depth int) error {
 		}
 	}
 	for _, st := range g.GetSparseInitializer() {
-		for _, t := range []*onnxpb.TensorProto{st.GetValues(), st.GetIndices()} {
-			if ExternalData(t) {
-				return externalError(t, "sparse initializer in "+where)
-			}
+		if err := externalInSparse(st, "sparse initializer in "+where); err != nil {
+			return err
 		}
 	}
 	return externalInNodes(g.GetNode(), where, depth)
+}
+
+func externalInSparse(st *onnxpb.SparseTensorProto, where string) error {
+	if t := st.GetValues(); ExternalData(t) {
+		return externalError(t, "values in "+where)
+	}
+	if t := st.GetIndices(); ExternalData(t) {
+		return externalError(t, "indices in "+where)
+	}
+	return nil
 }
 
 func externalInNodes(nodes []*onnxpb.NodeProto, where string, depth int) error {
 	for _, n := range nodes {
 		for _, a := range n.GetAttribute() {
 			at := fmt.Sprintf("attribute %q of node %q (%s) in %s", a.GetName(), n.GetName(), n.GetOpType(), where)
-			ts := append([]*onnxpb.TensorProto{a.GetT()}, a.GetTensors()...)
-			for _, st := range append([]*onnxpb.SparseTensorProto{a.GetSparseTensor()}, a.GetSparseTensors()...) {
-				ts = append(ts, st.GetValues(), st.GetIndices())
-			}
-			for _, t := range ts {
+			for _, t := range append([]*onnxpb.TensorProto{a.GetT()}, a.GetTensors()...) {
 				if ExternalData(t) {
 					return externalError(t, at)
 				}
 			}
-			for _, g := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
-				if g == nil {
-					continue
+			for _, st := range append([]*onnxpb.SparseTensorProto{a.GetSparseTensor()}, a.GetSparseTensors()...) {
+				if err := externalInSparse(st, at); err != nil {
+					return err
 				}
+			}
+			if g := a.GetG(); g != nil {
 				if err := externalInGraph(g, "the subgraph in "+at, depth+1); err != nil {
+					return err
+				}
+			}
+			for i, g := range a.GetGraphs() {
+				if err := externalInGraph(g, fmt.Sprintf("subgraph %d in %s", i, at), depth+1); err != nil {
 					return err
 				}
 			}

@@ -166,10 +166,7 @@ func New(m *onnx.Model, opts Options) (*Predictor, error) {
 	if m == nil || m.Graph() == nil {
 		return nil, fmt.Errorf("predict: %w", onnx.ErrNoGraph)
 	}
-	if err := checkExternalData(m.Proto); err != nil {
-		return nil, err
-	}
-	if err := m.Validate(); err != nil {
+	if err := m.Validate(); err != nil { // refuses external data (ErrExternalData) first
 		return nil, fmt.Errorf("predict: %w", err)
 	}
 	if opts.Mode != Pool && opts.Mode != MicroBatch {
