@@ -1137,3 +1137,26 @@ func propagateRanks(n *onnxpb.NodeProto, sc *scope) {
 		}
 	}
 }
+
+// CheckFinite returns an error naming the first float initializer that
+// holds a NaN or an infinity. Such a model's outputs are meaningless (a
+// diverged training run or a corrupt file), so the CLI and the trainer
+// refuse it before any work instead of failing later with a cause that
+// points elsewhere.
+func (m *Model) CheckFinite() error {
+	for _, t := range m.Graph().GetInitializer() {
+		if DType(t.GetDataType()) != Float || ExternalData(t) {
+			continue
+		}
+		v, err := TensorFloats(t)
+		if err != nil {
+			return err
+		}
+		for i, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("initializer %q holds %v (element %d of %d): its weights are broken (a diverged training run or a corrupt file)", t.GetName(), x, i, len(v))
+			}
+		}
+	}
+	return nil
+}

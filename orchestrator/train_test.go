@@ -629,7 +629,7 @@ func TestNaNStops(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = New(cfg)
-		if err == nil || !strings.Contains(err.Error(), params[0].Name+" holds NaN (element 5") || strings.Contains(err.Error(), "learning rate") {
+		if err == nil || !strings.Contains(err.Error(), `"`+params[0].Name+`" holds NaN (element 5`) || strings.Contains(err.Error(), "learning rate") {
 			t.Fatalf("err = %v, want one naming the NaN weight and not the learning rate", err)
 		}
 	})

@@ -262,14 +262,8 @@ func (t *Trainer) setup() error {
 	if len(t.params) == 0 {
 		return errors.New("orchestrator: the forward graph has no trainable parameters")
 	}
-	for _, list := range [][]graphs.Tensor{t.params, t.stats} {
-		for _, p := range list {
-			for i, v := range p.Data {
-				if !finite32(v) {
-					return fmt.Errorf("orchestrator: the forward graph's %s holds %v (element %d of %d): its weights are broken (a diverged run or a corrupt file), so there is nothing to train from", p.Name, v, i, len(p.Data))
-				}
-			}
-		}
+	if err := cfg.Forward.CheckFinite(); err != nil {
+		return fmt.Errorf("orchestrator: the forward graph's %w, so there is nothing to train from", err)
 	}
 	// The Go-side storage of the model: fresh copies, bound to every
 	// session that reads them.

@@ -4,12 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 
 	"github.com/slatrun/slatrun/onnx"
-	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
 
 // checkOutput returns a usage error unless a file can be written at path,
@@ -60,25 +58,11 @@ func writeOutput(path string, data []byte) error {
 	return fmt.Errorf("%s: %w", path, err)
 }
 
-// checkFinite returns an error naming the first float initializer of m
-// (read from name) that holds a NaN or an infinity. Such a model's outputs
-// are meaningless, so it is refused before any work instead of producing
-// NaN results or failures blamed on something else.
+// checkFinite refuses a model (read from name) whose weights hold a NaN or
+// an infinity (onnx.Model.CheckFinite), before any work.
 func checkFinite(m *onnx.Model, name string) error {
-	for _, t := range m.Graph().GetInitializer() {
-		if onnx.DType(t.GetDataType()) != onnx.Float || t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-			continue
-		}
-		v, err := onnx.TensorFloats(t)
-		if err != nil {
-			return fmt.Errorf("model %s: %w", name, err)
-		}
-		for i, x := range v {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return fmt.Errorf("model %s: initializer %q holds %v (element %d of %d): its weights are broken (a diverged training run or a corrupt file), so it cannot be used",
-					name, t.GetName(), x, i, len(v))
-			}
-		}
+	if err := m.CheckFinite(); err != nil {
+		return fmt.Errorf("model %s: %w, so it cannot be used", name, err)
 	}
 	return nil
 }
