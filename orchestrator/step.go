@@ -166,9 +166,8 @@ func (t *Trainer) stepGradAlign() error {
 	if err := t.runAttack(); err != nil {
 		return err
 	}
-	if loss := a.loss[0]; !finite32(loss) {
-		lr, _ := t.sched.At(t.global)
-		return &lossError{loss: loss, lr: lr, global: t.global, pass: "attack"}
+	if err := t.attackLoss(a.loss[0]); err != nil {
+		return err
 	}
 	r, _ := perturb.GradAlign(nil, t.hvpSeed, t.g1, a.gradX, t.cfg.Batch)
 	t.info.GradAlignR = r
@@ -200,11 +199,7 @@ func (t *Trainer) klPass() error {
 	for _, v := range t.kl.each {
 		sum += v
 	}
-	if !finite32(sum) {
-		lr, _ := t.sched.At(t.global)
-		return &lossError{loss: sum, lr: lr, global: t.global, pass: "attack"}
-	}
-	return nil
+	return t.attackLoss(sum)
 }
 
 // attackPass runs the attack graph on the inputs the step has written,
@@ -214,14 +209,23 @@ func (t *Trainer) attackPass() error {
 	if err := t.runAttack(); err != nil {
 		return err
 	}
-	if loss := t.attack.loss[0]; !finite32(loss) {
-		lr, _ := t.sched.At(t.global)
-		return &lossError{loss: loss, lr: lr, global: t.global, pass: "attack"}
+	if err := t.attackLoss(t.attack.loss[0]); err != nil {
+		return err
 	}
 	if t.cfg.BNStats != BNStatsTrain {
 		t.takeStats(t.attack)
 	}
 	return nil
+}
+
+// attackLoss is the error of a non-finite attack-pass loss (nil when it is
+// finite): the run stops before the pass touches parameters or statistics.
+func (t *Trainer) attackLoss(loss float32) error {
+	if finite32(loss) {
+		return nil
+	}
+	lr, _ := t.sched.At(t.global)
+	return &lossError{loss: loss, lr: lr, global: t.global, pass: "attack"}
 }
 
 // trainPass runs the train graph on the inputs the step has written, stops
