@@ -151,18 +151,7 @@ func (a *attacker) run() error {
 // forward evaluates the bound graph at xa and marks the valid rows that are
 // misclassified there.
 func (a *attacker) forward(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if h := a.c.pointHook; h != nil {
-		h(a)
-	}
-	for r := range a.n {
-		if !a.fooled[r] {
-			a.queries++
-		}
-	}
-	if err := a.run(); err != nil {
+	if err := a.query(ctx, a.fooled, false); err != nil {
 		return err
 	}
 	for r := range a.n {
@@ -171,6 +160,23 @@ func (a *attacker) forward(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// query evaluates the bound graph at xa, counting a query for every row r
+// with counted[r] == want (the rows the attack is working on).
+func (a *attacker) query(ctx context.Context, counted []bool, want bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h := a.c.pointHook; h != nil {
+		h(a)
+	}
+	for r := range a.n {
+		if counted[r] == want {
+			a.queries++
+		}
+	}
+	return a.run()
 }
 
 // correct reports whether z_y beats every other logit strictly; a tie or a

@@ -84,20 +84,7 @@ func (a *attacker) fabT(ctx context.Context, spec *AttackSpec) error {
 
 // fabRun evaluates the bound graph at xa, counting a query for every row
 // FAB is attacking.
-func (a *attacker) fabRun(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if h := a.c.pointHook; h != nil {
-		h(a)
-	}
-	for r := range a.n {
-		if a.active[r] {
-			a.queries++
-		}
-	}
-	return a.run()
-}
+func (a *attacker) fabRun(ctx context.Context) error { return a.query(ctx, a.active, true) }
 
 // fabStart puts row r at x, or with random at AutoAttack's random start:
 // x + (ε/2)·u/‖u‖ (u uniform in [−1,1]^D for L∞, Gaussian for L2), clipped
