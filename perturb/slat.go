@@ -89,6 +89,12 @@ func SLATLatent(delta, g []float32, eta, step, radius float32) {
 	if radius > 0 {
 		step = min(step, radius)
 	}
+	signFill(delta, g, step)
+}
+
+// signFill sets δ = step·sign(g) element-wise (signStep; step ≥ 0);
+// len(g) ≥ len(δ).
+func signFill(delta, g []float32, step float32) {
 	g = g[:len(delta)]
 	i := 0
 	if n := len(delta) / 2; n > 0 && (uintptr(unsafe.Pointer(&delta[0]))|uintptr(unsafe.Pointer(&g[0])))%8 == 0 {
