@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/slatrun/slatrun/onnx/ort"
@@ -123,7 +124,7 @@ func (t *Trainer) stepTRADES() error {
 		return err
 	}
 	copy(k.ref, k.logits)
-	perturb.Normal(t.rng, t.delta, perturb.DefaultTRADESStart)
+	t.draw(perturb.Normal, perturb.DefaultTRADESStart)
 	for range t.r.TRADESSteps {
 		perturb.Add(k.x, t.x, t.delta)
 		if err := t.klPass(); err != nil {
@@ -161,7 +162,7 @@ func (t *Trainer) stepGradAlign() error {
 	if err := t.trainForward(); err != nil {
 		return err
 	}
-	perturb.Uniform(t.rng, t.delta, t.r.Eps)
+	t.draw(perturb.Uniform, t.r.Eps)
 	perturb.Add(a.x, t.x, t.delta)
 	if err := t.runAttack(); err != nil {
 		return err
@@ -187,6 +188,16 @@ func (t *Trainer) stepGradAlign() error {
 		}
 	}
 	return t.optimize()
+}
+
+// draw fills t.delta with fill(t.rng, t.delta, r), or with t.noise when a
+// test has set it.
+func (t *Trainer) draw(fill func(*rand.Rand, []float32, float32), r float32) {
+	if t.noise != nil {
+		t.noise(t.delta)
+		return
+	}
+	fill(t.rng, t.delta, r)
 }
 
 // klPass runs the kl graph and stops on a non-finite divergence. It

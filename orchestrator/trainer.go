@@ -102,6 +102,10 @@ type Trainer struct {
 	loader *dataset.Loader
 	pcg    *rand.PCG
 	rng    *rand.Rand
+	// noise, set only by tests, fills the random draw of a TRADES or
+	// GradAlign step (draw) in place of rng, so that a step can be checked
+	// against a reference that supplies its own draw.
+	noise func(d []float32)
 
 	// Minibatch buffers: the clean batch and the input perturbation.
 	x     []float32
