@@ -109,6 +109,9 @@ func (kindObjective) outputs(d *deriver) {
 			d.gradOutput(t)
 		}
 		d.statOutputs()
+		if d.spec.TapRange {
+			d.rangeOutputs()
+		}
 	case Train:
 		if d.spec.InputGrad {
 			d.gradOutput(contract.Input)
@@ -408,6 +411,9 @@ func (d *deriver) begin() {
 	for _, s := range append(append([]string(nil), g.params...), d.taps...) {
 		d.b.Reserve(contract.GradName(s))
 		d.b.Reserve(contract.DeltaName(s))
+	}
+	for _, s := range d.taps {
+		d.b.Reserve(contract.RangeName(s))
 	}
 	for _, s := range g.stats {
 		d.b.Reserve(contract.NextName(s))

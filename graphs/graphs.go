@@ -68,6 +68,10 @@ type Spec struct {
 	NoDomainClip bool
 	// InputGrad adds grad.x to the train kind's outputs (Free-m needs it).
 	InputGrad bool
+	// TapRange adds range.<tap> to the attack kind's outputs: hi − lo of
+	// each tap per sample and channel, over the axes of the domain clip
+	// (SLAT's --latent-scale range).
+	TapRange bool
 	// Loss is the eval kind's per-example loss, one of the heads of
 	// package contract: "ce" (default), "cw" (the
 	// CW margin max_{j≠y} z_j − z_y) or "dlr" (Croce & Hein's

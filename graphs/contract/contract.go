@@ -42,13 +42,17 @@ const (
 )
 
 // Prefixes and suffixes that name tensors after another tensor t; build
-// names with GradName, DeltaName and NextName.
+// names with GradName, DeltaName, RangeName and NextName.
 const (
 	// GradPrefix starts the gradient output of t: grad.<t>.
 	GradPrefix = "grad."
 	// DeltaPrefix starts the perturbation input of tap t (train kind):
 	// delta.<t>.
 	DeltaPrefix = "delta."
+	// RangePrefix starts the range output of tap t (attack kind with
+	// graphs.Spec.TapRange): range.<t>, hi − lo of t per sample and
+	// channel.
+	RangePrefix = "range."
 	// NextSuffix ends the updated BN running statistic output of the
 	// training kinds: <stat>.next.
 	NextSuffix = ".next"
@@ -59,6 +63,9 @@ func GradName(t string) string { return GradPrefix + t }
 
 // DeltaName returns the name of the perturbation input of tap t, delta.<t>.
 func DeltaName(t string) string { return DeltaPrefix + t }
+
+// RangeName returns the name of the range output of tap t, range.<t>.
+func RangeName(t string) string { return RangePrefix + t }
 
 // NextName returns the name of the updated running statistic output of
 // stat, <stat>.next.
