@@ -19,6 +19,30 @@ const (
 	BNStatsTrain = "train"
 )
 
+// The values of Config.LatentScale: the unit of SLAT's latent budget.
+const (
+	// LatentScaleAbs: LatentEta, LatentStep and LatentRadius are in
+	// activation units (the reference rule; "" means it too).
+	LatentScaleAbs = "abs"
+	// LatentScaleRange: they are fractions of the range hi − lo of each
+	// sample's and channel's activation at the tap (the bounds of the
+	// domain clip), so the latent step and its clip scale per sample and
+	// channel (perturb.SLATLatentRange).
+	LatentScaleRange = "range"
+)
+
+// The values of Config.InputStart: where SLAT's input step starts.
+const (
+	// InputStartZero: pass 1 runs at the clean x and δx is taken from 0
+	// (the reference rule; "" means it too).
+	InputStartZero = "zero"
+	// InputStartUniform: δ0 is drawn uniformly in ±ε (boxed), pass 1 runs
+	// at x+δ0 and gives both ∂ℓ/∂x and the latent gradients there, and δx
+	// = clip(δ0 + InputStep·sign(∂ℓ/∂x), ±ε), boxed, as FGSM-RS does
+	// (perturb.SLATInputFrom).
+	InputStartUniform = "uniform"
+)
+
 // Auto, in a float field of Config that documents it, stands for the
 // method's default (usually a multiple of Eps or LatentEta), resolved by New.
 const Auto float32 = -1
@@ -93,7 +117,9 @@ type Config struct {
 	// row, the reference's 0.02·10^(ε/(8/255)), 0.2 at ε = 8/255).
 	GradAlignLambda float32
 	// LatentEta is SLAT's latent budget η in activation units (Auto: its
-	// Defaults row, a multiple of ε).
+	// Defaults row, a multiple of ε); with LatentScale range, a fraction of
+	// each sample's and channel's activation range (LatentStep and
+	// LatentRadius too).
 	LatentEta float32
 	// LatentStep is SLAT's latent step (Auto: its Defaults row, a multiple
 	// of η).
@@ -102,6 +128,12 @@ type Config struct {
 	// row, a multiple of η); 0 means no clip, the reference's CIFAR-100
 	// variant.
 	LatentRadius float32
+	// LatentScale is the unit of LatentEta, LatentStep and LatentRadius:
+	// LatentScaleAbs (default; "" means it too) or LatentScaleRange.
+	LatentScale string
+	// InputStart is where SLAT's input step starts: InputStartZero
+	// (default; "" means it too) or InputStartUniform.
+	InputStart string
 	// DomainClip keeps SLAT's perturbed activations inside the range the
 	// clean activation spans (per sample and channel); on by default.
 	DomainClip bool
@@ -206,6 +238,8 @@ func DefaultConfig() Config {
 		LatentRadius:    Auto,
 		TRADESBeta:      Auto,
 		GradAlignLambda: Auto,
+		LatentScale:     LatentScaleAbs,
+		InputStart:      InputStartZero,
 		DomainClip:      true,
 		BNStats:         BNStatsAll,
 		Probe:           ProbeConfig{N: 1000, Steps: 10, Step: Auto, Collapse: 0.5, Floor: 0.1},
@@ -375,6 +409,24 @@ func (c *Config) Validate() error {
 	if err == nil && len(c.Taps) > 0 && m.fam != slat {
 		bad("Taps are set but method %s perturbs no latent tensors (only slat does)", m)
 	}
+	switch c.LatentScale {
+	case "", LatentScaleAbs:
+	case LatentScaleRange:
+		if err == nil && m.fam != slat {
+			bad("LatentScale %q is set but method %s perturbs no latent tensors (only slat does)", c.LatentScale, m)
+		}
+	default:
+		bad("LatentScale %q: want %q (the latent budget in activation units) or %q (a fraction of each sample's and channel's activation range)", c.LatentScale, LatentScaleAbs, LatentScaleRange)
+	}
+	switch c.InputStart {
+	case "", InputStartZero:
+	case InputStartUniform:
+		if err == nil && m.fam != slat {
+			bad("InputStart %q is set but method %s has no such setting (only slat does; fgsm-rs and pgd-K always start uniformly)", c.InputStart, m)
+		}
+	default:
+		bad("InputStart %q: want %q (SLAT's input step from the clean x) or %q (from a uniform start in ±ε)", c.InputStart, InputStartZero, InputStartUniform)
+	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -411,6 +463,8 @@ type resolved struct {
 	LatentEta       float32  `json:"latent_eta,omitempty"`
 	LatentStep      float32  `json:"latent_step,omitempty"`
 	LatentRadius    float32  `json:"latent_radius,omitempty"`
+	LatentScale     string   `json:"latent_scale,omitempty"`
+	InputStart      string   `json:"input_start,omitempty"`
 	DomainClip      bool     `json:"domain_clip,omitempty"`
 	TRADESBeta      float32  `json:"trades_beta,omitempty"`
 	TRADESSteps     int      `json:"trades_steps,omitempty"`
@@ -524,6 +578,13 @@ func resolve(c *Config, m method, taps []string) resolved {
 		r.LatentRadius = c.LatentRadius
 		if r.LatentRadius == Auto {
 			r.LatentRadius = def("LatentRadius", r.LatentEta)
+		}
+		r.LatentScale, r.InputStart = c.LatentScale, c.InputStart
+		if r.LatentScale == "" {
+			r.LatentScale = LatentScaleAbs
+		}
+		if r.InputStart == "" {
+			r.InputStart = InputStartZero
 		}
 	}
 	return r

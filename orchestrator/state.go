@@ -280,6 +280,11 @@ func decodeState(b []byte, path string) (*snapshot, error) {
 // setting existed had: a saved run without the key ran with that value.
 var legacySettings = map[string]any{
 	"bn_stats": BNStatsTrain, // every pass updates BN statistics since 2026-12
+	// SLAT's latent scale and input start, recorded since 2026-12; a run
+	// saved before had the reference rule (a run of another method records
+	// neither, before or after).
+	"latent_scale": LatentScaleAbs,
+	"input_start":  InputStartZero,
 }
 
 // settingsDiff explains how two resolved settings (JSON) differ, naming

@@ -23,18 +23,37 @@ import (
 // stepSLAT is SLAT: pass 1 (attack graph, clean x) gives ∂ℓ/∂x and ∂ℓ/∂h at
 // every tap; δx and δ_l follow from their signs; pass 2 (train graph) runs at
 // x+δx with δ_l added at each tap (domain clip inside the graph) and drives
-// SGD.
+// SGD. With InputStart uniform, pass 1 runs at x+δ0, δ0 uniform in ±ε, and
+// δx steps from δ0 (FGSM-RS's rule; the latent gradients come from the same
+// pass); with LatentScale range, δ_l's step and clip are fractions of each
+// sample's and channel's range at pass 1 (the attack graph's range.<tap>).
 func (t *Trainer) stepSLAT() error {
 	a, tr := t.attack, t.train
-	copy(a.x, t.x)
+	uniform := t.r.InputStart == InputStartUniform
+	if uniform {
+		perturb.RandomStart(t.rng, t.delta, t.x, t.r.Eps)
+		perturb.Add(a.x, t.x, t.delta)
+	} else {
+		copy(a.x, t.x)
+	}
 	copy(a.y, t.y)
 	if err := t.attackPass(); err != nil {
 		return err
 	}
-	perturb.SLATInput(t.delta, a.gradX, t.x, t.r.Eps, t.r.inputFrac)
+	if uniform {
+		perturb.SLATInputFrom(t.delta, a.gradX, t.x, t.r.Eps, t.r.inputFrac)
+	} else {
+		perturb.SLATInput(t.delta, a.gradX, t.x, t.r.Eps, t.r.inputFrac)
+	}
 	perturb.Add(tr.x, t.x, t.delta)
 	for i, g := range a.taps {
-		perturb.SLATLatent(tr.taps[i], g, t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
+		if a.ranges != nil {
+			if err := perturb.SLATLatentRange(tr.taps[i], g, a.ranges[i], t.r.LatentStep, t.r.LatentRadius); err != nil {
+				return fmt.Errorf("orchestrator: tap %s: %w", t.taps[i], err)
+			}
+		} else {
+			perturb.SLATLatent(tr.taps[i], g, t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
+		}
 		t.info.TapGradL1[i] = perturb.MeanAbsSum(g, t.cfg.Batch)
 	}
 	return t.trainPass()

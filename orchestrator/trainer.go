@@ -38,6 +38,9 @@ type session struct {
 	ref    []float32   // kl: logits.ref, the clean logits of the KL target
 	each   []float32   // kl: loss.each, the per-example KL divergence
 	taps   [][]float32 // attack: grad.<tap>; train: delta.<tap>
+	// ranges are the attack graph's range.<tap> outputs, hi − lo per
+	// sample and channel (slat with LatentScale range; nil otherwise).
+	ranges [][]float32
 	// statNext are the BN running statistics this pass leaves
 	// (<stat>.next), in the order of Trainer.stats.
 	statNext [][]float32
@@ -287,11 +290,17 @@ func (t *Trainer) setup() error {
 		taps = t.taps
 	}
 	if t.m.fam != standard && t.m.fam != free && t.m.fam != trades {
-		s, err := t.session("attack", graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps}, opts)
+		tapRange := t.m.fam == slat && t.r.LatentScale == LatentScaleRange
+		s, err := t.session("attack", graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps, TapRange: tapRange}, opts)
 		if err != nil {
 			return err
 		}
 		t.attack = bindSession(s, taps, contract.GradPrefix, true, t.stats)
+		if tapRange {
+			for _, tap := range taps {
+				t.attack.ranges = append(t.attack.ranges, s.Float(contract.RangeName(tap)))
+			}
+		}
 	}
 	trainSpec := graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps,
 		NoDomainClip: !cfg.DomainClip, InputGrad: t.m.fam == free}

@@ -63,6 +63,8 @@ var MethodScope = map[string][]string{
 	"latent-step":      {"slat"},
 	"latent-radius":    {"slat"},
 	"domain-clip":      {"slat"},
+	"latent-scale":     {"slat"},
+	"input-start":      {"slat"},
 	"noise-radius":     {"n-fgsm"},
 	"trades-beta":      {"trades"},
 	"trades-steps":     {"trades"},

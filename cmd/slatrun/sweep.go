@@ -100,7 +100,7 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.methods, "methods", "slat,fgsm,fgsm-rs,n-fgsm,pgd-7", "comma-separated training methods: "+orchestrator.Methods)
 	fs.StringVar(&f.eps, "eps", "", "comma-separated L∞ budgets in pixel units, e.g. 0.1,0.2 or 8/255 (required)")
 	fs.StringVar(&f.seeds, "seeds", "0,1,2", "comma-separated seeds")
-	fs.StringArrayVar(&f.grid, "grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps and domain-clip apply to slat only, noise-radius to n-fgsm only")
+	fs.StringArrayVar(&f.grid, "grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps, domain-clip and input-start apply to slat only, noise-radius to n-fgsm only")
 	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
 	fs.IntVar(&f.testN, "test-n", 1000, "evaluate on the first N test examples (0: all)")
 	fs.IntVar(&f.evalBatch, "eval-batch", 250, "batch size of the eval graphs")

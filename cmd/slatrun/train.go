@@ -184,6 +184,8 @@ func (tf *trainFlags) add(fs *pflag.FlagSet) {
 	fracVar(fs, &cfg.TRADESBeta, "trades-beta", cfg.TRADESBeta, true, "TRADES: weight β of the KL term ("+orchestrator.AutoHelp("trades-beta")+")")
 	fracVar(fs, &cfg.GradAlignLambda, "gradalign-lambda", cfg.GradAlignLambda, true, "GradAlign: weight λ of 1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η)) ("+orchestrator.AutoHelp("gradalign-lambda")+")")
 	fs.IntVar(&cfg.TRADESSteps, "trades-steps", cfg.TRADESSteps, "TRADES: inner PGD steps on the KL divergence (0: "+orchestrator.AutoHelp("trades-steps")+")")
+	fs.StringVar(&cfg.LatentScale, "latent-scale", cfg.LatentScale, "SLAT: unit of --latent-eta, --latent-step and --latent-radius: abs (activation units) or range (fractions of each sample's and channel's activation range hi − lo at the tap)")
+	fs.StringVar(&cfg.InputStart, "input-start", cfg.InputStart, "SLAT: start of the input step: zero (pass 1 at the clean x) or uniform (pass 1 at x+δ0, δ0 uniform in ±ε; the step from δ0 is clipped to ±ε, as FGSM-RS's)")
 	fs.BoolVar(&cfg.DomainClip, "domain-clip", cfg.DomainClip, "SLAT: keep perturbed activations in the clean activation's per-channel range")
 	fs.StringVar(&cfg.BNStats, "bn-stats", cfg.BNStats, "which passes update the BN running statistics: all (every training-mode pass, attack passes included, as the PyTorch reference) or train (the train passes only)")
 	fs.StringVar(&tf.augment, "augment", "auto", "pad-crop and flip augmentation: on, off or auto (on for CIFAR)")
