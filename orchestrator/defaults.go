@@ -74,7 +74,7 @@ func Defaults() []Default {
 		{"n-fgsm", "NoiseRadius", "noise-radius", perturb.DefaultNFGSMStart, OfEps,
 			"The half-width of N-FGSM's uniform start."},
 		{"slat", "LatentEta", "latent-eta", perturb.DefaultLatentEta, OfEps,
-			"SLAT's latent budget η, in activation units."},
+			"SLAT's latent budget η, in activation units (with --latent-scale range, a fraction of each sample's and channel's activation range)."},
 		{"slat", "LatentStep", "latent-step", perturb.DefaultLatentStep, OfEta,
 			"SLAT's latent step at each tap, before the ±radius clip."},
 		{"slat", "LatentRadius", "latent-radius", perturb.DefaultLatentRadius, OfEta,
