@@ -72,6 +72,10 @@ type EpochMetrics struct {
 	// Catastrophic is set when the probe's robust accuracy collapsed while
 	// its clean accuracy held (see ProbeConfig).
 	Catastrophic bool `json:"catastrophic_overfitting,omitempty"`
+	// Decayed is set when the probe's robust accuracy lies SlowDecayDrop
+	// or more below the best so far without the epoch being flagged
+	// Catastrophic: a slow decay.
+	Decayed bool `json:"probe_decay,omitempty"`
 }
 
 // ProbeResult is one probe: clean and PGD accuracy on held-out examples.

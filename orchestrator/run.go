@@ -120,7 +120,7 @@ func (t *Trainer) endEpoch(ctx context.Context) error {
 			return err
 		}
 		em.Probe = &p
-		em.Best, em.Catastrophic = t.probed(p, t.cfg.Probe.Collapse, t.cfg.Probe.Floor)
+		em.Best, em.Catastrophic, em.Decayed = t.flags(p, t.cfg.Probe.Collapse, t.cfg.Probe.Floor)
 	}
 	t.logf("epoch %d/%d done in %.1fs: loss %.4f  acc %.1f%%  %.1f ms/step  %.0f img/s%s%s",
 		em.Epoch, t.r.Passes, em.Seconds, em.Loss, 100*em.Accuracy, em.MsPerStep, em.ImagesPerSec,
@@ -128,6 +128,10 @@ func (t *Trainer) endEpoch(ctx context.Context) error {
 	if em.Catastrophic {
 		t.logf("WARNING: catastrophic overfitting at epoch %d: probe robust accuracy fell to %.1f%% (best %.1f%% at epoch %d) while clean accuracy is %.1f%%",
 			em.Epoch, 100*em.Probe.Robust, 100*t.bestRobust, t.bestEpoch, 100*em.Probe.Clean)
+	}
+	if em.Decayed {
+		t.logf("WARNING: slow decay at epoch %d: probe robust accuracy %.1f%% is %.0f points or more below its best, %.1f%% at epoch %d",
+			em.Epoch, 100*em.Probe.Robust, 100*SlowDecayDrop, 100*t.bestRobust, t.bestEpoch)
 	}
 	t.runState.endEpoch(em)
 	if t.cfg.Out != "" {
