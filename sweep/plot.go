@@ -136,6 +136,7 @@ type runSeries struct {
 	epochs            []float64
 	clean, robust     []float64 // probe, in %
 	flagged           []float64 // epochs flagged catastrophic
+	decayed           []float64 // epochs of slow decay (decayEpochs)
 	taps              []string
 	tapX              []float64            // training progress in epochs
 	tapY              map[string][]float64 // per tap, aligned with tapX
@@ -154,7 +155,7 @@ func cellSeries(c *CellResult, dir string) runSeries {
 	if m == nil {
 		m = &Metrics{}
 		for _, e := range c.History {
-			em := orchestrator.EpochMetrics{Epoch: e.Epoch, Accuracy: e.Accuracy, TapGradL1: e.TapGradL1, Catastrophic: e.Catastrophic}
+			em := orchestrator.EpochMetrics{Epoch: e.Epoch, Accuracy: e.Accuracy, TapGradL1: e.TapGradL1, Catastrophic: e.Catastrophic, Decayed: e.Decayed}
 			if e.Probe {
 				em.Probe = &orchestrator.ProbeResult{Clean: e.ProbeClean, Robust: e.ProbeRobust}
 			}
@@ -202,6 +203,7 @@ func (s *runSeries) fill(m *Metrics) {
 		}
 	}
 	s.hasData = len(m.Epochs) > 0
+	s.decayed = decayEpochs(m.Epochs)
 	for t := range tapSet {
 		s.taps = append(s.taps, t)
 	}
@@ -241,6 +243,25 @@ func (s *runSeries) fill(m *Metrics) {
 			s.tapY[t] = append(s.tapY[t], e.TapGradL1[t])
 		}
 	}
+}
+
+// decayEpochs are the epochs whose probe robust accuracy lies
+// orchestrator.SlowDecayDrop or more below the best so far, without a
+// catastrophic flag: the orchestrator's Decayed flag, recomputed so that
+// runs written before the flag existed show it too.
+func decayEpochs(epochs []orchestrator.EpochMetrics) []float64 {
+	var out []float64
+	best := -1.0
+	for _, e := range epochs {
+		if e.Probe == nil {
+			continue
+		}
+		best = math.Max(best, e.Probe.Robust)
+		if e.Decayed || !e.Catastrophic && orchestrator.SlowDecay(best, e.Probe.Robust) {
+			out = append(out, float64(e.Epoch))
+		}
+	}
+	return out
 }
 
 func hasTaps(runs []runSeries) bool {
@@ -329,6 +350,25 @@ func probePlot(pn panel) *plot.Plot {
 				sc.Shape, sc.Color, sc.Radius = draw.CrossGlyph{}, color.RGBA{R: 200, A: 255}, vg.Points(6)
 				p.Add(sc)
 			}
+		}
+	}
+	for _, r := range pn.runs {
+		if !r.hasProbe || len(r.decayed) == 0 {
+			continue
+		}
+		var pts plotter.XYs
+		for _, x := range r.decayed {
+			for k, e := range r.epochs {
+				if e == x {
+					pts = append(pts, plotter.XY{X: x, Y: r.robust[k]})
+				}
+			}
+		}
+		if sc, err := plotter.NewScatter(pts); err == nil {
+			// An orange ring: a slow decay, apart from the red cross of
+			// a flagged collapse.
+			sc.Shape, sc.Color, sc.Radius = draw.RingGlyph{}, color.RGBA{R: 230, G: 140, A: 255}, vg.Points(6)
+			p.Add(sc)
 		}
 	}
 	if n := len(pn.runs[0].epochs); n > 0 {

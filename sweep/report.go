@@ -29,6 +29,12 @@ import (
 //     nothing it classifies survives the attack. This catches a collapse in
 //     the first epoch, which the probe cannot see (it has no earlier best to
 //     fall from).
+//
+// A run that did not collapse decayed (CellResult.Decayed) when its final
+// probe robust accuracy lies orchestrator.SlowDecayDrop (15 points) or more
+// below its best probe robust accuracy: robustness lost slowly, over
+// epochs, which neither rule above sees. The report counts such runs apart
+// from collapsed ones.
 type CollapseRule struct {
 	RobustShare float64 `json:"robust_share"`
 	MinClean    float64 `json:"min_clean"`
@@ -73,6 +79,11 @@ type CellResult struct {
 	// Collapsed applies the CollapseRule; Why says which part fired.
 	Collapsed bool   `json:"collapsed"`
 	Why       string `json:"why,omitempty"`
+	// Decayed is set, for a run that did not collapse, when its final
+	// probe robust accuracy is orchestrator.SlowDecayDrop or more below its
+	// best (a slow decay); DecayWhy gives the numbers.
+	Decayed  bool   `json:"decayed,omitempty"`
+	DecayWhy string `json:"decay_why,omitempty"`
 }
 
 // Checkpoint is the evaluation of one checkpoint: clean accuracy, the
@@ -97,6 +108,7 @@ type EpochPoint struct {
 	ProbeRobust  float64            `json:"probe_robust"`
 	Best         bool               `json:"best,omitempty"`
 	Catastrophic bool               `json:"catastrophic,omitempty"`
+	Decayed      bool               `json:"probe_decay,omitempty"`
 	TapGradL1    map[string]float64 `json:"tap_grad_l1,omitempty"`
 }
 
@@ -122,6 +134,7 @@ type Group struct {
 	BestRobust      *Stat `json:"best_robust,omitempty"`
 	SecondsPerEpoch Stat  `json:"seconds_per_epoch"`
 	Collapsed       int   `json:"collapsed"`
+	Decayed         int   `json:"decayed"`
 	Runs            int   `json:"runs"`
 }
 
@@ -220,7 +233,7 @@ func loadCell(dir string, c Cell, rule CollapseRule) (*CellResult, error) {
 	var secs float64
 	for _, e := range hist.Epochs {
 		p := EpochPoint{Epoch: e.Epoch, Seconds: e.Seconds, Loss: e.Loss, Accuracy: e.Accuracy,
-			Best: e.Best, Catastrophic: e.Catastrophic, TapGradL1: e.TapGradL1}
+			Best: e.Best, Catastrophic: e.Catastrophic, Decayed: e.Decayed, TapGradL1: e.TapGradL1}
 		if e.Probe != nil {
 			p.Probe, p.ProbeClean, p.ProbeRobust = true, e.Probe.Clean, e.Probe.Robust
 		}
@@ -241,14 +254,39 @@ func loadCell(dir string, c Cell, rule CollapseRule) (*CellResult, error) {
 	if readJSON(filepath.Join(dir, EvalBest), &best) == nil && best.Report != nil {
 		res.Best = checkpoint(&best, bestEpoch)
 	}
+	classify(res, rule)
+	return res, nil
+}
+
+// classify applies the collapse rules to a loaded cell (Flagged, Final and
+// History set): Collapsed by the CollapseRule, or else Decayed when the
+// last probe lies orchestrator.SlowDecayDrop or more below the best one.
+func classify(res *CellResult, rule CollapseRule) {
 	f := res.Final
 	switch {
 	case res.Flagged > 0:
 		res.Collapsed, res.Why = true, fmt.Sprintf("probe flagged epoch %d", res.Flagged)
-	case f.Clean >= rule.MinClean && f.Robust < rule.RobustShare*f.Clean:
+	case f != nil && f.Clean >= rule.MinClean && f.Robust < rule.RobustShare*f.Clean:
 		res.Collapsed, res.Why = true, fmt.Sprintf("final robust %.1f%% < %.2g × clean %.1f%%", 100*f.Robust, rule.RobustShare, 100*f.Clean)
 	}
-	return res, nil
+	if res.Collapsed {
+		return
+	}
+	best, bestEpoch, last, lastEpoch := -1.0, 0, 0.0, 0
+	for _, e := range res.History {
+		if !e.Probe {
+			continue
+		}
+		if e.ProbeRobust > best {
+			best, bestEpoch = e.ProbeRobust, e.Epoch
+		}
+		last, lastEpoch = e.ProbeRobust, e.Epoch
+	}
+	if lastEpoch > 0 && orchestrator.SlowDecay(best, last) {
+		res.Decayed = true
+		res.DecayWhy = fmt.Sprintf("final probe robust %.1f%% (epoch %d) is %.1f points below the best, %.1f%% (epoch %d)",
+			100*last, lastEpoch, 100*(best-last), 100*best, bestEpoch)
+	}
 }
 
 func checkpoint(d *evalDoc, epoch int) *Checkpoint {
@@ -289,6 +327,9 @@ func groups(cells []CellResult) []Group {
 			sp = append(sp, c.SecondsPerEpoch)
 			if c.Collapsed {
 				g.Collapsed++
+			}
+			if c.Decayed {
+				g.Decayed++
 			}
 		}
 		g.Runs = len(ms)
@@ -462,26 +503,42 @@ func WriteMarkdown(w io.Writer, rep *Report, plots []string) {
 		return fmt.Sprintf("0/%d", g.Runs)
 	})
 
+	table("Slowly decayed runs (of the seeds; not counted as collapsed)", func(g *Group) string {
+		if g.Decayed > 0 {
+			return fmt.Sprintf("**%d/%d**", g.Decayed, g.Runs)
+		}
+		return fmt.Sprintf("0/%d", g.Runs)
+	})
+
 	fmt.Fprintf(w, "## Where each method collapsed\n\n")
 	for _, v := range variants {
-		var at []string
+		var at, slow []string
 		for _, e := range eps {
-			if g := findGroup(rep.Groups, v, e); g != nil && g.Collapsed > 0 {
+			g := findGroup(rep.Groups, v, e)
+			if g != nil && g.Collapsed > 0 {
 				at = append(at, fmt.Sprintf("ε = %s (%d/%d runs)", e, g.Collapsed, g.Runs))
 			}
+			if g != nil && g.Decayed > 0 {
+				slow = append(slow, fmt.Sprintf("ε = %s (%d/%d runs)", e, g.Decayed, g.Runs))
+			}
 		}
-		if len(at) == 0 {
-			fmt.Fprintf(w, "- %s: no collapse\n", v)
-		} else {
-			fmt.Fprintf(w, "- %s: collapsed at %s\n", v, strings.Join(at, ", "))
+		line := "no collapse"
+		if len(at) > 0 {
+			line = "collapsed at " + strings.Join(at, ", ")
 		}
+		if len(slow) > 0 {
+			line += "; slow decay at " + strings.Join(slow, ", ")
+		}
+		fmt.Fprintf(w, "- %s: %s\n", v, line)
 	}
 	fmt.Fprintf(w, "\nA run collapsed when the orchestrator flagged catastrophic overfitting in an epoch "+
 		"(its held-out PGD probe fell below %.2g× its best so far, by at least %.2g, while clean accuracy held), "+
 		"or when the final checkpoint's robust accuracy on the test images is below %.2g × its clean accuracy "+
 		"while that clean accuracy is at least %.0f%% (the model still classifies, but almost nothing survives the attack; "+
-		"this also catches a collapse in the first epoch, which the probe cannot see).\n\n",
-		probeDefault.Collapse, probeDefault.Floor, s.Collapse.RobustShare, 100*s.Collapse.MinClean)
+		"this also catches a collapse in the first epoch, which the probe cannot see). "+
+		"A run that did not collapse **decayed slowly** when its final probe robust accuracy is %.0f points or more below "+
+		"its best probe robust accuracy (robustness lost over epochs rather than at once).\n\n",
+		probeDefault.Collapse, probeDefault.Floor, s.Collapse.RobustShare, 100*s.Collapse.MinClean, 100*orchestrator.SlowDecayDrop)
 
 	if len(plots) > 0 {
 		fmt.Fprintf(w, "## Plots\n\n")
@@ -504,8 +561,11 @@ func WriteMarkdown(w io.Writer, rep *Report, plots []string) {
 			}
 		}
 		col := "no"
-		if c.Collapsed {
+		switch {
+		case c.Collapsed:
 			col = "**yes**: " + c.Why
+		case c.Decayed:
+			col = "**slow decay**: " + c.DecayWhy
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.1f | %s | %s | %s | %s | %s |\n", c.Name, c.Epochs, secs(c.SecondsPerEpoch),
 			100*c.Final.Clean, 100*c.Final.Robust, bestE, bestC, bestR, strings.Join(probe, " → "), col)
