@@ -1,9 +1,12 @@
 package orchestrator
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -178,5 +181,59 @@ func TestSLATRangeUniformStep(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(5, step); n != 0 {
 		t.Errorf("%v allocations per step", n)
+	}
+}
+
+// TestSLATRangeUniformResume: a run with LatentScale range and InputStart
+// uniform, interrupted in its first epoch and resumed, ends with the
+// weights and metrics of the uninterrupted run (the uniform starts come
+// from the saved generator).
+func TestSLATRangeUniformResume(t *testing.T) {
+	cfg := testConfig(t, "convnet", "slat")
+	cfg.LatentScale, cfg.InputStart = LatentScaleRange, InputStartUniform
+	cfg.Epochs = 2
+	cfg.Out = t.TempDir()
+	straight := newTrainer(t, cfg)
+	want, err := straight.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Out = t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	first := cfg
+	first.Hooks.OnStep = func(s StepInfo) error {
+		if s.Epoch == 1 && s.Step == 3 {
+			cancel()
+		}
+		return nil
+	}
+	tr := newTrainer(t, first)
+	if _, err := tr.Run(ctx); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run: err = %v", err)
+	}
+	cancel()
+	tr.Close()
+	again := cfg
+	again.Resume = true
+	tr = newTrainer(t, again)
+	got, err := tr.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(comparable(got.Epochs), comparable(want.Epochs)) {
+		t.Errorf("metrics differ:\nresumed  %+v\nstraight %+v", comparable(got.Epochs), comparable(want.Epochs))
+	}
+	if !reflect.DeepEqual(tr.Weights(), straight.Weights()) {
+		t.Error("final weights differ from the uninterrupted run's")
+	}
+	tr.Close()
+	// The same directory refuses the reference rule.
+	ref := cfg
+	ref.Resume, ref.LatentScale = true, LatentScaleAbs
+	if other, err := New(ref); err == nil || !strings.Contains(err.Error(), `latent_scale was "range", now "abs"`) {
+		t.Errorf("resume under another latent scale: %v", err)
+		if err == nil {
+			other.Close()
+		}
 	}
 }
