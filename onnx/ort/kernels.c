@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "kernels_abi.h"
@@ -257,6 +258,8 @@ int slat_impl_info(char *buf, size_t n) {
 // when X is not given (without either, the smallest H, W that give OH, OW).
 
 enum { CK_GRAD_WEIGHT, CK_GRAD_INPUT, CK_FORWARD, CK_KINDS };
+
+#define CK_MAXPARTS 256 // batch parts of one run, at most
 enum { T_X, T_W, T_Y }; // the tensors of a convolution
 
 static const struct {
@@ -285,41 +288,57 @@ static const struct {
 typedef struct {
 	SlatOrtCustomOp op; // first, so an OrtCustomOp* is a SlatOp*
 	int kind;           // CK_*
-	int threads;        // oneDNN (OpenMP) threads per run; 0: OpenMP's default
+	int threads;        // ONNX Runtime intra-op threads of the session; 0: its default
 } SlatOp;
+
+// A part is the convolution of rows [n0, n0+nb) of the batch, with its own
+// single-threaded primitive, user-layout memories (plain nchw/oihw) whose
+// data handles are set per run, internal blocked buffers where oneDNN
+// picked another layout (indexed by role: input 0, input 1, output),
+// scratchpad and stream. ConvGradWeight's parts after the first write their
+// dW (then dB) into acc, summed into the output in part order after the run.
+typedef struct {
+	int64_t n0, nb;
+	slat_dnnl_prim conv, r[3];
+	slat_dnnl_mem u[3], i[3], u_b, scratch;
+	slat_dnnl_stream stream;
+	float *acc;
+	void *p[3], *pb; // this run's data handles
+	int rc;          // this run's outcome, and its message
+	char err[256];
+} CkPart;
 
 typedef struct {
 	int kind;
-	int threads;
+	int parts; // batch parts per run: the session's intra-op threads
 	int with_bias; // ConvGradWeight: the dB output; ConvForward: the B input
 	int64_t ks[2], stride[2], dil[2], pl[2], pr[2]; // dil in oneDNN's form (ONNX − 1)
 	int64_t in_hw[2];                               // ConvGradInput's input_shape; 0: none
 	char name[160];
 	pthread_mutex_t mu;
-	slat_dnnl_stream stream;
-	// Cached for the last shapes seen (key: X, W, Y dims): the primitives,
-	// user-layout memories (plain nchw/oihw) whose data handles are set per
-	// run, and internal blocked buffers where oneDNN picked another layout,
-	// indexed by role (input 0, input 1, output).
-	int have;
+	// Cached for the last shapes seen (key: X, W, Y dims).
+	int have, nparts;
 	int64_t key[12];
-	slat_dnnl_prim conv, r[3];
-	slat_dnnl_mem u[3], i[3], u_b, scratch;
+	CkPart *part;
 } ConvK;
 
 static void ck_clear(ConvK *k) {
-	if (k->conv) dn.prim_destroy(k->conv);
-	k->conv = NULL;
-	for (int j = 0; j < 3; j++) {
-		if (k->r[j]) dn.prim_destroy(k->r[j]);
-		if (k->u[j]) dn.mem_destroy(k->u[j]);
-		if (k->i[j]) dn.mem_destroy(k->i[j]);
-		k->r[j] = NULL;
-		k->u[j] = k->i[j] = NULL;
+	for (int p = 0; p < k->nparts; p++) {
+		CkPart *c = &k->part[p];
+		if (c->conv) dn.prim_destroy(c->conv);
+		for (int j = 0; j < 3; j++) {
+			if (c->r[j]) dn.prim_destroy(c->r[j]);
+			if (c->u[j]) dn.mem_destroy(c->u[j]);
+			if (c->i[j]) dn.mem_destroy(c->i[j]);
+		}
+		if (c->u_b) dn.mem_destroy(c->u_b);
+		if (c->scratch) dn.mem_destroy(c->scratch);
+		if (c->stream) dn.stream_destroy(c->stream);
+		free(c->acc);
 	}
-	if (k->u_b) dn.mem_destroy(k->u_b);
-	if (k->scratch) dn.mem_destroy(k->scratch);
-	k->u_b = k->scratch = NULL;
+	free(k->part);
+	k->part = NULL;
+	k->nparts = 0;
 	k->have = 0;
 }
 
@@ -417,7 +436,12 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 		return ort_create_status(SLAT_ORT_FAIL, msg);
 	}
 	k->kind = kind;
-	k->threads = ((const SlatOp *)op)->threads;
+	k->parts = ((const SlatOp *)op)->threads;
+	if (k->parts <= 0) { // ONNX Runtime's default pool: one thread per core
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		k->parts = c > 0 ? (int)c : 1;
+	}
+	if (k->parts > CK_MAXPARTS) k->parts = CK_MAXPARTS;
 	k->with_bias = kind == CK_GRAD_WEIGHT && outs >= 2; // ConvForward: decided per run
 	snprintf(k->name, sizeof k->name, "%s", name);
 	for (int i = 0; i < 2; i++) {
@@ -428,12 +452,6 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 		k->pr[i] = pads[i + 2];
 		k->in_hw[i] = hw[i];
 	}
-	slat_dnnl_status ds = dn.stream_create(&k->stream, dn_engine, SLAT_dnnl_stream_default_flags);
-	if (ds != SLAT_dnnl_success) {
-		free(k);
-		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: dnnl_stream_create: %s", opname, name, dnnl_status_name(ds));
-		return ort_create_status(SLAT_ORT_FAIL, msg);
-	}
 	pthread_mutex_init(&k->mu, NULL);
 	*out = k;
 	return NULL;
@@ -443,7 +461,6 @@ static void ck_destroy(void *p) {
 	ConvK *k = p;
 	if (!k) return;
 	ck_clear(k);
-	if (k->stream) dn.stream_destroy(k->stream);
 	pthread_mutex_destroy(&k->mu);
 	free(k);
 }
@@ -476,9 +493,10 @@ static int ck_reorder(const slat_dnnl_md *src, const slat_dnnl_md *dst, slat_dnn
 	return 0;
 }
 
-// ck_build creates the primitive and reorders for dims[T_X], dims[T_W],
-// dims[T_Y] (all NCHW / OIHW, checked by the caller).
-static int ck_build(ConvK *k, int64_t dims[3][4], char *err, size_t n) {
+// ck_build_part creates part c's primitive, reorders and stream for
+// dims[T_X], dims[T_W], dims[T_Y] (all NCHW / OIHW, checked by the caller;
+// the batch is the part's). On failure the caller clears every part.
+static int ck_build_part(const ConvK *k, CkPart *c, int64_t dims[3][4], char *err, size_t n) {
 	const int kind = k->kind;
 	slat_dnnl_md u[3], a[3], u_b;
 	slat_dnnl_conv_desc fdesc, bdesc;
@@ -529,20 +547,20 @@ static int ck_build(ConvK *k, int64_t dims[3][4], char *err, size_t n) {
 			goto fail;
 		}
 		snprintf(what, sizeof what, "dnnl_memory_create(%s)", tw);
-		DNNL_TRY(dn.mem_create(&k->u[j], &u[t], dn_engine, NULL), what);
+		DNNL_TRY(dn.mem_create(&c->u[j], &u[t], dn_engine, NULL), what);
 		if (!dn.md_equal(q, &u[t])) {
 			snprintf(what, sizeof what, "dnnl_memory_create(%s blocked)", tw);
-			DNNL_TRY(dn.mem_create(&k->i[j], q, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), what);
-			if (j < 2 ? ck_reorder(&u[t], q, &k->r[j], err, n, tw) : ck_reorder(q, &u[t], &k->r[j], err, n, tw))
+			DNNL_TRY(dn.mem_create(&c->i[j], q, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), what);
+			if (j < 2 ? ck_reorder(&u[t], q, &c->r[j], err, n, tw) : ck_reorder(q, &u[t], &c->r[j], err, n, tw))
 				goto fail;
 		}
 	}
-	if (k->with_bias) DNNL_TRY(dn.mem_create(&k->u_b, &u_b, dn_engine, NULL), "dnnl_memory_create(bias)");
+	if (k->with_bias) DNNL_TRY(dn.mem_create(&c->u_b, &u_b, dn_engine, NULL), "dnnl_memory_create(bias)");
 	const slat_dnnl_md *q_scr = dn.pd_query_md(pd, SLAT_dnnl_query_scratchpad_md, 0);
 	if (q_scr && dn.md_get_size(q_scr) > 0)
-		DNNL_TRY(dn.mem_create(&k->scratch, q_scr, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), "dnnl_memory_create(scratchpad)");
+		DNNL_TRY(dn.mem_create(&c->scratch, q_scr, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), "dnnl_memory_create(scratchpad)");
 	snprintf(what, sizeof what, "dnnl_primitive_create(%s)", ck_kinds[kind].prim);
-	DNNL_TRY(dn.prim_create(&k->conv, pd), what);
+	DNNL_TRY(dn.prim_create(&c->conv, pd), what);
 	const char *impl = NULL;
 	if (dn.pd_query(pd, SLAT_dnnl_query_impl_info_str, 0, &impl) == SLAT_dnnl_success && impl) {
 		pthread_mutex_lock(&dn_impl_mu);
@@ -552,13 +570,52 @@ static int ck_build(ConvK *k, int64_t dims[3][4], char *err, size_t n) {
 	if (bpd) dn.pd_destroy(bpd);
 	dn.pd_destroy(fpd);
 	dn.attr_destroy(attr);
-	memcpy(k->key, dims, sizeof k->key);
-	k->have = 1;
+	DNNL_TRY(dn.stream_create(&c->stream, dn_engine, SLAT_dnnl_stream_default_flags), "dnnl_stream_create");
 	return 0;
 fail:
 	if (bpd) dn.pd_destroy(bpd);
 	if (fpd) dn.pd_destroy(fpd);
 	if (attr) dn.attr_destroy(attr);
+	return -1;
+}
+
+// ck_build splits the batch dims[T_X][0] into k->parts parts (at most one
+// per row; the first N mod parts get one row more) and builds each. Every
+// part is built for, and run on, one thread: the session's intra-op pool
+// runs the parts side by side (ck_run), so oneDNN's own OpenMP threads are
+// not used and the result does not depend on which thread runs what.
+static int ck_build(ConvK *k, int64_t dims[3][4], char *err, size_t n) {
+	ck_clear(k);
+	const int64_t N = dims[T_X][0];
+	const int np = N < k->parts ? (int)N : k->parts;
+	k->part = calloc((size_t)np, sizeof *k->part);
+	if (!k->part) {
+		seterr(err, n, "out of memory");
+		return -1;
+	}
+	k->nparts = np;
+	const int64_t wn = dims[T_W][0] * dims[T_W][1] * dims[T_W][2] * dims[T_W][3];
+	for (int p = 0, n0 = 0; p < np; p++) {
+		CkPart *c = &k->part[p];
+		c->n0 = n0;
+		c->nb = N / np + (p < N % np ? 1 : 0);
+		n0 += (int)c->nb;
+		int64_t pd[3][4];
+		memcpy(pd, dims, sizeof pd);
+		pd[T_X][0] = pd[T_Y][0] = c->nb;
+		if (ck_build_part(k, c, pd, err, n)) goto fail;
+		if (k->kind == CK_GRAD_WEIGHT && p > 0) {
+			c->acc = malloc((size_t)(wn + dims[T_W][0]) * sizeof(float));
+			if (!c->acc) {
+				seterr(err, n, "out of memory");
+				goto fail;
+			}
+		}
+	}
+	memcpy(k->key, dims, sizeof k->key);
+	k->have = 1;
+	return 0;
+fail:
 	ck_clear(k);
 	return -1;
 }
@@ -629,6 +686,50 @@ static int64_t ck_out_extent(const ConvK *k, int i, int64_t in) {
 	int64_t range = (k->ks[i] - 1) * (k->dil[i] + 1) + 1;
 	int64_t o = in + k->pl[i] + k->pr[i] - range;
 	return o < 0 ? 0 : o / k->stride[i] + 1;
+}
+
+// ck_part_run runs part q of k's convolution with the handles ck_run set
+// (reorders in, the primitive, reorder out) on the calling thread, leaving
+// the outcome in the part. It is the body of ck_run's ParallelFor.
+static void ck_part_run(void *kp, size_t q) {
+	ConvK *k = kp;
+	CkPart *c = &k->part[q];
+	const int kind = k->kind;
+	const char *const *tw = ck_kinds[kind].what;
+	char *err = c->err;
+	size_t n = sizeof c->err;
+	char what[96];
+	if (dn.omp_set_num_threads) dn.omp_set_num_threads(1);
+	slat_dnnl_mem m[3];
+	for (int j = 0; j < 3; j++) {
+		snprintf(what, sizeof what, "dnnl_memory_set_data_handle(%s)", tw[j]);
+		DNNL_TRY(dn.mem_set_handle(c->u[j], c->p[j]), what);
+		m[j] = c->r[j] ? c->i[j] : c->u[j];
+	}
+	if (c->u_b) DNNL_TRY(dn.mem_set_handle(c->u_b, c->pb), "dnnl_memory_set_data_handle(bias)");
+	for (int j = 0; j < 2; j++) {
+		if (!c->r[j]) continue;
+		slat_dnnl_exec_arg ra[2] = {{SLAT_DNNL_ARG_FROM, c->u[j]}, {SLAT_DNNL_ARG_TO, c->i[j]}};
+		snprintf(what, sizeof what, "dnnl_primitive_execute(reorder %s)", tw[j]);
+		DNNL_TRY(dn.prim_execute(c->r[j], c->stream, 2, ra), what);
+	}
+	slat_dnnl_exec_arg a[5];
+	int na = 0;
+	for (int j = 0; j < 3; j++) a[na++] = (slat_dnnl_exec_arg){ck_kinds[kind].arg[j], m[j]};
+	if (c->u_b)
+		a[na++] = (slat_dnnl_exec_arg){kind == CK_FORWARD ? SLAT_DNNL_ARG_BIAS : SLAT_DNNL_ARG_DIFF_BIAS, c->u_b};
+	if (c->scratch) a[na++] = (slat_dnnl_exec_arg){SLAT_DNNL_ARG_SCRATCHPAD, c->scratch};
+	snprintf(what, sizeof what, "dnnl_primitive_execute(%s)", ck_kinds[kind].prim);
+	DNNL_TRY(dn.prim_execute(c->conv, c->stream, na, a), what);
+	if (c->r[2]) {
+		slat_dnnl_exec_arg ra[2] = {{SLAT_DNNL_ARG_FROM, c->i[2]}, {SLAT_DNNL_ARG_TO, c->u[2]}};
+		snprintf(what, sizeof what, "dnnl_primitive_execute(reorder %s)", tw[2]);
+		DNNL_TRY(dn.prim_execute(c->r[2], c->stream, 2, ra), what);
+	}
+	DNNL_TRY(dn.stream_wait(c->stream), "dnnl_stream_wait");
+	return;
+fail:
+	c->rc = -1;
 }
 
 static int ck_run(ConvK *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
@@ -735,48 +836,56 @@ static int ck_run(ConvK *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 	    (kind == CK_FORWARD && v3 && tensor_data((SlatOrtValue *)v3, &pb, err, n, "B")))
 		return -1;
 
-	// The thread count first: oneDNN plans a primitive's split of the work
-	// (and so its order of summation) for the OpenMP thread count of the
-	// thread that creates it, and ONNX Runtime may call us from any thread.
-	// Set after the build, the plan, and the last bits of the result, would
-	// depend on which thread built the primitive (seen: resumed runs that
-	// differed from uninterrupted ones in the 7th digit).
-	if (k->threads > 0 && dn.omp_set_num_threads) dn.omp_set_num_threads(k->threads);
-	if (!(k->have && memcmp(k->key, dims, sizeof k->key) == 0 && (k->u_b != NULL) == (k->with_bias != 0))) {
-		ck_clear(k);
+	// One OpenMP thread, on every thread that builds or runs a part: oneDNN
+	// plans a primitive's split of the work (and so its order of summation)
+	// for the OpenMP thread count of the thread that creates it, and the
+	// parallelism comes from running the parts on ONNX Runtime's pool.
+	if (dn.omp_set_num_threads) dn.omp_set_num_threads(1);
+	if (!(k->have && memcmp(k->key, dims, sizeof k->key) == 0 &&
+	      (k->part[0].u_b != NULL) == (k->with_bias != 0))) {
 		if (ck_build(k, dims, err, n)) return -1;
 	}
-	slat_dnnl_mem m[3];
-	char what[96];
-	for (int j = 0; j < 3; j++) {
-		snprintf(what, sizeof what, "dnnl_memory_set_data_handle(%s)", tw[j]);
-		DNNL_TRY(dn.mem_set_handle(k->u[j], p[j]), what);
-		m[j] = k->r[j] ? k->i[j] : k->u[j];
+	// Each part's rows of the batched tensors (X and Y; dX and dY); W whole.
+	int64_t rowlen[3];
+	for (int t = 0; t < 3; t++) rowlen[t] = dims[t][1] * dims[t][2] * dims[t][3];
+	const int64_t wn = rowlen[T_W] * dims[T_W][0];
+	for (int q = 0; q < k->nparts; q++) {
+		CkPart *c = &k->part[q];
+		for (int j = 0; j < 3; j++) {
+			int t = ck_kinds[kind].role[j];
+			c->p[j] = t == T_W ? p[j] : (float *)p[j] + c->n0 * rowlen[t];
+		}
+		c->pb = pb;
+		if (c->acc) { // ConvGradWeight, parts after the first
+			c->p[2] = c->acc;
+			c->pb = pb ? c->acc + wn : NULL;
+		}
+		c->rc = 0;
+		c->err[0] = 0;
 	}
-	if (k->u_b) DNNL_TRY(dn.mem_set_handle(k->u_b, pb), "dnnl_memory_set_data_handle(bias)");
-	for (int j = 0; j < 2; j++) {
-		if (!k->r[j]) continue;
-		slat_dnnl_exec_arg ra[2] = {{SLAT_DNNL_ARG_FROM, k->u[j]}, {SLAT_DNNL_ARG_TO, k->i[j]}};
-		snprintf(what, sizeof what, "dnnl_primitive_execute(reorder %s)", tw[j]);
-		DNNL_TRY(dn.prim_execute(k->r[j], k->stream, 2, ra), what);
+	if (k->nparts == 1) {
+		ck_part_run(k, 0);
+	} else {
+		s = ORTF(SLAT_ORT_KernelContext_ParallelFor, SlatOrtStatus *, const SlatOrtKernelContext *,
+		         void (*)(void *, size_t), size_t, size_t, void *)(ctx, ck_part_run, (size_t)k->nparts, 0, k);
+		if (ort_take(s, err, n, "KernelContext_ParallelFor")) return -1;
 	}
-	slat_dnnl_exec_arg a[5];
-	int na = 0;
-	for (int j = 0; j < 3; j++) a[na++] = (slat_dnnl_exec_arg){ck_kinds[kind].arg[j], m[j]};
-	if (k->u_b)
-		a[na++] = (slat_dnnl_exec_arg){kind == CK_FORWARD ? SLAT_DNNL_ARG_BIAS : SLAT_DNNL_ARG_DIFF_BIAS, k->u_b};
-	if (k->scratch) a[na++] = (slat_dnnl_exec_arg){SLAT_DNNL_ARG_SCRATCHPAD, k->scratch};
-	snprintf(what, sizeof what, "dnnl_primitive_execute(%s)", ck_kinds[kind].prim);
-	DNNL_TRY(dn.prim_execute(k->conv, k->stream, na, a), what);
-	if (k->r[2]) {
-		slat_dnnl_exec_arg ra[2] = {{SLAT_DNNL_ARG_FROM, k->i[2]}, {SLAT_DNNL_ARG_TO, k->u[2]}};
-		snprintf(what, sizeof what, "dnnl_primitive_execute(reorder %s)", tw[2]);
-		DNNL_TRY(dn.prim_execute(k->r[2], k->stream, 2, ra), what);
+	for (int q = 0; q < k->nparts; q++) {
+		if (k->part[q].rc) {
+			seterr(err, n, "%s", k->part[q].err);
+			return -1;
+		}
 	}
-	DNNL_TRY(dn.stream_wait(k->stream), "dnnl_stream_wait");
+	if (kind == CK_GRAD_WEIGHT) { // sum the parts' dW (and dB) in part order
+		float *dw = p[2], *db = pb;
+		for (int q = 1; q < k->nparts; q++) {
+			const float *a = k->part[q].acc;
+			for (int64_t i = 0; i < wn; i++) dw[i] += a[i];
+			if (db)
+				for (int64_t i = 0; i < dims[T_W][0]; i++) db[i] += a[wn + i];
+		}
+	}
 	return 0;
-fail:
-	return -1;
 }
 
 static SlatOrtStatus *ck_compute(void *p, SlatOrtKernelContext *ctx) {

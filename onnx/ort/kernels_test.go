@@ -178,6 +178,11 @@ var convCases = []convCase{
 	{name: "asym_pads_rect", n: 2, c: 3, h: 7, w: 8, k: 2, kh: 3, kw: 2, stride: [2]int{2, 1}, dil: [2]int{1, 1}, pads: [4]int{1, 0, 0, 1}, bias: true},
 	{name: "blocked_16to32_s2", n: 4, c: 16, h: 10, w: 10, k: 32, kh: 3, kw: 3, stride: [2]int{2, 2}, dil: [2]int{1, 1}, pads: [4]int{1, 1, 1, 1}, bias: true, fdSamples: 40},
 	{name: "blocked_16to16_s1_2threads", n: 4, c: 16, h: 12, w: 12, k: 16, kh: 3, kw: 3, stride: [2]int{1, 1}, dil: [2]int{1, 1}, pads: [4]int{1, 1, 1, 1}, fdSamples: 40, threads: 2},
+	// the batch split over the session's threads: uneven parts (5 rows in
+	// 2+2+1), a part per row (3 rows, 4 threads), a bias gradient summed
+	// over parts
+	{name: "blocked_16to32_s2_3threads_uneven", n: 5, c: 16, h: 10, w: 10, k: 32, kh: 3, kw: 3, stride: [2]int{2, 2}, dil: [2]int{1, 1}, pads: [4]int{1, 1, 1, 1}, bias: true, fdSamples: 40, threads: 3},
+	{name: "1x1_s2_more_threads_than_rows", n: 3, c: 4, h: 8, w: 8, k: 6, kh: 1, kw: 1, stride: [2]int{2, 2}, dil: [2]int{1, 1}, bias: true, threads: 4},
 }
 
 func TestConvGradWeight(t *testing.T) {
