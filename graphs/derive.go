@@ -894,11 +894,17 @@ func (d *deriver) zeros(shape []int64) string {
 // saved passes were a visible share of SLAT's train pass). Both forms give
 // pre + δ exactly where it is inside [lo, hi]; where it is clipped the
 // clamp gives lo or hi exactly, the literal form lo or hi up to rounding.
-// No gradient flows through the clip (tapGrad).
+// No gradient flows through the clip (tapGrad). With Spec.Kernels the
+// clamp is one ai.slatrun TapClip node, which computes exactly these ops
+// in one pass per plane.
 func (d *deriver) emitTap(n *node) error {
 	pre, delta, h := n.in[0], n.in[1], n.out[0]
 	if d.spec.NoDomainClip {
 		d.b.Node("Add", []string{pre, delta}, []string{h})
+		return nil
+	}
+	if d.spec.Kernels {
+		d.b.NodeIn(onnx.KernelDomain, onnx.TapClip, []string{pre, delta}, []string{h})
 		return nil
 	}
 	axes := tapAxes(len(d.shape(pre)))

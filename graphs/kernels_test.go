@@ -143,6 +143,20 @@ func TestKernelsMatchPlain(t *testing.T) {
 			if got, want := countOps(g, "", "Greater"), countOps(pg, "", "Greater")-wantFused; got != want {
 				t.Errorf("%d Greater nodes (Relu masks), want %d (the plain graph's less the fused)", got, want)
 			}
+			// SLAT's domain clip: one TapClip per latent input, no plain
+			// clip ops left
+			deltas := 0
+			for _, in := range g.Graph().GetInput() {
+				if strings.HasPrefix(in.GetName(), "delta.") {
+					deltas++
+				}
+			}
+			if got := countOps(g, onnx.KernelDomain, onnx.TapClip); got != deltas {
+				t.Errorf("%d TapClip nodes for %d latent inputs", got, deltas)
+			}
+			if deltas > 0 && countOps(g, "", "ReduceMin")+countOps(g, "", "ReduceMax") != 0 {
+				t.Errorf("plain domain-clip reductions left beside TapClip")
+			}
 			for _, node := range g.Graph().GetNode() {
 				if node.GetDomain() != onnx.KernelDomain || node.GetOpType() != onnx.BatchNormTrainGrad {
 					continue

@@ -175,6 +175,13 @@ const BatchNormTrain = "BatchNormTrain"
 // outputs dX, dscale, dbias, each optional (empty name); attribute relu.
 const BatchNormTrainGrad = "BatchNormTrainGrad"
 
+// TapClip is KernelDomain's SLAT domain clip at a latent tap: inputs pre
+// and delta (same shape, [N, C, spatial...] or [N, F]), output h =
+// Max(Min(pre + delta, hi), lo) with lo, hi pre's minimum and maximum per
+// (sample, channel) plane ([N, F]: per sample), bit-identical to those ONNX
+// ops. All float32.
+const TapClip = "TapClip"
+
 // OpIn appends a node of a non-default operator domain (for example ONNX
 // Runtime's "com.microsoft.nchwc") with one fresh output; the model imports
 // that domain at version 1.

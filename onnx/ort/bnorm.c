@@ -34,34 +34,8 @@
 #endif
 
 #define BN_DOMAIN "ai.slatrun"
-#define BN_MAXRANK 8
 
 #define BNF(idx, ret, ...) ((ret(*)(__VA_ARGS__))slat_ort_table()[idx])
-
-static void bn_seterr(char *err, size_t n, const char *fmt, ...) {
-	if (!err || n == 0) return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
-
-static SlatOrtStatus *bn_status(int code, const char *msg) {
-	return BNF(SLAT_ORT_CreateStatus, SlatOrtStatus *, int, const char *)(code, msg);
-}
-
-static void bn_release(SlatOrtStatus *s) {
-	if (s) BNF(SLAT_ORT_ReleaseStatus, void, SlatOrtStatus *)(s);
-}
-
-// bn_take copies a status's message into err and releases it; 1 if it was an
-// error.
-static int bn_take(SlatOrtStatus *s, char *err, size_t n, const char *what) {
-	if (!s) return 0;
-	bn_seterr(err, n, "%s: %s", what, BNF(SLAT_ORT_GetErrorMessage, const char *, const SlatOrtStatus *)(s));
-	bn_release(s);
-	return 1;
-}
 
 // ---------------------------------------------------------------------------
 // The loops. A channel's rows are X[r*C + c] for r < N, each of S contiguous
@@ -262,112 +236,7 @@ static void bn_bwd_channel(void *p, size_t ch) {
 	}
 }
 
-// ---------------------------------------------------------------------------
-// Tensor access.
-
-typedef struct {
-	const SlatOrtValue *v;
-	int64_t dims[BN_MAXRANK];
-	size_t rank;
-	int64_t count;
-} BnTensor;
-
-// bn_shape reads a float tensor's shape (rank at most BN_MAXRANK).
-static int bn_shape(BnTensor *t, char *err, size_t n, const char *what) {
-	SlatOrtTensorInfo *ti = NULL;
-	SlatOrtStatus *s = BNF(SLAT_ORT_GetTensorTypeAndShape, SlatOrtStatus *, const SlatOrtValue *,
-	                       SlatOrtTensorInfo **)(t->v, &ti);
-	if (bn_take(s, err, n, what)) return -1;
-	int rc = -1, et = 0;
-	size_t rank = 0;
-	s = BNF(SLAT_ORT_GetDimensionsCount, SlatOrtStatus *, const SlatOrtTensorInfo *, size_t *)(ti, &rank);
-	if (bn_take(s, err, n, what)) goto done;
-	s = BNF(SLAT_ORT_GetTensorElementType, SlatOrtStatus *, const SlatOrtTensorInfo *, int *)(ti, &et);
-	if (bn_take(s, err, n, what)) goto done;
-	if (et != SLAT_ONNX_FLOAT || rank > BN_MAXRANK) {
-		bn_seterr(err, n, "%s must be a float tensor of rank at most %d (rank %zu, element type %d)", what,
-		          BN_MAXRANK, rank, et);
-		goto done;
-	}
-	s = BNF(SLAT_ORT_GetDimensions, SlatOrtStatus *, const SlatOrtTensorInfo *, int64_t *, size_t)(ti, t->dims, rank);
-	if (bn_take(s, err, n, what)) goto done;
-	t->rank = rank;
-	t->count = 1;
-	for (size_t i = 0; i < rank; i++) {
-		if (t->dims[i] < 0) {
-			bn_seterr(err, n, "%s has a negative dimension", what);
-			goto done;
-		}
-		t->count *= t->dims[i];
-	}
-	rc = 0;
-done:
-	BNF(SLAT_ORT_ReleaseTensorTypeAndShapeInfo, void, SlatOrtTensorInfo *)(ti);
-	return rc;
-}
-
-// bn_input fetches input i (optional ones may come back NULL) and its shape.
-static int bn_input(SlatOrtKernelContext *ctx, size_t i, int required, BnTensor *t, char *err, size_t n,
-                    const char *what) {
-	memset(t, 0, sizeof *t);
-	size_t count = 0;
-	SlatOrtStatus *s = BNF(SLAT_ORT_KernelContext_GetInputCount, SlatOrtStatus *, const SlatOrtKernelContext *,
-	                       size_t *)(ctx, &count);
-	if (bn_take(s, err, n, "input count")) return -1;
-	if (i < count) {
-		s = BNF(SLAT_ORT_KernelContext_GetInput, SlatOrtStatus *, SlatOrtKernelContext *, size_t,
-		        const SlatOrtValue **)(ctx, i, &t->v);
-		if (bn_take(s, err, n, what)) return -1;
-	}
-	if (!t->v) {
-		if (!required) return 0;
-		bn_seterr(err, n, "input %s is required", what);
-		return -1;
-	}
-	return bn_shape(t, err, n, what);
-}
-
-static int bn_data(const SlatOrtValue *v, float **p, char *err, size_t n, const char *what) {
-	void *d = NULL;
-	SlatOrtStatus *s = BNF(SLAT_ORT_GetTensorMutableData, SlatOrtStatus *, SlatOrtValue *, void **)((SlatOrtValue *)v, &d);
-	if (bn_take(s, err, n, what)) return -1;
-	*p = d;
-	return 0;
-}
-
-// bn_output allocates output i with the given shape and returns its data, or
-// NULL in *p (and 0) when the node does not have that output.
-static int bn_output(SlatOrtKernelContext *ctx, size_t i, const int64_t *dims, size_t rank, float **p, char *err,
-                     size_t n, const char *what) {
-	*p = NULL;
-	size_t count = 0;
-	SlatOrtStatus *s = BNF(SLAT_ORT_KernelContext_GetOutputCount, SlatOrtStatus *, const SlatOrtKernelContext *,
-	                       size_t *)(ctx, &count);
-	if (bn_take(s, err, n, "output count")) return -1;
-	if (i >= count) return 0;
-	SlatOrtValue *v = NULL;
-	s = BNF(SLAT_ORT_KernelContext_GetOutput, SlatOrtStatus *, SlatOrtKernelContext *, size_t, const int64_t *,
-	        size_t, SlatOrtValue **)(ctx, i, dims, rank, &v);
-	if (bn_take(s, err, n, what)) return -1;
-	if (!v) return 0;
-	return bn_data(v, p, err, n, what);
-}
-
-static int bn_same_shape(const BnTensor *a, const BnTensor *b) {
-	return a->rank == b->rank && memcmp(a->dims, b->dims, a->rank * sizeof(int64_t)) == 0;
-}
-
-static int bn_is_vec(const BnTensor *t, int64_t c) { return t->rank == 1 && t->dims[0] == c; }
-
-// bn_parallel runs fn(job, c) for every channel on ONNX Runtime's intra-op
-// pool of the session.
-static int bn_parallel(SlatOrtKernelContext *ctx, void (*fn)(void *, size_t), int64_t C, void *job, char *err,
-                       size_t n) {
-	if (C <= 0) return 0;
-	SlatOrtStatus *s = BNF(SLAT_ORT_KernelContext_ParallelFor, SlatOrtStatus *, const SlatOrtKernelContext *,
-	                       void (*)(void *, size_t), size_t, size_t, void *)(ctx, fn, (size_t)C, 0, job);
-	return bn_take(s, err, n, "KernelContext_ParallelFor") ? -1 : 0;
-}
+static int bn_is_vec(const KtTensor *t, int64_t c) { return t->rank == 1 && t->dims[0] == c; }
 
 // ---------------------------------------------------------------------------
 // Kernel instances.
@@ -398,7 +267,7 @@ static SlatOrtStatus *bn_create(const SlatOrtCustomOp *op, const void *api, cons
 	SlatOrtStatus *s = BNF(SLAT_ORT_KernelInfo_GetNodeName, SlatOrtStatus *, const SlatOrtKernelInfo *, char *,
 	                       size_t *)(info, name, &nl);
 	if (s) {
-		bn_release(s);
+		kt_release(s);
 		name[0] = 0;
 	}
 	float eps = 1e-5f;
@@ -407,28 +276,28 @@ static SlatOrtStatus *bn_create(const SlatOrtCustomOp *op, const void *api, cons
 		s = BNF(SLAT_ORT_KernelInfoGetAttribute_float, SlatOrtStatus *, const SlatOrtKernelInfo *, const char *,
 		        float *)(info, "epsilon", &eps);
 		if (s) { // missing: the default
-			bn_release(s);
+			kt_release(s);
 			eps = 1e-5f;
 		}
 		if (!(eps >= 0) || isinf(eps)) {
 			snprintf(msg, sizeof msg, BN_DOMAIN " %s %s: epsilon must be finite and non-negative", bn_opname(grad),
 			         name);
-			return bn_status(SLAT_ORT_INVALID_ARGUMENT, msg);
+			return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 		}
 	}
 	s = BNF(SLAT_ORT_KernelInfoGetAttribute_int64, SlatOrtStatus *, const SlatOrtKernelInfo *, const char *,
 	        int64_t *)(info, "relu", &relu);
 	if (s) {
-		bn_release(s);
+		kt_release(s);
 		relu = 0;
 	}
 	if (relu != 0 && relu != 1) {
 		snprintf(msg, sizeof msg, BN_DOMAIN " %s %s: attribute relu must be 0 or 1, not %lld", bn_opname(grad), name,
 		         (long long)relu);
-		return bn_status(SLAT_ORT_INVALID_ARGUMENT, msg);
+		return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
 	BnKernel *k = calloc(1, sizeof *k);
-	if (!k) return bn_status(SLAT_ORT_FAIL, BN_DOMAIN " batch normalization: out of memory");
+	if (!k) return kt_status(SLAT_ORT_FAIL, BN_DOMAIN " batch normalization: out of memory");
 	k->grad = grad;
 	k->eps = eps;
 	k->relu = (int)relu;
@@ -440,49 +309,49 @@ static SlatOrtStatus *bn_create(const SlatOrtCustomOp *op, const void *api, cons
 static void bn_destroy(void *p) { free(p); }
 
 // bn_channels checks X's shape and returns C and the spatial size S.
-static int bn_channels(const BnTensor *x, int64_t *C, int64_t *S, char *err, size_t n) {
+static int bn_channels(const KtTensor *x, int64_t *C, int64_t *S, char *err, size_t n) {
 	if (x->rank < 2) {
-		bn_seterr(err, n, "X must have rank >= 2 ([N, C, spatial...]), not %zu", x->rank);
+		kt_seterr(err, n, "X must have rank >= 2 ([N, C, spatial...]), not %zu", x->rank);
 		return -1;
 	}
 	*C = x->dims[1];
 	*S = 1;
 	for (size_t i = 2; i < x->rank; i++) *S *= x->dims[i];
 	if (x->dims[0] * *S == 0) {
-		bn_seterr(err, n, "X has no elements per channel (batch statistics undefined)");
+		kt_seterr(err, n, "X has no elements per channel (batch statistics undefined)");
 		return -1;
 	}
 	return 0;
 }
 
 static int bn_fwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
-	BnTensor x, g, b;
-	if (bn_input(ctx, 0, 1, &x, err, n, "X") || bn_input(ctx, 1, 1, &g, err, n, "scale") ||
-	    bn_input(ctx, 2, 1, &b, err, n, "bias"))
+	KtTensor x, g, b;
+	if (kt_input(ctx, 0, 1, &x, err, n, "X") || kt_input(ctx, 1, 1, &g, err, n, "scale") ||
+	    kt_input(ctx, 2, 1, &b, err, n, "bias"))
 		return -1;
 	int64_t C, S;
 	if (bn_channels(&x, &C, &S, err, n)) return -1;
 	if (!bn_is_vec(&g, C) || !bn_is_vec(&b, C)) {
-		bn_seterr(err, n, "scale and bias must be [C] = [%lld]", (long long)C);
+		kt_seterr(err, n, "scale and bias must be [C] = [%lld]", (long long)C);
 		return -1;
 	}
 	BnFwdJob j = {.N = x.dims[0], .C = C, .S = S, .eps = k->eps, .relu = k->relu};
 	float *px, *pg, *pb, *py, *st[3];
-	if (bn_data(x.v, &px, err, n, "X") || bn_data(g.v, &pg, err, n, "scale") || bn_data(b.v, &pb, err, n, "bias"))
+	if (kt_data(x.v, &px, err, n, "X") || kt_data(g.v, &pg, err, n, "scale") || kt_data(b.v, &pb, err, n, "bias"))
 		return -1;
-	if (bn_output(ctx, 0, x.dims, x.rank, &py, err, n, "output Y")) return -1;
+	if (kt_output(ctx, 0, x.dims, x.rank, &py, err, n, "output Y")) return -1;
 	if (!py) {
-		bn_seterr(err, n, "output Y is required");
+		kt_seterr(err, n, "output Y is required");
 		return -1;
 	}
 	static const char *const what[3] = {"output mean", "output var", "output invstd"};
 	for (int i = 0; i < 3; i++)
-		if (bn_output(ctx, (size_t)i + 1, &C, 1, &st[i], err, n, what[i])) return -1;
+		if (kt_output(ctx, (size_t)i + 1, &C, 1, &st[i], err, n, what[i])) return -1;
 	float *scratch = NULL;
 	if (!st[0] || !st[1] || !st[2]) {
 		scratch = malloc(3 * (size_t)(C > 0 ? C : 1) * sizeof(float));
 		if (!scratch) {
-			bn_seterr(err, n, "out of memory");
+			kt_seterr(err, n, "out of memory");
 			return -1;
 		}
 		for (int i = 0; i < 3; i++)
@@ -495,42 +364,42 @@ static int bn_fwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 	j.mean = st[0];
 	j.var = st[1];
 	j.invstd = st[2];
-	int rc = bn_parallel(ctx, bn_fwd_channel, C, &j, err, n);
+	int rc = kt_parallel(ctx, bn_fwd_channel, C, &j, err, n);
 	free(scratch);
 	return rc;
 }
 
 static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
-	BnTensor dy, x, g, m, inv, y;
-	if (bn_input(ctx, 0, 1, &dy, err, n, "dY") || bn_input(ctx, 1, 1, &x, err, n, "X") ||
-	    bn_input(ctx, 2, 1, &g, err, n, "scale") || bn_input(ctx, 3, 1, &m, err, n, "mean") ||
-	    bn_input(ctx, 4, 1, &inv, err, n, "invstd") || bn_input(ctx, 5, k->relu, &y, err, n, "Y"))
+	KtTensor dy, x, g, m, inv, y;
+	if (kt_input(ctx, 0, 1, &dy, err, n, "dY") || kt_input(ctx, 1, 1, &x, err, n, "X") ||
+	    kt_input(ctx, 2, 1, &g, err, n, "scale") || kt_input(ctx, 3, 1, &m, err, n, "mean") ||
+	    kt_input(ctx, 4, 1, &inv, err, n, "invstd") || kt_input(ctx, 5, k->relu, &y, err, n, "Y"))
 		return -1;
 	int64_t C, S;
 	if (bn_channels(&x, &C, &S, err, n)) return -1;
-	if (!bn_same_shape(&dy, &x) || (y.v && !bn_same_shape(&y, &x))) {
-		bn_seterr(err, n, "dY%s must have X's shape", k->relu ? " and Y" : "");
+	if (!kt_same_shape(&dy, &x) || (y.v && !kt_same_shape(&y, &x))) {
+		kt_seterr(err, n, "dY%s must have X's shape", k->relu ? " and Y" : "");
 		return -1;
 	}
 	if (!bn_is_vec(&g, C) || !bn_is_vec(&m, C) || !bn_is_vec(&inv, C)) {
-		bn_seterr(err, n, "scale, mean and invstd must be [C] = [%lld]", (long long)C);
+		kt_seterr(err, n, "scale, mean and invstd must be [C] = [%lld]", (long long)C);
 		return -1;
 	}
 	BnBwdJob j = {.N = x.dims[0], .C = C, .S = S};
 	float *pdy, *px, *pg, *pm, *pinv, *py = NULL, *pdx, *pds, *pdb;
-	if (bn_data(dy.v, &pdy, err, n, "dY") || bn_data(x.v, &px, err, n, "X") || bn_data(g.v, &pg, err, n, "scale") ||
-	    bn_data(m.v, &pm, err, n, "mean") || bn_data(inv.v, &pinv, err, n, "invstd") ||
-	    (k->relu && bn_data(y.v, &py, err, n, "Y")))
+	if (kt_data(dy.v, &pdy, err, n, "dY") || kt_data(x.v, &px, err, n, "X") || kt_data(g.v, &pg, err, n, "scale") ||
+	    kt_data(m.v, &pm, err, n, "mean") || kt_data(inv.v, &pinv, err, n, "invstd") ||
+	    (k->relu && kt_data(y.v, &py, err, n, "Y")))
 		return -1;
-	if (bn_output(ctx, 0, x.dims, x.rank, &pdx, err, n, "output dX") ||
-	    bn_output(ctx, 1, &C, 1, &pds, err, n, "output dscale") ||
-	    bn_output(ctx, 2, &C, 1, &pdb, err, n, "output dbias"))
+	if (kt_output(ctx, 0, x.dims, x.rank, &pdx, err, n, "output dX") ||
+	    kt_output(ctx, 1, &C, 1, &pds, err, n, "output dscale") ||
+	    kt_output(ctx, 2, &C, 1, &pdb, err, n, "output dbias"))
 		return -1;
 	float *scratch = NULL;
 	if (!pds || !pdb) {
 		scratch = malloc(2 * (size_t)(C > 0 ? C : 1) * sizeof(float));
 		if (!scratch) {
-			bn_seterr(err, n, "out of memory");
+			kt_seterr(err, n, "out of memory");
 			return -1;
 		}
 		if (!pds) pds = scratch;
@@ -545,7 +414,7 @@ static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 	j.dx = pdx;
 	j.dscale = pds;
 	j.dbias = pdb;
-	int rc = bn_parallel(ctx, bn_bwd_channel, C, &j, err, n);
+	int rc = kt_parallel(ctx, bn_bwd_channel, C, &j, err, n);
 	free(scratch);
 	return rc;
 }
@@ -557,7 +426,7 @@ static SlatOrtStatus *bn_compute(void *p, SlatOrtKernelContext *ctx) {
 	if (rc == 0) return NULL;
 	char msg[768];
 	snprintf(msg, sizeof msg, BN_DOMAIN " %s %s: %s", bn_opname(k->grad), k->name, err);
-	return bn_status(SLAT_ORT_RUNTIME_EXCEPTION, msg);
+	return kt_status(SLAT_ORT_RUNTIME_EXCEPTION, msg);
 }
 
 // ---------------------------------------------------------------------------
@@ -582,13 +451,13 @@ static int bn_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
 
 int slat_bn_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 	if (!slat_ort_table()) {
-		bn_seterr(err, n, "OrtApi not bound");
+		kt_seterr(err, n, "OrtApi not bound");
 		return -1;
 	}
 	for (int grad = 0; grad < 2; grad++) {
 		BnOp *op = calloc(1, sizeof *op);
 		if (!op) {
-			bn_seterr(err, n, "out of memory");
+			kt_seterr(err, n, "out of memory");
 			return -1;
 		}
 		op->grad = grad;
@@ -611,7 +480,7 @@ int slat_bn_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 		op->op.KernelComputeV2 = bn_compute;
 		SlatOrtStatus *s = BNF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *,
 		                       const SlatOrtCustomOp *)(dom, &op->op);
-		if (bn_take(s, err, n, grad ? "CustomOpDomain_Add(BatchNormTrainGrad)" : "CustomOpDomain_Add(BatchNormTrain)")) {
+		if (kt_take(s, err, n, grad ? "CustomOpDomain_Add(BatchNormTrainGrad)" : "CustomOpDomain_Add(BatchNormTrain)")) {
 			free(op);
 			return -1;
 		}

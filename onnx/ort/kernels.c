@@ -955,8 +955,9 @@ int slat_domain_new(int threads, void **out, char *err, size_t n) {
 			return -1;
 		}
 	}
-	// The batch-normalization ops (bnorm.c) join the same domain.
-	if (slat_bn_register(dom, err, n)) {
+	// The batch-normalization ops (bnorm.c) and the fused elementwise ones
+	// (fused.c) join the same domain.
+	if (slat_bn_register(dom, err, n) || slat_fused_register(dom, err, n)) {
 		ORTF(SLAT_ORT_ReleaseCustomOpDomain, void, SlatOrtCustomOpDomain *)(dom);
 		free(ops);
 		return -1;
