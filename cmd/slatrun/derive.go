@@ -23,6 +23,7 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 	loss := fs.String("loss", "ce", "eval kind's per-example loss: ce, cw, dlr or dlr-t")
 	noClip := fs.Bool("no-domain-clip", false, "train kind: add latent perturbations without SLAT's domain clip")
 	inputGrad := fs.Bool("input-grad", false, "train kind: also output grad.x (Free-m)")
+	tapRange := fs.Bool("tap-range", false, "attack kind: also output range.<tap>, hi − lo of each tap per sample and channel (SLAT's --latent-scale range)")
 	out := fs.StringP("out", "o", "", "output file: the derived ONNX graph")
 	var z zooFlags
 	z.add(fs, true)
@@ -42,7 +43,7 @@ func runDerive(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	spec := graphs.Spec{Kind: graphs.Kind(strings.ToLower(*kind)), Batch: *batch, Taps: parseTaps(*taps),
-		NoDomainClip: *noClip, InputGrad: *inputGrad, Loss: *loss, Beta: *beta}
+		NoDomainClip: *noClip, InputGrad: *inputGrad, TapRange: *tapRange, Loss: *loss, Beta: *beta}
 	m, err := graphs.Derive(fwd, spec)
 	if err != nil {
 		return err
