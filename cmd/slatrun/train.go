@@ -315,6 +315,9 @@ func writeSummary(w io.Writer, res *orchestrator.Result) {
 		if e.Catastrophic {
 			flag += " COLLAPSE"
 		}
+		if e.Decayed {
+			flag += " decay"
+		}
 		fmt.Fprintf(tw, "%d\t%.4f\t%.2f%%\t%s\t%s\t%.1f\t%.0f\t%s\n", e.Epoch, e.Loss, 100*e.Accuracy, clean, robust, e.Seconds, e.ImagesPerSec, flag)
 	}
 	tw.Flush()
