@@ -368,11 +368,20 @@ func (d *deriver) nchwcConv(x, wb, bias string, m int64, k, s, dil, pads []int64
 	return out
 }
 
-// convForward emits a forward Conv in the NCHWc kernels when it can, and
+// convForward emits a forward Conv as slatrun's ConvForward kernel where
+// its input gradient runs in ConvGradInput (the same rule, kernelInputGradOK:
+// oneDNN measured faster there and needs no NCHWc reorders of the
+// activations or the weights), else in the NCHWc kernels when it can, and
 // unchanged otherwise.
 func convForward(d *deriver, n *node) error {
 	xs, ws := d.shape(n.in[0]), d.shape(n.in[1])
 	cg := geom(n, ws[2:])
+	if d.kernelInputGradOK(n, cg, xs, ws) {
+		d.b.NodeIn(onnx.KernelDomain, onnx.ConvForward, n.in, n.out[:1],
+			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
+			onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...))
+		return nil
+	}
 	if !d.nchwcOK(n, xs[1], ws[0], cg) {
 		d.copyNode(n)
 		return nil

@@ -111,6 +111,10 @@ func TestKernelsMatchPlain(t *testing.T) {
 			if got := countOps(g, onnx.KernelDomain, onnx.ConvGradInput); got != c.dxs {
 				t.Errorf("%d ConvGradInput nodes, want %d", got, c.dxs)
 			}
+			// the forward of the same Convs runs in ConvForward (same rule)
+			if got := countOps(g, onnx.KernelDomain, onnx.ConvForward); got != c.dxs {
+				t.Errorf("%d ConvForward nodes, want %d (one per ConvGradInput Conv)", got, c.dxs)
+			}
 			if got := countOps(c.m, "", "BatchNormalization"); got != c.bns {
 				t.Fatalf("the model has %d BatchNormalization nodes, the case says %d", got, c.bns)
 			}
