@@ -17,8 +17,9 @@ const (
 	OfEpsPerK Basis = "ε/K" // Config.Eps over PGD-K's number of steps K
 	OfEta     Basis = "η"   // SLAT's latent budget, Config.LatentEta resolved
 	OfOne     Basis = ""    // a plain number (TRADES's β and K)
-	// OfTenEps is a power of ten in ε: Scale·10^(ε/(8/255)), GradAlign's λ.
-	OfTenEps Basis = "·10^(ε/(8/255))"
+	// OfTenEps is a power of ten in ε up to 16/255: Scale·10^(min(ε,
+	// 16/255)/(8/255)), GradAlign's λ.
+	OfTenEps Basis = "·10^(min(ε, 16/255)/(8/255))"
 )
 
 // Default is a row of the table Defaults returns: the value a setting of
@@ -84,7 +85,7 @@ func Defaults() []Default {
 		{"trades", "TRADESSteps", "trades-steps", perturb.DefaultTRADESSteps, OfOne,
 			"The number K of TRADES's inner PGD steps on the KL divergence."},
 		{"gradalign", "GradAlignLambda", "gradalign-lambda", perturb.DefaultGradAlignLambda, OfTenEps,
-			"GradAlign's weight λ of 1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η)): the reference's log-linear rule, 0.2 at ε = 8/255 and 2 at 16/255 (fitted on CIFAR-10 for ε ≤ 16/255; set it beyond)."},
+			"GradAlign's weight λ of 1 − cos(∇ₓℓ(x), ∇ₓℓ(x+η)): the reference's log-linear rule, 0.2 at ε = 8/255 and 2 at 16/255, held at 2 beyond (the reference tuned it on CIFAR-10 for ε ≤ 16/255 only)."},
 		{"", "Probe.Step", "", perturb.DefaultPGDStep, OfEps,
 			"The step of the per-epoch PGD probe."},
 	}
@@ -148,7 +149,7 @@ func (d Default) of(eps, eta float32, k int) float32 {
 	case OfOne:
 		return d.Scale
 	case OfTenEps:
-		return float32(float64(d.Scale) * math.Pow(10, float64(eps)/perturb.GradAlignLambdaDecade))
+		return float32(float64(d.Scale) * math.Pow(10, min(float64(eps), perturb.GradAlignLambdaMaxEps)/perturb.GradAlignLambdaDecade))
 	}
 	return d.Scale * eps
 }

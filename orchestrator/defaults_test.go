@@ -14,7 +14,7 @@ import (
 func TestAutoHelp(t *testing.T) {
 	for _, c := range []struct{ flag, want string }{
 		{"input-step", "auto: slat 0.9ε, fgsm ε, fgsm-rs 1.25ε, n-fgsm ε, pgd-K 2.5ε/K, free-M ε, trades 0.25ε, gradalign ε"},
-		{"gradalign-lambda", "auto: 0.02·10^(ε/(8/255))"},
+		{"gradalign-lambda", "auto: 0.02·10^(min(ε, 16/255)/(8/255))"},
 		{"trades-beta", "auto: 6"},
 		{"trades-steps", "auto: 10"},
 		{"noise-radius", "auto: 2ε"},

@@ -60,7 +60,8 @@ func TestGradAlignStepByHand(t *testing.T) {
 			cfg.Holdout = nil
 			cfg.GradAlignLambda, cfg.InputStep = tc.lambda, tc.step
 			const eps = 0.1
-			lambda, alpha := float32(0.02*math.Pow(10, eps*255/8)), float32(eps)
+			// the default λ: the rule held at 16/255's value, 2
+			lambda, alpha := float32(0.02*math.Pow(10, math.Min(eps, 16.0/255)*255/8)), float32(eps)
 			if tc.lambda != Auto {
 				lambda = tc.lambda
 			}

@@ -8,17 +8,25 @@ const (
 	// DefaultGradAlignLambda·10^(ε/GradAlignLambdaDecade): the reference's
 	// log-linear interpolation of its CIFAR-10 settings, λ = 0.2 at ε = 8/255
 	// and λ = 2 at ε = 16/255 (0.02 at ε = 0). It was fitted on ε from
-	// 1/255 to 16/255; beyond that it is an extrapolation.
+	// 1/255 to 16/255; beyond that the default holds at 2
+	// (GradAlignLambdaMaxEps).
 	DefaultGradAlignLambda = 0.02
 	// GradAlignLambdaDecade is the growth of ε, in pixel units, that makes
 	// the default λ ten times larger: 8/255.
 	GradAlignLambdaDecade = 8.0 / 255
+	// GradAlignLambdaMaxEps is the largest ε the reference tuned λ for
+	// (16/255, λ = 2). Larger budgets, such as Fashion-MNIST's 0.1, get that
+	// λ rather than the rule's extrapolation (about 31 at 0.1, which made the
+	// regularizer's gradient several times the loss's); the reference
+	// publishes no λ for grayscale data (docs/methods.md).
+	GradAlignLambdaMaxEps = 16.0 / 255
 )
 
 // GradAlignLambda returns the default weight λ(ε) of GradAlign's
-// regularizer for an L∞ budget eps in pixel units (0.2 at 8/255).
+// regularizer for an L∞ budget eps in pixel units (0.2 at 8/255, 2 from
+// 16/255 on).
 func GradAlignLambda(eps float32) float32 {
-	return float32(DefaultGradAlignLambda * math.Pow(10, float64(eps)/GradAlignLambdaDecade))
+	return float32(DefaultGradAlignLambda * math.Pow(10, min(float64(eps), GradAlignLambdaMaxEps)/GradAlignLambdaDecade))
 }
 
 // GradAlign computes GradAlign's regularizer for a batch of n examples,

@@ -125,6 +125,7 @@ func TestGradAlign(t *testing.T) {
 func TestGradAlignLambda(t *testing.T) {
 	for _, c := range []struct{ eps, want float32 }{
 		{0, 0.02}, {8.0 / 255, 0.2}, {16.0 / 255, 2}, {4.0 / 255, 0.063245553},
+		{0.1, 2}, {0.3, 2}, // held at 16/255's value beyond it
 	} {
 		if got := perturb.GradAlignLambda(c.eps); math.Abs(float64(got-c.want)) > 1e-6*float64(c.want) {
 			t.Errorf("GradAlignLambda(%v) = %v, want %v", c.eps, got, c.want)

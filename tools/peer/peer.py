@@ -255,8 +255,9 @@ class Trainer:
         self.trades_beta = trades_beta
         self.trades_k = trades_steps
         self.trades_alpha = trades_step * eps
-        # GradAlign's λ: the reference's rule 0.02·10^(ε/(8/255)) unless given.
-        self.gradalign_lambda = (0.02 * 10 ** (eps / (8 / 255))
+        # GradAlign's λ: the reference's rule 0.02·10^(ε/(8/255)), held at its
+        # value for 16/255 (λ = 2) beyond, unless given (slatrun's default).
+        self.gradalign_lambda = (0.02 * 10 ** (min(eps, 16 / 255) / (8 / 255))
                                  if gradalign_lambda is None else gradalign_lambda)
         self.track_l1 = False  # SLAT: log mean ‖∂ℓ/∂h_l‖₁ per sample, per tap
         self.grad_l1 = None
@@ -714,7 +715,7 @@ def main():
     t.add_argument("--trades-beta", type=float, default=6.0, help="TRADES: weight β of the KL term")
     t.add_argument("--trades-steps", type=int, default=10, help="TRADES: inner PGD steps (step ε/4)")
     t.add_argument("--gradalign-lambda", type=float, default=None,
-                   help="GradAlign: weight λ of 1 − cos (default 0.02·10^(ε/(8/255)))")
+                   help="GradAlign: weight λ of 1 − cos (default 0.02·10^(min(ε, 16/255)/(8/255)))")
     t.add_argument("--lr", type=float, default=0.2, help="peak of the cyclic learning rate")
     t.add_argument("--train-n", type=int, default=0, help="first N training images (0: all)")
     t.add_argument("--test-n", type=int, default=1000)
