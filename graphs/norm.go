@@ -268,13 +268,23 @@ func bnGrad(d *deriver, n *node, dy []string) ([]string, error) {
 // bnGradKernel emits the backward of a BatchNormTrain node as one
 // BatchNormTrainGrad node; dy is the gradient reaching the forward's Y
 // (the fused Relu's output when there is one). Gradients no input wants
-// are left out.
+// are left out. When X already has exactly one gradient contribution from
+// its other consumers (a residual fan-out), the node takes it as its acc
+// input and returns the sum: the Sum of the two that grad would emit costs
+// a pass over X's size, the addition inside the kernel almost nothing.
 func (d *deriver) bnGradKernel(n *node, dy string, sv map[string]string) []string {
 	in := []string{dy, n.in[0], n.in[1], sv["mean"], sv["invstd"]}
 	var attrs []*onnxpb.AttributeProto
 	if y := sv["y"]; y != "" {
 		in = append(in, y)
 		attrs = append(attrs, onnx.AttrInt("relu", 1))
+	}
+	if x := n.in[0]; d.wants(x) && len(d.grads[x]) == 1 {
+		if len(in) == 5 {
+			in = append(in, "") // no Y
+		}
+		in = append(in, d.grads[x][0])
+		d.grads[x] = nil
 	}
 	res := make([]string, len(n.in))
 	outs := make([]string, 3)

@@ -2,7 +2,10 @@
 // ai.slatrun custom operators (see docs/kernels.md):
 //
 //   BatchNormTrain(X, scale, bias) -> Y, mean, var, invstd
-//   BatchNormTrainGrad(dY, X, scale, mean, invstd[, Y]) -> dX, dscale, dbias
+//   BatchNormTrainGrad(dY, X, scale, mean, invstd[, Y][, acc]) -> dX, dscale, dbias
+//
+// (with acc, dX is acc + the batch norm's input gradient: a gradient that
+// sums several contributions takes the others here instead of in a Sum)
 //
 // X is [N, C, spatial...] (rank >= 2), statistics are over N and the spatial
 // axes. The work is split by channel over ONNX Runtime's intra-op thread pool
@@ -157,6 +160,7 @@ static void bn_fwd_channel(void *p, size_t ch) {
 typedef struct {
 	int64_t N, C, S;
 	const float *dy, *x, *scale, *mean, *invstd, *y; // y: the ReLU's output, or NULL
+	const float *acc;                                // added to dx, or NULL
 	float *dx;                                       // NULL: not wanted
 	float *dscale, *dbias;                           // [C] (scratch when outputs are absent)
 } BnBwdJob;
@@ -232,6 +236,11 @@ static void bn_bwd_channel(void *p, size_t ch) {
 			for (int64_t i = 0; i < S16; i += 16)
 				bn_store(dx + i, k * (bn_load(dy + i) - c1 - (bn_load(x + i) - m) * c2));
 			for (int64_t i = S16; i < S; i++) dx[i] = k * (dy[i] - c1 - (x[i] - m) * c2);
+		}
+		if (j->acc) { // the row is still in cache; a + b as a Sum of the two gives it
+			const float *a = j->acc + o;
+			for (int64_t i = 0; i < S16; i += 16) bn_store(dx + i, bn_load(dx + i) + bn_load(a + i));
+			for (int64_t i = S16; i < S; i++) dx[i] += a[i];
 		}
 	}
 }
@@ -370,15 +379,16 @@ static int bn_fwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 }
 
 static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
-	KtTensor dy, x, g, m, inv, y;
+	KtTensor dy, x, g, m, inv, y, acc;
 	if (kt_input(ctx, 0, 1, &dy, err, n, "dY") || kt_input(ctx, 1, 1, &x, err, n, "X") ||
 	    kt_input(ctx, 2, 1, &g, err, n, "scale") || kt_input(ctx, 3, 1, &m, err, n, "mean") ||
-	    kt_input(ctx, 4, 1, &inv, err, n, "invstd") || kt_input(ctx, 5, k->relu, &y, err, n, "Y"))
+	    kt_input(ctx, 4, 1, &inv, err, n, "invstd") || kt_input(ctx, 5, k->relu, &y, err, n, "Y") ||
+	    kt_input(ctx, 6, 0, &acc, err, n, "acc"))
 		return -1;
 	int64_t C, S;
 	if (bn_channels(&x, &C, &S, err, n)) return -1;
-	if (!kt_same_shape(&dy, &x) || (y.v && !kt_same_shape(&y, &x))) {
-		kt_seterr(err, n, "dY%s must have X's shape", k->relu ? " and Y" : "");
+	if (!kt_same_shape(&dy, &x) || (y.v && !kt_same_shape(&y, &x)) || (acc.v && !kt_same_shape(&acc, &x))) {
+		kt_seterr(err, n, "dY%s%s must have X's shape", k->relu ? ", Y" : "", acc.v ? ", acc" : "");
 		return -1;
 	}
 	if (!bn_is_vec(&g, C) || !bn_is_vec(&m, C) || !bn_is_vec(&inv, C)) {
@@ -386,10 +396,10 @@ static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 		return -1;
 	}
 	BnBwdJob j = {.N = x.dims[0], .C = C, .S = S};
-	float *pdy, *px, *pg, *pm, *pinv, *py = NULL, *pdx, *pds, *pdb;
+	float *pdy, *px, *pg, *pm, *pinv, *py = NULL, *pacc = NULL, *pdx, *pds, *pdb;
 	if (kt_data(dy.v, &pdy, err, n, "dY") || kt_data(x.v, &px, err, n, "X") || kt_data(g.v, &pg, err, n, "scale") ||
 	    kt_data(m.v, &pm, err, n, "mean") || kt_data(inv.v, &pinv, err, n, "invstd") ||
-	    (k->relu && kt_data(y.v, &py, err, n, "Y")))
+	    (k->relu && kt_data(y.v, &py, err, n, "Y")) || (acc.v && kt_data(acc.v, &pacc, err, n, "acc")))
 		return -1;
 	if (kt_output(ctx, 0, x.dims, x.rank, &pdx, err, n, "output dX") ||
 	    kt_output(ctx, 1, &C, 1, &pds, err, n, "output dscale") ||
@@ -411,6 +421,7 @@ static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 	j.mean = pm;
 	j.invstd = pinv;
 	j.y = py;
+	j.acc = pdx ? pacc : NULL;
 	j.dx = pdx;
 	j.dscale = pds;
 	j.dbias = pdb;
@@ -435,11 +446,12 @@ static SlatOrtStatus *bn_compute(void *p, SlatOrtKernelContext *ctx) {
 static const char *bn_get_name(const SlatOrtCustomOp *op) { return bn_opname(((const BnOp *)op)->grad); }
 static const char *bn_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
 static int bn_type(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_ONNX_FLOAT; }
-static size_t bn_in_count(const SlatOrtCustomOp *op) { return ((const BnOp *)op)->grad ? 6 : 3; }
+static size_t bn_in_count(const SlatOrtCustomOp *op) { return ((const BnOp *)op)->grad ? 7 : 3; }
 static size_t bn_out_count(const SlatOrtCustomOp *op) { return ((const BnOp *)op)->grad ? 3 : 4; }
 static int bn_in_char(const SlatOrtCustomOp *op, size_t i) {
-	// BatchNormTrainGrad's input 5 (Y) is only for relu = 1.
-	return ((const BnOp *)op)->grad && i == 5 ? SLAT_IO_OPTIONAL : SLAT_IO_REQUIRED;
+	// BatchNormTrainGrad's input 5 (Y) is only for relu = 1, input 6 (acc)
+	// only where a gradient is summed.
+	return ((const BnOp *)op)->grad && i >= 5 ? SLAT_IO_OPTIONAL : SLAT_IO_REQUIRED;
 }
 static int bn_out_char(const SlatOrtCustomOp *op, size_t i) {
 	// BatchNormTrain needs Y; everything else may be left out.

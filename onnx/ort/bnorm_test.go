@@ -366,3 +366,58 @@ func TestBatchNormTrainErrors(t *testing.T) {
 		t.Fatalf("relu without Y: err = %v", err)
 	}
 }
+
+// TestBatchNormTrainGradAcc: with acc, dX is acc + the plain dX bit for bit
+// (what an Add of the two gives), with and without the fused ReLU (without
+// it the Y slot is left empty); dscale and dbias do not change.
+func TestBatchNormTrainGradAcc(t *testing.T) {
+	needKernels(t)
+	for ci, bc := range []bnCase{
+		{shape: []int64{3, 5, 6, 6}},
+		{shape: []int64{4, 32, 14, 14}, relu: true, threads: 2},
+		{shape: []int64{16, 3}},
+	} {
+		addOp := "Add"
+		model := func(fused bool) *onnx.Model {
+			m := bc.fusedModel()
+			g := m.Graph()
+			g.Input = append(g.Input, onnx.ValueInfo("acc", onnx.Float, bc.shape...))
+			grad := g.GetNode()[1]
+			if fused {
+				if !bc.relu {
+					grad.Input = append(grad.Input, "")
+				}
+				grad.Input = append(grad.Input, "acc")
+				return m
+			}
+			grad.Output[0] = "dx0"
+			g.Node = append(g.Node, &onnxpb.NodeProto{OpType: &addOp, Input: []string{"acc", "dx0"}, Output: []string{"dx"}})
+			return m
+		}
+		var outs [2]map[string][]float32
+		for k, fused := range []bool{false, true} {
+			s, err := NewSession(model(fused), Options{Threads: max(bc.threads, 1), Kernels: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(uint64(ci), 9))
+			bnFill(r, s)
+			fill(r, s.Float("acc"))
+			if err := s.Run(); err != nil {
+				t.Fatal(err)
+			}
+			outs[k] = map[string][]float32{}
+			for _, o := range []string{"dx", "dg", "db"} {
+				outs[k][o] = slices.Clone(s.Float(o))
+			}
+			s.Close()
+		}
+		for o, want := range outs[0] {
+			for i, v := range outs[1][o] {
+				if math.Float32bits(v) != math.Float32bits(want[i]) {
+					t.Fatalf("%v: %s[%d] = %g with acc, %g with an Add", bc.shape, o, i, v, want[i])
+				}
+			}
+		}
+	}
+}
