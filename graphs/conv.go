@@ -174,7 +174,17 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	cg := geom(n, ws[2:])
 	r := cg.r
 	res := make([]string, 3)
-	if d.wants(x) && d.kernelInputGradOK(n, cg, xs, ws) {
+	if d.wants(x) && d.pointwiseGradOK(n, cg) {
+		// X's one other gradient contribution, if any, is added inside
+		in := []string{dy[0], w}
+		if len(d.grads[x]) == 1 {
+			in = append(in, d.grads[x][0])
+			d.grads[x] = nil
+		}
+		res[0] = d.b.OpIn(onnx.KernelDomain, onnx.Conv1x1GradInput, in,
+			onnx.AttrInts("strides", cg.s...), onnx.AttrInts("input_shape", xs[2:]...))
+	}
+	if res[0] == "" && d.wants(x) && d.kernelInputGradOK(n, cg, xs, ws) {
 		res[0] = d.b.OpIn(onnx.KernelDomain, onnx.ConvGradInput, []string{dy[0], w},
 			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
 			onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...),
@@ -307,6 +317,22 @@ func (d *deriver) kernelOK(n *node, cg convGeom) bool {
 	}
 	ap := n.str("auto_pad", "NOTSET")
 	return ap == "NOTSET" || ap == ""
+}
+
+// pointwiseGradOK reports whether the input gradient of Conv node n runs in
+// slatrun's Conv1x1GradInput kernel: as kernelOK, a 1×1 kernel, no pads and
+// a stride above 1 (the residual shortcuts), where ONNX Runtime's
+// ConvTranspose ran single-threaded and slower than the convolution.
+func (d *deriver) pointwiseGradOK(n *node, cg convGeom) bool {
+	if !d.kernelOK(n, cg) || cg.k[0] != 1 || cg.k[1] != 1 || cg.s[0]*cg.s[1] == 1 {
+		return false
+	}
+	for _, p := range cg.p {
+		if p != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // kernelInputGradOK reports whether the input gradient of Conv node n runs

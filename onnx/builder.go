@@ -160,7 +160,7 @@ const ConvGradInput = "ConvGradInput"
 
 // ConvForward is KernelDomain's 2-D convolution (oneDNN's forward
 // primitive): inputs X, W and, optionally, B [K]; output Y; attributes as
-// ConvGradWeight. The deriver does not emit it (docs/kernels.md says why).
+// ConvGradWeight. The deriver emits it where it emits ConvGradInput.
 const ConvForward = "ConvForward"
 
 // BatchNormTrain is KernelDomain's fused training-mode batch normalization:
@@ -181,6 +181,12 @@ const BatchNormTrainGrad = "BatchNormTrainGrad"
 // (sample, channel) plane ([N, F]: per sample), bit-identical to those ONNX
 // ops. All float32.
 const TapClip = "TapClip"
+
+// Conv1x1GradInput is KernelDomain's input gradient of a 1×1, pad-0,
+// group-1 2-D convolution: inputs dY [N,K,OH,OW], W [K,C,1,1] and,
+// optionally, acc [N,C,H,W] (added to the result); output dX [N,C,H,W];
+// attributes strides and input_shape [H, W] (both required). All float32.
+const Conv1x1GradInput = "Conv1x1GradInput"
 
 // OpIn appends a node of a non-default operator domain (for example ONNX
 // Runtime's "com.microsoft.nchwc") with one fresh output; the model imports

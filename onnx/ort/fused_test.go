@@ -135,3 +135,138 @@ func TestTapClipErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConv1x1GradInput: the kernel against the definition in float64 (dX
+// is dY·W spread onto the stride grid, zero between), with and without
+// acc, on even and odd extents and unequal strides, on 1 to 3 threads; and
+// against ONNX Runtime's ConvTranspose, the form graphs emits without it.
+func TestConv1x1GradInput(t *testing.T) {
+	needKernels(t)
+	for ci, c := range []struct {
+		n, k, c, h, w, s0, s1 int64
+		acc                   bool
+		threads               int
+	}{
+		{2, 6, 4, 8, 8, 2, 2, false, 1},
+		{3, 5, 3, 7, 9, 2, 3, true, 2},
+		{4, 32, 16, 28, 28, 2, 2, true, 3},
+		{1, 2, 2, 5, 5, 1, 2, false, 1},
+		{2, 3, 2, 70, 70, 1, 1, true, 2}, // OH·OW above the stack buffer
+	} {
+		oh, ow := (c.h-1)/c.s0+1, (c.w-1)/c.s1+1
+		b := onnx.NewBuilder("p1")
+		b.Input("dy", onnx.Float, c.n, c.k, oh, ow)
+		b.Input("w", onnx.Float, c.k, c.c, 1, 1)
+		in := []string{"dy", "w"}
+		if c.acc {
+			b.Input("acc", onnx.Float, c.n, c.c, c.h, c.w)
+			in = append(in, "acc")
+		}
+		b.NodeIn(KernelDomain, onnx.Conv1x1GradInput, in, []string{"dx"},
+			onnx.AttrInts("strides", c.s0, c.s1), onnx.AttrInts("input_shape", c.h, c.w))
+		b.Output("dx", onnx.Float, c.n, c.c, c.h, c.w)
+		s, err := NewSession(b.Model(), Options{Threads: c.threads, Kernels: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(uint64(ci), 13))
+		dy, w := s.Float("dy"), s.Float("w")
+		fill(r, dy)
+		fill(r, w)
+		var acc []float32
+		if c.acc {
+			acc = s.Float("acc")
+			fill(r, acc)
+		}
+		if err := s.Run(); err != nil {
+			t.Fatal(err)
+		}
+		got := s.Float("dx")
+		want := make([]float64, len(got))
+		for n := int64(0); n < c.n; n++ {
+			for ch := int64(0); ch < c.c; ch++ {
+				for y := int64(0); y < c.h; y++ {
+					for x := int64(0); x < c.w; x++ {
+						i := ((n*c.c+ch)*c.h+y)*c.w + x
+						if acc != nil {
+							want[i] = float64(acc[i])
+						}
+						if y%c.s0 != 0 || x%c.s1 != 0 {
+							continue
+						}
+						for k := int64(0); k < c.k; k++ {
+							want[i] += float64(w[k*c.c+ch]) * float64(dy[((n*c.k+k)*oh+y/c.s0)*ow+x/c.s1])
+						}
+					}
+				}
+			}
+		}
+		closeTo(t, "dx", got, want, 1e-5)
+
+		// ONNX Runtime's ConvTranspose (+ acc), as the plain graphs compute it
+		pb := onnx.NewBuilder("p1plain")
+		pb.Input("dy", onnx.Float, c.n, c.k, oh, ow)
+		pb.Input("w", onnx.Float, c.k, c.c, 1, 1)
+		op := []int64{c.h - ((oh-1)*c.s0 + 1), c.w - ((ow-1)*c.s1 + 1)}
+		ct := pb.Op("ConvTranspose", []string{"dy", "w"}, onnx.AttrInts("kernel_shape", 1, 1),
+			onnx.AttrInts("strides", c.s0, c.s1), onnx.AttrInts("output_padding", op...))
+		if c.acc {
+			pb.Input("acc", onnx.Float, c.n, c.c, c.h, c.w)
+			ct = pb.Op("Add", []string{"acc", ct})
+		}
+		pb.Node("Identity", []string{ct}, []string{"dx"})
+		pb.Output("dx", onnx.Float, c.n, c.c, c.h, c.w)
+		p, err := NewSession(pb.Model(), Options{Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(p.Float("dy"), dy)
+		copy(p.Float("w"), w)
+		if c.acc {
+			copy(p.Float("acc"), acc)
+		}
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		ref := make([]float64, len(got))
+		for i, v := range p.Float("dx") {
+			ref[i] = float64(v)
+		}
+		closeTo(t, "dx vs ConvTranspose", got, ref, 1e-5)
+		p.Close()
+		s.Close()
+	}
+}
+
+func TestConv1x1GradInputErrors(t *testing.T) {
+	needKernels(t)
+	for _, c := range []struct {
+		name    string
+		dy, w   []int64
+		strides []int64
+		hw      []int64
+		want    string
+	}{
+		{"not 1x1", []int64{1, 2, 4, 4}, []int64{2, 3, 3, 3}, []int64{2, 2}, []int64{8, 8}, "W [K, C, 1, 1]"},
+		{"K differs", []int64{1, 2, 4, 4}, []int64{5, 3, 1, 1}, []int64{2, 2}, []int64{8, 8}, "same K"},
+		{"extent", []int64{1, 2, 4, 4}, []int64{2, 3, 1, 1}, []int64{2, 2}, []int64{10, 8}, "not a 1x1 convolution's output"},
+		{"stride 0", []int64{1, 2, 4, 4}, []int64{2, 3, 1, 1}, []int64{0, 2}, []int64{8, 8}, "strides must be two positive values"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := onnx.NewBuilder("p1")
+			b.Input("dy", onnx.Float, c.dy...)
+			b.Input("w", onnx.Float, c.w...)
+			b.NodeIn(KernelDomain, onnx.Conv1x1GradInput, []string{"dy", "w"}, []string{"dx"},
+				onnx.AttrInts("strides", c.strides...), onnx.AttrInts("input_shape", c.hw...))
+			b.Output("dx", onnx.Float, c.dy[0], c.w[1], c.hw[0], c.hw[1])
+			s, err := NewSession(b.Model(), Options{Threads: 1, Kernels: true})
+			if err == nil {
+				err = s.Run()
+				s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "Conv1x1GradInput") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want Conv1x1GradInput and %q", err, c.want)
+			}
+		})
+	}
+}
