@@ -51,12 +51,10 @@ func (t *Trainer) stepSLAT() error {
 			if err := perturb.SLATLatentRange(tr.taps[i], g, a.ranges[i], t.r.LatentStep, t.r.LatentRadius); err != nil {
 				return fmt.Errorf("orchestrator: tap %s: %w", t.taps[i], err)
 			}
-			t.info.TapGradL1[i] = perturb.MeanAbsSum(g, t.cfg.Batch)
-			continue
+		} else {
+			perturb.SLATLatent(tr.taps[i], g, t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
 		}
-		// δ_l = step·sign(g) and Σ|g| in one pass, split over the threads
-		step := perturb.LatentStep(t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
-		t.info.TapGradL1[i] = t.fan.latent(tr.taps[i], g, step) / float64(t.cfg.Batch)
+		t.info.TapGradL1[i] = perturb.MeanAbsSum(g, t.cfg.Batch)
 	}
 	return t.trainPass()
 }

@@ -101,7 +101,6 @@ type Trainer struct {
 	hvpGrad2 [][]float32
 	g1       []float32
 	step     func() error // the method's step
-	fan      *fanout      // slat: the latent step on the run's threads
 
 	loader *dataset.Loader
 	pcg    *rand.PCG
@@ -186,9 +185,6 @@ func (t *Trainer) init() error {
 		}
 	}
 	t.r = resolve(cfg, t.m, t.taps)
-	if t.m.fam == slat {
-		t.fan = newFanout(cfg.Runtime.Threads)
-	}
 	if t.r.BatchesEpoch == 0 {
 		return fmt.Errorf("orchestrator: %d training examples make no full batch of %d", cfg.Train.N, cfg.Batch)
 	}
@@ -447,9 +443,6 @@ func (t *Trainer) Close() error {
 		return nil
 	}
 	t.closed = true
-	if t.fan != nil {
-		t.fan.close()
-	}
 	var errs []error
 	for _, s := range []*session{t.attack, t.kl, t.hvp, t.train} {
 		if s != nil {

@@ -77,12 +77,6 @@ func SLATInput(delta, gx, x []float32, eps, stepFrac float32) {
 // DomainClip).
 func SLATLatent(delta, g []float32, eta, step, radius float32) {
 	mustLen("SLATLatent", "g", len(g), len(delta))
-	signFill(delta, g, LatentStep(eta, step, radius))
-}
-
-// LatentStep is the magnitude of SLATLatent's δ, step clipped to radius,
-// with SLATLatent's defaults for negative step or radius.
-func LatentStep(eta, step, radius float32) float32 {
 	if step < 0 || radius < 0 {
 		mustNonNeg("SLATLatent", "eta", eta)
 	}
@@ -95,50 +89,7 @@ func LatentStep(eta, step, radius float32) float32 {
 	if radius > 0 {
 		step = min(step, radius)
 	}
-	return step
-}
-
-// SignFillAbsSum sets δ = step·sign(g) as SLATLatent does (step ≥ 0, from
-// LatentStep) and returns Σ|g| over g[:len(δ)] in float64, in one pass over
-// g: the latent step and the ‖∂ℓ/∂h‖₁ that training logs share their read.
-// The sum is MeanAbsSum's, bit for bit (the same four accumulators by
-// element index mod 4, combined the same way), times its n. Callers that
-// split a tap between goroutines (orchestrator) cut it at multiples of 4
-// elements and add the parts' sums in order.
-func SignFillAbsSum(delta, g []float32, step float32) float64 {
-	mustLen("SignFillAbsSum", "g", len(g), len(delta))
-	var s0, s1, s2, s3 float64
-	i := 0
-	if n := len(delta) / 4; n > 0 && (uintptr(unsafe.Pointer(&delta[0]))|uintptr(unsafe.Pointer(&g[0])))%8 == 0 {
-		d2 := unsafe.Slice((*uint64)(unsafe.Pointer(&delta[0])), 2*n)
-		g2 := unsafe.Slice((*uint64)(unsafe.Pointer(&g[0])), 2*n)[:len(d2)]
-		st := uint64(math.Float32bits(step)) * 0x100000001
-		const mag = 0x7fffffff
-		for j := 0; j+1 < len(d2); j += 2 {
-			a, b := g2[j], g2[j+1] // elements 4k, 4k+1 and 4k+2, 4k+3 (little-endian lanes)
-			d2[j], d2[j+1] = signStep2(a, st), signStep2(b, st)
-			s0 += float64(math.Float32frombits(uint32(a) & mag))
-			s1 += float64(math.Float32frombits(uint32(a>>32) & mag))
-			s2 += float64(math.Float32frombits(uint32(b) & mag))
-			s3 += float64(math.Float32frombits(uint32(b>>32) & mag))
-		}
-		i = 4 * n
-	} else {
-		for ; i+4 <= len(delta); i += 4 {
-			v := g[i : i+4 : i+4]
-			d := delta[i : i+4 : i+4]
-			d[0], d[1], d[2], d[3] = signStep(v[0], step), signStep(v[1], step), signStep(v[2], step), signStep(v[3], step)
-			s0 += math.Abs(float64(v[0]))
-			s1 += math.Abs(float64(v[1]))
-			s2 += math.Abs(float64(v[2]))
-			s3 += math.Abs(float64(v[3]))
-		}
-	}
-	for ; i < len(delta); i++ {
-		delta[i] = signStep(g[i], step)
-		s0 += math.Abs(float64(g[i]))
-	}
-	return (s0 + s1) + (s2 + s3)
+	signFill(delta, g, step)
 }
 
 // signFill sets δ = step·sign(g) element-wise (signStep; step ≥ 0);
