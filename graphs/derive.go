@@ -112,6 +112,9 @@ func (kindObjective) outputs(d *deriver) {
 		if d.spec.TapRange {
 			d.rangeOutputs()
 		}
+		if d.spec.TapL1 {
+			d.l1Outputs()
+		}
 	case Train:
 		if d.spec.InputGrad {
 			d.gradOutput(contract.Input)
@@ -414,6 +417,7 @@ func (d *deriver) begin() {
 	}
 	for _, s := range d.taps {
 		d.b.Reserve(contract.RangeName(s))
+		d.b.Reserve(contract.L1Name(s))
 	}
 	for _, s := range g.stats {
 		d.b.Reserve(contract.NextName(s))
@@ -676,7 +680,8 @@ func (d *deriver) freeInterfaceNames() error {
 		claims = append(claims, [3]string{s, s, "running statistic " + s}, [3]string{contract.NextName(s), "", "the update of running statistic " + s})
 	}
 	for _, t := range d.taps {
-		claims = append(claims, [3]string{t, t, "tap " + t}, [3]string{contract.DeltaName(t), "", "the perturbation of tap " + t}, [3]string{contract.GradName(t), "", "the gradient of tap " + t})
+		claims = append(claims, [3]string{t, t, "tap " + t}, [3]string{contract.DeltaName(t), "", "the perturbation of tap " + t}, [3]string{contract.GradName(t), "", "the gradient of tap " + t},
+			[3]string{contract.RangeName(t), "", "the range of tap " + t}, [3]string{contract.L1Name(t), "", "the gradient L1 norm of tap " + t})
 	}
 	for _, c := range claims {
 		if err := add(c[0], c[1], c[2]); err != nil {

@@ -72,6 +72,10 @@ type Spec struct {
 	// each tap per sample and channel, over the axes of the domain clip
 	// (SLAT's --latent-scale range).
 	TapRange bool
+	// TapL1 adds l1.<tap> to the attack kind's outputs: Σ|grad.<tap>|
+	// over the batch (ReduceL1, float32; SLAT's logged ‖∂ℓ/∂h‖₁, taken on
+	// ONNX Runtime's threads instead of the Go side).
+	TapL1 bool
 	// Loss is the eval kind's per-example loss, one of the heads of
 	// package contract: "ce" (default), "cw" (the
 	// CW margin max_{j≠y} z_j − z_y) or "dlr" (Croce & Hein's

@@ -162,6 +162,12 @@ func TestMalformedModels(t *testing.T) {
 			renameTensor(m, "normalized", "delta.hidden")
 			return m
 		}, nil, "", nil},
+		{"tensors named like the range and L1 outputs of the tap", func(t *testing.T) *onnx.Model {
+			m := zooModel(t, "mlp")
+			renameTensor(m, "fc1", "range.hidden")
+			renameTensor(m, "flatten", "l1.hidden")
+			return m
+		}, nil, "", nil},
 		{"tap named like the labels", func(t *testing.T) *onnx.Model {
 			m := zooModel(t, "mlp")
 			renameTensor(m, "hidden", "y")
@@ -307,7 +313,8 @@ func TestMalformedModels(t *testing.T) {
 				if kind == graphs.Eval {
 					taps = []string{}
 				}
-				d, err := graphs.Derive(m, graphs.Spec{Kind: kind, Batch: 2, Taps: taps})
+				// (TapRange and TapL1 only mean something to the attack kind)
+				d, err := graphs.Derive(m, graphs.Spec{Kind: kind, Batch: 2, Taps: taps, TapRange: true, TapL1: true})
 				if c.msg == "" {
 					if err != nil {
 						t.Fatalf("%s: %v", kind, err)

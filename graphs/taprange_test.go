@@ -10,6 +10,42 @@ import (
 	"github.com/slatrun/slatrun/onnx/ort"
 )
 
+// TestTapL1 checks the attack kind's l1.<tap> outputs (Spec.TapL1): Σ|g| of
+// grad.<tap> over the batch, to float32 summation, shaped [1, 1, 1, 1].
+func TestTapL1(t *testing.T) {
+	const B = 3
+	r := rand.New(rand.NewSource(6))
+	fwd := tapNet(r)
+	m, err := Derive(fwd, Spec{Kind: Attack, Batch: B, TapL1: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ort.NewSession(m, ort.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if sh := s.Shape(contract.L1Name("h")); len(sh) != 4 || sh[0]*sh[1]*sh[2]*sh[3] != 1 {
+		t.Fatalf("l1.h has shape %v, want [1 1 1 1]", sh)
+	}
+	params, _, _ := Parameters(fwd)
+	for _, p := range params {
+		copy(s.Float(p.Name), p.Data)
+	}
+	copy(s.Float("x"), randn(r, len(s.Float("x")), 1))
+	copy(s.Int64("y"), []int64{0, 2, 1})
+	if err := s.Run(); err != nil {
+		t.Fatal(err)
+	}
+	want := 0.0
+	for _, v := range s.Float(contract.GradName("h")) {
+		want += math.Abs(float64(v))
+	}
+	if got := float64(s.Float(contract.L1Name("h"))[0]); want <= 0 || math.Abs(got-want) > 1e-5*want {
+		t.Fatalf("l1.h = %v, Σ|grad.h| = %v", got, want)
+	}
+}
+
 // TestTapRange checks the attack kind's range.<tap> outputs (Spec.TapRange):
 // hi − lo of the tap per sample and channel, [N, C, 1, 1], against the tap's
 // own values; without TapRange there is no such output.

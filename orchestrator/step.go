@@ -54,7 +54,9 @@ func (t *Trainer) stepSLAT() error {
 		} else {
 			perturb.SLATLatent(tr.taps[i], g, t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
 		}
-		t.info.TapGradL1[i] = perturb.MeanAbsSum(g, t.cfg.Batch)
+		// Σ|g| from the graph (ReduceL1 on ONNX Runtime's threads): in Go
+		// it was a third of the step's Go side
+		t.info.TapGradL1[i] = float64(a.l1[i][0]) / float64(t.cfg.Batch)
 	}
 	return t.trainPass()
 }

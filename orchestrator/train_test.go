@@ -268,8 +268,14 @@ func stepByHand(t *testing.T, method, bnStats string, kernels bool) {
 			clear(dx)
 			attack()
 			perturb.SLATInput(dx, as.Float("grad.x"), x, eps, 0.9)
-			for _, tap := range taps {
-				perturb.SLATLatent(ts.Float("delta."+tap), as.Float("grad."+tap), eta, 1.8*eta, eta)
+			for i, tap := range taps {
+				g := as.Float("grad." + tap)
+				perturb.SLATLatent(ts.Float("delta."+tap), g, eta, 1.8*eta, eta)
+				// the logged ‖∂ℓ/∂h‖₁ (l1.<tap> in the graph) against Go's float64 sum
+				want := perturb.MeanAbsSum(g, B)
+				if got := tr.info.TapGradL1[i]; math.Abs(got-want) > 1e-5*want {
+					t.Fatalf("step %d: TapGradL1[%s] = %v, Σ|grad|/n = %v", step, tap, got, want)
+				}
 			}
 		case "fgsm-rs":
 			perturb.RandomStart(rng, dx, x, eps)

@@ -41,6 +41,8 @@ type session struct {
 	// ranges are the attack graph's range.<tap> outputs, hi − lo per
 	// sample and channel (slat with LatentScale range; nil otherwise).
 	ranges [][]float32
+	// l1 are the attack graph's l1.<tap> outputs, Σ|grad.<tap>| (slat).
+	l1 [][]float32
 	// statNext are the BN running statistics this pass leaves
 	// (<stat>.next), in the order of Trainer.stats.
 	statNext [][]float32
@@ -291,7 +293,7 @@ func (t *Trainer) setup() error {
 	}
 	if t.m.fam != standard && t.m.fam != free && t.m.fam != trades {
 		tapRange := t.m.fam == slat && t.r.LatentScale == LatentScaleRange
-		s, err := t.session("attack", graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps, TapRange: tapRange}, opts)
+		s, err := t.session("attack", graphs.Spec{Kind: graphs.Attack, Batch: B, Taps: taps, TapRange: tapRange, TapL1: len(taps) > 0}, opts)
 		if err != nil {
 			return err
 		}
@@ -300,6 +302,9 @@ func (t *Trainer) setup() error {
 			for _, tap := range taps {
 				t.attack.ranges = append(t.attack.ranges, s.Float(contract.RangeName(tap)))
 			}
+		}
+		for _, tap := range taps {
+			t.attack.l1 = append(t.attack.l1, s.Float(contract.L1Name(tap)))
 		}
 	}
 	trainSpec := graphs.Spec{Kind: graphs.Train, Batch: B, Taps: taps,

@@ -42,7 +42,7 @@ const (
 )
 
 // Prefixes and suffixes that name tensors after another tensor t; build
-// names with GradName, DeltaName, RangeName and NextName.
+// names with GradName, DeltaName, RangeName, L1Name and NextName.
 const (
 	// GradPrefix starts the gradient output of t: grad.<t>.
 	GradPrefix = "grad."
@@ -53,6 +53,10 @@ const (
 	// graphs.Spec.TapRange): range.<t>, hi − lo of t per sample and
 	// channel.
 	RangePrefix = "range."
+	// L1Prefix starts the L1-norm output of tap t's gradient (attack kind
+	// with graphs.Spec.TapL1): l1.<t> = Σ|grad.<t>| over the whole batch,
+	// shape [1, …, 1] (t's rank).
+	L1Prefix = "l1."
 	// NextSuffix ends the updated BN running statistic output of the
 	// training kinds: <stat>.next.
 	NextSuffix = ".next"
@@ -66,6 +70,9 @@ func DeltaName(t string) string { return DeltaPrefix + t }
 
 // RangeName returns the name of the range output of tap t, range.<t>.
 func RangeName(t string) string { return RangePrefix + t }
+
+// L1Name returns the name of the gradient L1-norm output of tap t, l1.<t>.
+func L1Name(t string) string { return L1Prefix + t }
 
 // NextName returns the name of the updated running statistic output of
 // stat, <stat>.next.
