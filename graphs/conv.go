@@ -394,14 +394,19 @@ func (d *deriver) nchwcConv(x, wb, bias string, m int64, k, s, dil, pads []int64
 	return out
 }
 
-// convForward emits a forward Conv as slatrun's ConvForward kernel where
-// its input gradient runs in ConvGradInput (the same rule, kernelInputGradOK:
-// oneDNN measured faster there and needs no NCHWc reorders of the
-// activations or the weights), else in the NCHWc kernels when it can, and
-// unchanged otherwise.
+// convForward emits a forward Conv as slatrun's Conv1x1 kernel where its
+// input gradient runs in Conv1x1GradInput (the strided 1×1 shortcuts), as
+// its ConvForward kernel where its input gradient runs in ConvGradInput
+// (the same rule, kernelInputGradOK: oneDNN measured faster there and needs
+// no NCHWc reorders of the activations or the weights), else in the NCHWc
+// kernels when it can, and unchanged otherwise.
 func convForward(d *deriver, n *node) error {
 	xs, ws := d.shape(n.in[0]), d.shape(n.in[1])
 	cg := geom(n, ws[2:])
+	if d.pointwiseGradOK(n, cg) {
+		d.b.NodeIn(onnx.KernelDomain, onnx.Conv1x1, n.in, n.out[:1], onnx.AttrInts("strides", cg.s...))
+		return nil
+	}
 	if d.kernelInputGradOK(n, cg, xs, ws) {
 		d.b.NodeIn(onnx.KernelDomain, onnx.ConvForward, n.in, n.out[:1],
 			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),

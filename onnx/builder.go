@@ -182,6 +182,11 @@ const BatchNormTrainGrad = "BatchNormTrainGrad"
 // ops. All float32.
 const TapClip = "TapClip"
 
+// Conv1x1 is KernelDomain's 1×1, pad-0, group-1 2-D convolution: inputs X
+// [N,C,H,W], W [K,C,1,1] and, optionally, B [K]; output Y [N,K,OH,OW];
+// attribute strides (required). All float32.
+const Conv1x1 = "Conv1x1"
+
 // Conv1x1GradInput is KernelDomain's input gradient of a 1×1, pad-0,
 // group-1 2-D convolution: inputs dY [N,K,OH,OW], W [K,C,1,1] and,
 // optionally, acc [N,C,H,W] (added to the result); output dX [N,C,H,W];

@@ -2,6 +2,7 @@
 // ai.slatrun domain (see docs/kernels.md):
 //
 //   TapClip(pre, delta) -> h
+//   Conv1x1(X, W[, B]) -> Y                (below)
 //   Conv1x1GradInput(dY, W[, acc]) -> dX   (below)
 //
 // SLAT's domain clip at a latent tap: h = min(max(pre + delta, lo), hi)
@@ -33,6 +34,65 @@
 #ifndef FU_CLONES
 #define FU_CLONES
 #endif
+
+// fu_gemm sets out[o][i] = Σ_r coef[o·so + r·sr]·in[r][i] for o < nout,
+// i < len (rows of len floats, contiguous): a small matrix product, four
+// output rows by 16 floats at a time held in registers, so each input
+// vector is loaded once per four multiply-adds. Summation over r runs in
+// order.
+typedef float fu_v16 __attribute__((vector_size(64)));
+
+#define fu_load(p) ({ fu_v16 v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define fu_store(p, v)                                                                                     \
+	do {                                                                                                   \
+		fu_v16 v_ = (v);                                                                                   \
+		memcpy((p), &v_, sizeof v_);                                                                       \
+	} while (0)
+
+FU_CLONES
+static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int64_t len, const float *coef, int64_t so,
+                    int64_t sr) {
+	const int64_t L16 = len & ~(int64_t)15;
+	int64_t o = 0;
+	for (; o + 4 <= nout; o += 4) {
+		const float *c0 = coef + o * so, *c1 = c0 + so, *c2 = c1 + so, *c3 = c2 + so;
+		for (int64_t i = 0; i < L16; i += 16) {
+			fu_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+			for (int64_t r = 0; r < nin; r++) {
+				fu_v16 v = fu_load(in + r * len + i);
+				a0 += c0[r * sr] * v;
+				a1 += c1[r * sr] * v;
+				a2 += c2[r * sr] * v;
+				a3 += c3[r * sr] * v;
+			}
+			fu_store(out + o * len + i, a0);
+			fu_store(out + (o + 1) * len + i, a1);
+			fu_store(out + (o + 2) * len + i, a2);
+			fu_store(out + (o + 3) * len + i, a3);
+		}
+		for (int64_t i = L16; i < len; i++) {
+			float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+			for (int64_t r = 0; r < nin; r++) {
+				float v = in[r * len + i];
+				a0 += c0[r * sr] * v, a1 += c1[r * sr] * v, a2 += c2[r * sr] * v, a3 += c3[r * sr] * v;
+			}
+			out[o * len + i] = a0, out[(o + 1) * len + i] = a1, out[(o + 2) * len + i] = a2, out[(o + 3) * len + i] = a3;
+		}
+	}
+	for (; o < nout; o++) {
+		const float *c0 = coef + o * so;
+		for (int64_t i = 0; i < L16; i += 16) {
+			fu_v16 a0 = {0};
+			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * fu_load(in + r * len + i);
+			fu_store(out + o * len + i, a0);
+		}
+		for (int64_t i = L16; i < len; i++) {
+			float a0 = 0;
+			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * in[r * len + i];
+			out[o * len + i] = a0;
+		}
+	}
+}
 
 typedef struct {
 	int64_t S; // plane length
@@ -135,40 +195,36 @@ static int fu_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
 // (+ acc, when given: X's other gradient contributions). ONNX Runtime's
 // ConvTranspose form of it ran single-threaded and, on convnet's strided
 // shortcuts, cost more than the convolution; here each image is one task on
-// the intra-op pool: per channel c, the K-term sum over the OH·OW positions
-// is taken in a contiguous buffer and then spread into dX's strided grid.
+// the intra-op pool: Wᵀ times dY's [K, OH·OW] rows (fu_gemm) into a
+// contiguous [C, OH·OW] buffer, then spread into dX's strided grid.
 
 typedef struct {
 	int64_t C, K, H, W, OH, OW, s0, s1;
 	const float *dy, *w, *acc;
 	float *dx;
-	float *tmp; // per task: OH·OW floats, when the stack buffer is too small
+	float *tmp; // per task: C·OH·OW floats, when the stack buffer is too small
 } P1Job;
 
 #define P1_STACK 4096
 
-FU_CLONES __attribute__((optimize("tree-vectorize")))
 static void p1_image(void *p, size_t img) {
 	const P1Job *j = p;
 	const int64_t C = j->C, K = j->K, HW = j->H * j->W, OHW = j->OH * j->OW;
 	float stack[P1_STACK];
-	float *tmp = OHW <= P1_STACK ? stack : j->tmp + (int64_t)img * OHW;
-	const float *dy = j->dy + (int64_t)img * K * OHW;
+	float *tmp = C * OHW <= P1_STACK ? stack : j->tmp + (int64_t)img * C * OHW;
+	// tmp[c][i] = Σ_k W[k, c]·dY[k][i]
+	fu_gemm(tmp, C, j->dy + (int64_t)img * K * OHW, K, OHW, j->w, 1, C);
 	for (int64_t c = 0; c < C; c++) {
-		for (int64_t i = 0; i < OHW; i++) tmp[i] = 0;
-		for (int64_t k = 0; k < K; k++) {
-			const float w = j->w[k * C + c], *d = dy + k * OHW;
-			for (int64_t i = 0; i < OHW; i++) tmp[i] += w * d[i];
-		}
+		const float *t = tmp + c * OHW;
 		float *row = j->dx + ((int64_t)img * C + c) * HW;
 		if (j->acc) {
 			memcpy(row, j->acc + ((int64_t)img * C + c) * HW, (size_t)HW * sizeof(float));
 			for (int64_t oh = 0; oh < j->OH; oh++)
-				for (int64_t ow = 0; ow < j->OW; ow++) row[oh * j->s0 * j->W + ow * j->s1] += tmp[oh * j->OW + ow];
+				for (int64_t ow = 0; ow < j->OW; ow++) row[oh * j->s0 * j->W + ow * j->s1] += t[oh * j->OW + ow];
 		} else {
 			memset(row, 0, (size_t)HW * sizeof(float));
 			for (int64_t oh = 0; oh < j->OH; oh++)
-				for (int64_t ow = 0; ow < j->OW; ow++) row[oh * j->s0 * j->W + ow * j->s1] = tmp[oh * j->OW + ow];
+				for (int64_t ow = 0; ow < j->OW; ow++) row[oh * j->s0 * j->W + ow * j->s1] = t[oh * j->OW + ow];
 		}
 	}
 }
@@ -210,8 +266,8 @@ static int p1_run(const P1Kernel *k, SlatOrtKernelContext *ctx, char *err, size_
 	}
 	if (N == 0 || C == 0 || H * W == 0) return 0;
 	j.dy = pdy, j.w = pw, j.acc = pacc, j.dx = pdx;
-	if (OH * OW > P1_STACK) {
-		j.tmp = malloc((size_t)(N * OH * OW) * sizeof(float));
+	if (C * OH * OW > P1_STACK) {
+		j.tmp = malloc((size_t)(N * C * OH * OW) * sizeof(float));
 		if (!j.tmp) {
 			kt_seterr(err, n, "out of memory");
 			return -1;
@@ -272,6 +328,121 @@ static int p1_in_char(const SlatOrtCustomOp *op, size_t i) {
 	return i < 2 ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL;
 }
 
+// ---------------------------------------------------------------------------
+//   Conv1x1(X, W[, B]) -> Y; attribute strides
+//
+// A 1×1, pad-0, group-1 2-D convolution with strides (s0, s1) from X
+// [N, C, H, W] to Y [N, K, OH, OW]: Y[n, k, oh, ow] = Σ_c W[k, c]·X[n, c,
+// oh·s0, ow·s1] (+ B[k]). The residual shortcuts' forward: ONNX Runtime runs
+// it as an NCHWc Conv with a reorder of X in and of Y out, which cost more
+// than the convolution. Each image is one task on the intra-op pool: X's
+// strided grid is gathered into a contiguous [C, OH·OW] buffer, then Y is
+// W times it (fu_gemm; summation over c in channel order), then the bias.
+
+typedef struct {
+	int64_t C, K, H, W, OH, OW, s0, s1;
+	const float *x, *w, *b;
+	float *y;
+	float *tmp; // per task: C·OH·OW floats, when the stack buffer is too small
+} F1Job;
+
+static void f1_image(void *p, size_t img) {
+	const F1Job *j = p;
+	const int64_t C = j->C, K = j->K, HW = j->H * j->W, OHW = j->OH * j->OW;
+	float stack[P1_STACK];
+	float *tmp = C * OHW <= P1_STACK ? stack : j->tmp + (int64_t)img * C * OHW;
+	const float *x = j->x + (int64_t)img * C * HW;
+	for (int64_t c = 0; c < C; c++)
+		for (int64_t oh = 0; oh < j->OH; oh++) {
+			const float *src = x + c * HW + oh * j->s0 * j->W;
+			float *dst = tmp + c * OHW + oh * j->OW;
+			for (int64_t ow = 0; ow < j->OW; ow++) dst[ow] = src[ow * j->s1];
+		}
+	// Y[k][i] = Σ_c W[k, c]·tmp[c][i] (+ B[k])
+	float *y = j->y + (int64_t)img * K * OHW;
+	fu_gemm(y, K, tmp, C, OHW, j->w, C, 1);
+	if (j->b)
+		for (int64_t k = 0; k < K; k++)
+			for (int64_t i = 0; i < OHW; i++) y[k * OHW + i] += j->b[k];
+}
+
+typedef struct {
+	int64_t s[2];
+	char name[160];
+} F1Kernel;
+
+static int f1_run(const F1Kernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
+	KtTensor x, w, b;
+	if (kt_input(ctx, 0, 1, &x, err, n, "X") || kt_input(ctx, 1, 1, &w, err, n, "W") ||
+	    kt_input(ctx, 2, 0, &b, err, n, "B"))
+		return -1;
+	if (x.rank != 4 || w.rank != 4 || w.dims[2] != 1 || w.dims[3] != 1 || w.dims[1] != x.dims[1]) {
+		kt_seterr(err, n, "want X [N, C, H, W] and W [K, C, 1, 1] with the same C");
+		return -1;
+	}
+	const int64_t N = x.dims[0], C = x.dims[1], H = x.dims[2], W = x.dims[3], K = w.dims[0];
+	if (b.v && (b.rank != 1 || b.dims[0] != K)) {
+		kt_seterr(err, n, "B must be [K] = [%lld]", (long long)K);
+		return -1;
+	}
+	const int64_t OH = H > 0 ? (H - 1) / k->s[0] + 1 : 0, OW = W > 0 ? (W - 1) / k->s[1] + 1 : 0;
+	const int64_t dims[4] = {N, K, OH, OW};
+	float *px, *pw, *pb = NULL, *py;
+	if (kt_data(x.v, &px, err, n, "X") || kt_data(w.v, &pw, err, n, "W") || (b.v && kt_data(b.v, &pb, err, n, "B")) ||
+	    kt_output(ctx, 0, dims, 4, &py, err, n, "output Y"))
+		return -1;
+	if (!py) {
+		kt_seterr(err, n, "output Y is required");
+		return -1;
+	}
+	if (N == 0 || K == 0 || OH * OW == 0) return 0;
+	F1Job j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .s0 = k->s[0], .s1 = k->s[1],
+	           .x = px, .w = pw, .b = pb, .y = py};
+	if (C * OH * OW > P1_STACK) {
+		j.tmp = malloc((size_t)(N * C * OH * OW) * sizeof(float));
+		if (!j.tmp) {
+			kt_seterr(err, n, "out of memory");
+			return -1;
+		}
+	}
+	int rc = kt_parallel(ctx, f1_image, N, &j, err, n);
+	free(j.tmp);
+	return rc;
+}
+
+static SlatOrtStatus *f1_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
+                                void **out) {
+	(void)op, (void)api;
+	F1Kernel *k = calloc(1, sizeof *k);
+	if (!k) return kt_status(SLAT_ORT_FAIL, FU_DOMAIN " Conv1x1: out of memory");
+	size_t nl = sizeof k->name;
+	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfo_GetNodeName, SlatOrtStatus *, const SlatOrtKernelInfo *, char *,
+	                       size_t *)(info, k->name, &nl);
+	if (s) {
+		kt_release(s);
+		k->name[0] = 0;
+	}
+	char err[256], msg[512];
+	if (p1_attr(info, "strides", k->s, err, sizeof err)) {
+		snprintf(msg, sizeof msg, FU_DOMAIN " Conv1x1 %s: %s", k->name, err);
+		free(k);
+		return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
+	}
+	*out = k;
+	return NULL;
+}
+
+static SlatOrtStatus *f1_compute(void *p, SlatOrtKernelContext *ctx) {
+	const F1Kernel *k = p;
+	char err[512] = "";
+	if (f1_run(k, ctx, err, sizeof err) == 0) return NULL;
+	char msg[768];
+	snprintf(msg, sizeof msg, FU_DOMAIN " Conv1x1 %s: %s", k->name, err);
+	return kt_status(SLAT_ORT_RUNTIME_EXCEPTION, msg);
+}
+
+static const char *f1_name(const SlatOrtCustomOp *op) { (void)op; return "Conv1x1"; }
+
 // fu_add registers one operator of this file in dom.
 static int fu_add(SlatOrtCustomOpDomain *dom, const char *(*name)(const SlatOrtCustomOp *),
                   size_t (*ins)(const SlatOrtCustomOp *), int (*in_char)(const SlatOrtCustomOp *, size_t),
@@ -315,6 +486,8 @@ int slat_fused_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 		kt_seterr(err, n, "OrtApi not bound");
 		return -1;
 	}
-	if (fu_add(dom, tap_name, tap_in_count, fu_required, tap_create, tap_compute, err, n)) return -1;
+	if (fu_add(dom, tap_name, tap_in_count, fu_required, tap_create, tap_compute, err, n) ||
+	    fu_add(dom, f1_name, p1_in_count, p1_in_char, f1_create, f1_compute, err, n))
+		return -1;
 	return fu_add(dom, p1_name, p1_in_count, p1_in_char, p1_create, p1_compute, err, n);
 }

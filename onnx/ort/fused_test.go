@@ -270,3 +270,121 @@ func TestConv1x1GradInputErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConv1x1: the kernel against the definition in float64 and against
+// ONNX Runtime's Conv, with and without a bias, odd extents, unequal
+// strides, a gather buffer above the stack's, 1 to 3 threads.
+func TestConv1x1(t *testing.T) {
+	needKernels(t)
+	for ci, c := range []struct {
+		n, c, k, h, w, s0, s1 int64
+		bias                  bool
+		threads               int
+	}{
+		{2, 4, 6, 8, 8, 2, 2, false, 1},
+		{3, 3, 5, 7, 9, 2, 3, true, 2},
+		{4, 16, 32, 28, 28, 2, 2, false, 3},
+		{2, 8, 3, 40, 40, 1, 1, true, 2}, // C·OH·OW above the stack buffer
+	} {
+		oh, ow := (c.h-1)/c.s0+1, (c.w-1)/c.s1+1
+		build := func(kernel bool) *onnx.Model {
+			b := onnx.NewBuilder("f1")
+			b.Input("x", onnx.Float, c.n, c.c, c.h, c.w)
+			b.Input("w", onnx.Float, c.k, c.c, 1, 1)
+			in := []string{"x", "w"}
+			if c.bias {
+				b.Input("b", onnx.Float, c.k)
+				in = append(in, "b")
+			}
+			if kernel {
+				b.NodeIn(KernelDomain, onnx.Conv1x1, in, []string{"y"}, onnx.AttrInts("strides", c.s0, c.s1))
+			} else {
+				b.Node("Conv", in, []string{"y"}, onnx.AttrInts("kernel_shape", 1, 1), onnx.AttrInts("strides", c.s0, c.s1))
+			}
+			b.Output("y", onnx.Float, c.n, c.k, oh, ow)
+			return b.Model()
+		}
+		s, err := NewSession(build(true), Options{Threads: c.threads, Kernels: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewSession(build(false), Options{Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(uint64(ci), 17))
+		for _, name := range []string{"x", "w", "b"} {
+			if name == "b" && !c.bias {
+				continue
+			}
+			fill(r, s.Float(name))
+			copy(p.Float(name), s.Float(name))
+		}
+		if err := s.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		x, w := s.Float("x"), s.Float("w")
+		want := make([]float64, len(s.Float("y")))
+		for n := int64(0); n < c.n; n++ {
+			for k := int64(0); k < c.k; k++ {
+				for y := int64(0); y < oh; y++ {
+					for z := int64(0); z < ow; z++ {
+						v := 0.0
+						if c.bias {
+							v = float64(s.Float("b")[k])
+						}
+						for ch := int64(0); ch < c.c; ch++ {
+							v += float64(w[k*c.c+ch]) * float64(x[((n*c.c+ch)*c.h+y*c.s0)*c.w+z*c.s1])
+						}
+						want[((n*c.k+k)*oh+y)*ow+z] = v
+					}
+				}
+			}
+		}
+		closeTo(t, "y", s.Float("y"), want, 1e-5)
+		ref := make([]float64, len(want))
+		for i, v := range p.Float("y") {
+			ref[i] = float64(v)
+		}
+		closeTo(t, "y vs Conv", s.Float("y"), ref, 1e-5)
+		s.Close()
+		p.Close()
+	}
+}
+
+func TestConv1x1Errors(t *testing.T) {
+	needKernels(t)
+	for _, c := range []struct {
+		name    string
+		x, w, b []int64
+		want    string
+	}{
+		{"not 1x1", []int64{1, 3, 8, 8}, []int64{2, 3, 3, 3}, nil, "W [K, C, 1, 1]"},
+		{"C differs", []int64{1, 3, 8, 8}, []int64{2, 4, 1, 1}, nil, "same C"},
+		{"bias size", []int64{1, 3, 8, 8}, []int64{2, 3, 1, 1}, []int64{3}, "B must be [K] = [2]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := onnx.NewBuilder("f1")
+			b.Input("x", onnx.Float, c.x...)
+			b.Input("w", onnx.Float, c.w...)
+			in := []string{"x", "w"}
+			if c.b != nil {
+				b.Input("b", onnx.Float, c.b...)
+				in = append(in, "b")
+			}
+			b.NodeIn(KernelDomain, onnx.Conv1x1, in, []string{"y"}, onnx.AttrInts("strides", 2, 2))
+			b.Output("y", onnx.Float, c.x[0], c.w[0], 4, 4)
+			s, err := NewSession(b.Model(), Options{Threads: 1, Kernels: true})
+			if err == nil {
+				err = s.Run()
+				s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "Conv1x1") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want Conv1x1 and %q", err, c.want)
+			}
+		})
+	}
+}
