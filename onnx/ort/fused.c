@@ -1,5 +1,6 @@
-// Fused elementwise operators for ONNX Runtime's CPU provider, in the
-// ai.slatrun domain (see docs/kernels.md):
+// slatrun's plain-C operators for ONNX Runtime's CPU provider besides batch
+// norm (bnorm.c), in the ai.slatrun domain (see docs/kernels.md), each run on
+// the session's intra-op pool:
 //
 //   TapClip(pre, delta) -> h
 //   Conv1x1(X, W[, B]) -> Y                (below)
@@ -118,7 +119,17 @@ static void tap_plane(void *p, size_t plane) {
 	}
 }
 
-static int tap_run(SlatOrtKernelContext *ctx, char *err, size_t n) {
+// A kernel instance: its operator (FU_*), the attributes it read, and the
+// node's name for messages.
+enum { FU_TAPCLIP, FU_CONV1X1, FU_CONV1X1_GRAD, FU_KINDS };
+typedef struct {
+	int kind;
+	int64_t s[2], hw[2]; // strides; input_shape (Conv1x1GradInput)
+	char name[160];
+} FuKernel;
+
+static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
+	(void)k;
 	KtTensor pre, delta;
 	if (kt_input(ctx, 0, 1, &pre, err, n, "pre") || kt_input(ctx, 1, 1, &delta, err, n, "delta")) return -1;
 	if (pre.rank < 2) {
@@ -148,41 +159,6 @@ static int tap_run(SlatOrtKernelContext *ctx, char *err, size_t n) {
 	TapJob j = {.S = S, .pre = pp, .delta = pd, .h = ph};
 	return kt_parallel(ctx, tap_plane, planes, &j, err, n);
 }
-
-static SlatOrtStatus *tap_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
-                                 void **out) {
-	(void)op, (void)api;
-	char *name = calloc(1, 160);
-	if (!name) return kt_status(SLAT_ORT_FAIL, FU_DOMAIN " TapClip: out of memory");
-	size_t nl = 160;
-	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfo_GetNodeName, SlatOrtStatus *, const SlatOrtKernelInfo *, char *,
-	                       size_t *)(info, name, &nl);
-	if (s) {
-		kt_release(s);
-		name[0] = 0;
-	}
-	*out = name;
-	return NULL;
-}
-
-static SlatOrtStatus *tap_compute(void *p, SlatOrtKernelContext *ctx) {
-	char err[512] = "";
-	if (tap_run(ctx, err, sizeof err) == 0) return NULL;
-	char msg[768];
-	snprintf(msg, sizeof msg, FU_DOMAIN " TapClip %s: %s", (const char *)p, err);
-	return kt_status(SLAT_ORT_RUNTIME_EXCEPTION, msg);
-}
-
-static void fu_free(void *p) { free(p); }
-static const char *tap_name(const SlatOrtCustomOp *op) { (void)op; return "TapClip"; }
-static const char *fu_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
-static int fu_type(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_ONNX_FLOAT; }
-static size_t tap_in_count(const SlatOrtCustomOp *op) { (void)op; return 2; }
-static size_t fu_one_count(const SlatOrtCustomOp *op) { (void)op; return 1; }
-static int fu_required(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_IO_REQUIRED; }
-static int fu_memtype(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_MEM_DEFAULT; }
-static int fu_one(const SlatOrtCustomOp *op) { (void)op; return 1; }
-static int fu_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
 
 // ---------------------------------------------------------------------------
 //   Conv1x1GradInput(dY, W[, acc]) -> dX; attributes strides, input_shape
@@ -229,12 +205,7 @@ static void p1_image(void *p, size_t img) {
 	}
 }
 
-typedef struct {
-	int64_t s[2], hw[2];
-	char name[160];
-} P1Kernel;
-
-static int p1_run(const P1Kernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
+static int p1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 	KtTensor dy, w, acc;
 	if (kt_input(ctx, 0, 1, &dy, err, n, "dY") || kt_input(ctx, 1, 1, &w, err, n, "W") ||
 	    kt_input(ctx, 2, 0, &acc, err, n, "acc"))
@@ -278,56 +249,6 @@ static int p1_run(const P1Kernel *k, SlatOrtKernelContext *ctx, char *err, size_
 	return rc;
 }
 
-static int p1_attr(const SlatOrtKernelInfo *info, const char *name, int64_t *out, char *err, size_t n) {
-	size_t size = 2;
-	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfoGetAttributeArray_int64, SlatOrtStatus *, const SlatOrtKernelInfo *,
-	                       const char *, int64_t *, size_t *)(info, name, out, &size);
-	if (kt_take(s, err, n, name)) return -1;
-	if (size != 2 || out[0] < 1 || out[1] < 1) {
-		kt_seterr(err, n, "attribute %s must be two positive values", name);
-		return -1;
-	}
-	return 0;
-}
-
-static SlatOrtStatus *p1_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
-                                void **out) {
-	(void)op, (void)api;
-	P1Kernel *k = calloc(1, sizeof *k);
-	if (!k) return kt_status(SLAT_ORT_FAIL, FU_DOMAIN " Conv1x1GradInput: out of memory");
-	size_t nl = sizeof k->name;
-	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfo_GetNodeName, SlatOrtStatus *, const SlatOrtKernelInfo *, char *,
-	                       size_t *)(info, k->name, &nl);
-	if (s) {
-		kt_release(s);
-		k->name[0] = 0;
-	}
-	char err[256], msg[512];
-	if (p1_attr(info, "strides", k->s, err, sizeof err) || p1_attr(info, "input_shape", k->hw, err, sizeof err)) {
-		snprintf(msg, sizeof msg, FU_DOMAIN " Conv1x1GradInput %s: %s", k->name, err);
-		free(k);
-		return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
-	}
-	*out = k;
-	return NULL;
-}
-
-static SlatOrtStatus *p1_compute(void *p, SlatOrtKernelContext *ctx) {
-	const P1Kernel *k = p;
-	char err[512] = "";
-	if (p1_run(k, ctx, err, sizeof err) == 0) return NULL;
-	char msg[768];
-	snprintf(msg, sizeof msg, FU_DOMAIN " Conv1x1GradInput %s: %s", k->name, err);
-	return kt_status(SLAT_ORT_RUNTIME_EXCEPTION, msg);
-}
-
-static const char *p1_name(const SlatOrtCustomOp *op) { (void)op; return "Conv1x1GradInput"; }
-static size_t p1_in_count(const SlatOrtCustomOp *op) { (void)op; return 3; }
-static int p1_in_char(const SlatOrtCustomOp *op, size_t i) {
-	(void)op;
-	return i < 2 ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL;
-}
-
 // ---------------------------------------------------------------------------
 //   Conv1x1(X, W[, B]) -> Y; attribute strides
 //
@@ -366,12 +287,7 @@ static void f1_image(void *p, size_t img) {
 			for (int64_t i = 0; i < OHW; i++) y[k * OHW + i] += j->b[k];
 }
 
-typedef struct {
-	int64_t s[2];
-	char name[160];
-} F1Kernel;
-
-static int f1_run(const F1Kernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
+static int f1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 	KtTensor x, w, b;
 	if (kt_input(ctx, 0, 1, &x, err, n, "X") || kt_input(ctx, 1, 1, &w, err, n, "W") ||
 	    kt_input(ctx, 2, 0, &b, err, n, "B"))
@@ -410,11 +326,50 @@ static int f1_run(const F1Kernel *k, SlatOrtKernelContext *ctx, char *err, size_
 	return rc;
 }
 
-static SlatOrtStatus *f1_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
+// ---------------------------------------------------------------------------
+// Op descriptions: one table, one create and one compute for the three.
+
+static const struct {
+	const char *name;
+	size_t ins, required; // inputs, the first `required` of them required
+	int (*run)(const FuKernel *, SlatOrtKernelContext *, char *, size_t);
+} fu_kinds[FU_KINDS] = {
+	[FU_TAPCLIP] = {"TapClip", 2, 2, tap_run},
+	[FU_CONV1X1] = {"Conv1x1", 3, 2, f1_run},
+	[FU_CONV1X1_GRAD] = {"Conv1x1GradInput", 3, 2, p1_run},
+};
+
+typedef struct {
+	SlatOrtCustomOp op; // first, so an OrtCustomOp* is a FuOp*
+	int kind;
+} FuOp;
+
+static int fu_kind(const SlatOrtCustomOp *op) { return ((const FuOp *)op)->kind; }
+
+// fu_ints reads a required attribute of two positive int64s.
+static int fu_ints(const SlatOrtKernelInfo *info, const char *name, int64_t *out, char *err, size_t n) {
+	size_t size = 2;
+	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfoGetAttributeArray_int64, SlatOrtStatus *, const SlatOrtKernelInfo *,
+	                       const char *, int64_t *, size_t *)(info, name, out, &size);
+	if (kt_take(s, err, n, name)) return -1;
+	if (size != 2 || out[0] < 1 || out[1] < 1) {
+		kt_seterr(err, n, "attribute %s must be two positive values", name);
+		return -1;
+	}
+	return 0;
+}
+
+static SlatOrtStatus *fu_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
                                 void **out) {
-	(void)op, (void)api;
-	F1Kernel *k = calloc(1, sizeof *k);
-	if (!k) return kt_status(SLAT_ORT_FAIL, FU_DOMAIN " Conv1x1: out of memory");
+	(void)api;
+	FuKernel *k = calloc(1, sizeof *k);
+	const int kind = fu_kind(op);
+	char msg[512];
+	if (!k) {
+		snprintf(msg, sizeof msg, FU_DOMAIN " %s: out of memory", fu_kinds[kind].name);
+		return kt_status(SLAT_ORT_FAIL, msg);
+	}
+	k->kind = kind;
 	size_t nl = sizeof k->name;
 	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfo_GetNodeName, SlatOrtStatus *, const SlatOrtKernelInfo *, char *,
 	                       size_t *)(info, k->name, &nl);
@@ -422,9 +377,10 @@ static SlatOrtStatus *f1_create(const SlatOrtCustomOp *op, const void *api, cons
 		kt_release(s);
 		k->name[0] = 0;
 	}
-	char err[256], msg[512];
-	if (p1_attr(info, "strides", k->s, err, sizeof err)) {
-		snprintf(msg, sizeof msg, FU_DOMAIN " Conv1x1 %s: %s", k->name, err);
+	char err[256];
+	if ((kind != FU_TAPCLIP && fu_ints(info, "strides", k->s, err, sizeof err)) ||
+	    (kind == FU_CONV1X1_GRAD && fu_ints(info, "input_shape", k->hw, err, sizeof err))) {
+		snprintf(msg, sizeof msg, FU_DOMAIN " %s %s: %s", fu_kinds[kind].name, k->name, err);
 		free(k);
 		return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
@@ -432,62 +388,66 @@ static SlatOrtStatus *f1_create(const SlatOrtCustomOp *op, const void *api, cons
 	return NULL;
 }
 
-static SlatOrtStatus *f1_compute(void *p, SlatOrtKernelContext *ctx) {
-	const F1Kernel *k = p;
+static SlatOrtStatus *fu_compute(void *p, SlatOrtKernelContext *ctx) {
+	const FuKernel *k = p;
 	char err[512] = "";
-	if (f1_run(k, ctx, err, sizeof err) == 0) return NULL;
+	if (fu_kinds[k->kind].run(k, ctx, err, sizeof err) == 0) return NULL;
 	char msg[768];
-	snprintf(msg, sizeof msg, FU_DOMAIN " Conv1x1 %s: %s", k->name, err);
+	snprintf(msg, sizeof msg, FU_DOMAIN " %s %s: %s", fu_kinds[k->kind].name, k->name, err);
 	return kt_status(SLAT_ORT_RUNTIME_EXCEPTION, msg);
 }
 
-static const char *f1_name(const SlatOrtCustomOp *op) { (void)op; return "Conv1x1"; }
-
-// fu_add registers one operator of this file in dom.
-static int fu_add(SlatOrtCustomOpDomain *dom, const char *(*name)(const SlatOrtCustomOp *),
-                  size_t (*ins)(const SlatOrtCustomOp *), int (*in_char)(const SlatOrtCustomOp *, size_t),
-                  SlatOrtStatus *(*create)(const SlatOrtCustomOp *, const void *, const SlatOrtKernelInfo *, void **),
-                  SlatOrtStatus *(*compute)(void *, SlatOrtKernelContext *), char *err, size_t n) {
-	SlatOrtCustomOp *op = calloc(1, sizeof *op);
-	if (!op) {
-		kt_seterr(err, n, "out of memory");
-		return -1;
-	}
-	op->version = SLAT_ORT_CUSTOM_OP_VERSION;
-	op->GetName = name;
-	op->GetExecutionProviderType = fu_ep;
-	op->GetInputType = fu_type;
-	op->GetInputTypeCount = ins;
-	op->GetOutputType = fu_type;
-	op->GetOutputTypeCount = fu_one_count;
-	op->KernelDestroy = fu_free;
-	op->GetInputCharacteristic = in_char;
-	op->GetOutputCharacteristic = fu_required;
-	op->GetInputMemoryType = fu_memtype;
-	op->GetVariadicInputMinArity = fu_one;
-	op->GetVariadicInputHomogeneity = fu_zero;
-	op->GetVariadicOutputMinArity = fu_one;
-	op->GetVariadicOutputHomogeneity = fu_zero;
-	op->CreateKernelV2 = create;
-	op->KernelComputeV2 = compute;
-	SlatOrtStatus *s = FUF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *,
-	                       const SlatOrtCustomOp *)(dom, op);
-	char what[96];
-	snprintf(what, sizeof what, "CustomOpDomain_Add(%s)", name(op));
-	if (kt_take(s, err, n, what)) {
-		free(op);
-		return -1;
-	}
-	return 0;
+static void fu_free(void *p) { free(p); }
+static const char *fu_name(const SlatOrtCustomOp *op) { return fu_kinds[fu_kind(op)].name; }
+static const char *fu_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
+static int fu_type(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_ONNX_FLOAT; }
+static size_t fu_in_count(const SlatOrtCustomOp *op) { return fu_kinds[fu_kind(op)].ins; }
+static size_t fu_one_count(const SlatOrtCustomOp *op) { (void)op; return 1; }
+static int fu_in_char(const SlatOrtCustomOp *op, size_t i) {
+	return i < fu_kinds[fu_kind(op)].required ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL;
 }
+static int fu_required(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_IO_REQUIRED; }
+static int fu_memtype(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_MEM_DEFAULT; }
+static int fu_one(const SlatOrtCustomOp *op) { (void)op; return 1; }
+static int fu_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
 
 int slat_fused_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 	if (!slat_ort_table()) {
 		kt_seterr(err, n, "OrtApi not bound");
 		return -1;
 	}
-	if (fu_add(dom, tap_name, tap_in_count, fu_required, tap_create, tap_compute, err, n) ||
-	    fu_add(dom, f1_name, p1_in_count, p1_in_char, f1_create, f1_compute, err, n))
-		return -1;
-	return fu_add(dom, p1_name, p1_in_count, p1_in_char, p1_create, p1_compute, err, n);
+	for (int kind = 0; kind < FU_KINDS; kind++) {
+		FuOp *op = calloc(1, sizeof *op);
+		if (!op) {
+			kt_seterr(err, n, "out of memory");
+			return -1;
+		}
+		op->kind = kind;
+		op->op.version = SLAT_ORT_CUSTOM_OP_VERSION;
+		op->op.GetName = fu_name;
+		op->op.GetExecutionProviderType = fu_ep;
+		op->op.GetInputType = fu_type;
+		op->op.GetInputTypeCount = fu_in_count;
+		op->op.GetOutputType = fu_type;
+		op->op.GetOutputTypeCount = fu_one_count;
+		op->op.KernelDestroy = fu_free;
+		op->op.GetInputCharacteristic = fu_in_char;
+		op->op.GetOutputCharacteristic = fu_required;
+		op->op.GetInputMemoryType = fu_memtype;
+		op->op.GetVariadicInputMinArity = fu_one;
+		op->op.GetVariadicInputHomogeneity = fu_zero;
+		op->op.GetVariadicOutputMinArity = fu_one;
+		op->op.GetVariadicOutputHomogeneity = fu_zero;
+		op->op.CreateKernelV2 = fu_create;
+		op->op.KernelComputeV2 = fu_compute;
+		SlatOrtStatus *s = FUF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *,
+		                       const SlatOrtCustomOp *)(dom, &op->op);
+		char what[96];
+		snprintf(what, sizeof what, "CustomOpDomain_Add(%s)", fu_kinds[kind].name);
+		if (kt_take(s, err, n, what)) {
+			free(op);
+			return -1;
+		}
+	}
+	return 0;
 }
