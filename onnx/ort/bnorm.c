@@ -444,8 +444,6 @@ static SlatOrtStatus *bn_compute(void *p, SlatOrtKernelContext *ctx) {
 // Op descriptions.
 
 static const char *bn_get_name(const SlatOrtCustomOp *op) { return bn_opname(((const BnOp *)op)->grad); }
-static const char *bn_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
-static int bn_type(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_ONNX_FLOAT; }
 static size_t bn_in_count(const SlatOrtCustomOp *op) { return ((const BnOp *)op)->grad ? 7 : 3; }
 static size_t bn_out_count(const SlatOrtCustomOp *op) { return ((const BnOp *)op)->grad ? 3 : 4; }
 static int bn_in_char(const SlatOrtCustomOp *op, size_t i) {
@@ -457,9 +455,6 @@ static int bn_out_char(const SlatOrtCustomOp *op, size_t i) {
 	// BatchNormTrain needs Y; everything else may be left out.
 	return !((const BnOp *)op)->grad && i == 0 ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL;
 }
-static int bn_memtype(const SlatOrtCustomOp *op, size_t i) { (void)op; (void)i; return SLAT_MEM_DEFAULT; }
-static int bn_one(const SlatOrtCustomOp *op) { (void)op; return 1; }
-static int bn_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
 
 int slat_bn_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 	if (!slat_ort_table()) {
@@ -473,23 +468,9 @@ int slat_bn_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 			return -1;
 		}
 		op->grad = grad;
-		op->op.version = SLAT_ORT_CUSTOM_OP_VERSION;
-		op->op.GetName = bn_get_name;
-		op->op.GetExecutionProviderType = bn_ep;
-		op->op.GetInputType = bn_type;
-		op->op.GetInputTypeCount = bn_in_count;
-		op->op.GetOutputType = bn_type;
-		op->op.GetOutputTypeCount = bn_out_count;
-		op->op.KernelDestroy = bn_destroy;
-		op->op.GetInputCharacteristic = bn_in_char;
-		op->op.GetOutputCharacteristic = bn_out_char;
-		op->op.GetInputMemoryType = bn_memtype;
-		op->op.GetVariadicInputMinArity = bn_one;
-		op->op.GetVariadicInputHomogeneity = bn_zero;
-		op->op.GetVariadicOutputMinArity = bn_one;
-		op->op.GetVariadicOutputHomogeneity = bn_zero;
-		op->op.CreateKernelV2 = bn_create;
-		op->op.KernelComputeV2 = bn_compute;
+		static const KtOpFuncs f = {bn_get_name, bn_in_count, bn_out_count, bn_in_char,
+		                            bn_out_char,  bn_create,   bn_compute,   bn_destroy};
+		kt_op_init(&op->op, &f);
 		SlatOrtStatus *s = BNF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *,
 		                       const SlatOrtCustomOp *)(dom, &op->op);
 		if (kt_take(s, err, n, grad ? "CustomOpDomain_Add(BatchNormTrainGrad)" : "CustomOpDomain_Add(BatchNormTrain)")) {

@@ -399,17 +399,12 @@ static SlatOrtStatus *fu_compute(void *p, SlatOrtKernelContext *ctx) {
 
 static void fu_free(void *p) { free(p); }
 static const char *fu_name(const SlatOrtCustomOp *op) { return fu_kinds[fu_kind(op)].name; }
-static const char *fu_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
-static int fu_type(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_ONNX_FLOAT; }
 static size_t fu_in_count(const SlatOrtCustomOp *op) { return fu_kinds[fu_kind(op)].ins; }
 static size_t fu_one_count(const SlatOrtCustomOp *op) { (void)op; return 1; }
 static int fu_in_char(const SlatOrtCustomOp *op, size_t i) {
 	return i < fu_kinds[fu_kind(op)].required ? SLAT_IO_REQUIRED : SLAT_IO_OPTIONAL;
 }
 static int fu_required(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_IO_REQUIRED; }
-static int fu_memtype(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_MEM_DEFAULT; }
-static int fu_one(const SlatOrtCustomOp *op) { (void)op; return 1; }
-static int fu_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
 
 int slat_fused_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 	if (!slat_ort_table()) {
@@ -423,23 +418,9 @@ int slat_fused_register(SlatOrtCustomOpDomain *dom, char *err, size_t n) {
 			return -1;
 		}
 		op->kind = kind;
-		op->op.version = SLAT_ORT_CUSTOM_OP_VERSION;
-		op->op.GetName = fu_name;
-		op->op.GetExecutionProviderType = fu_ep;
-		op->op.GetInputType = fu_type;
-		op->op.GetInputTypeCount = fu_in_count;
-		op->op.GetOutputType = fu_type;
-		op->op.GetOutputTypeCount = fu_one_count;
-		op->op.KernelDestroy = fu_free;
-		op->op.GetInputCharacteristic = fu_in_char;
-		op->op.GetOutputCharacteristic = fu_required;
-		op->op.GetInputMemoryType = fu_memtype;
-		op->op.GetVariadicInputMinArity = fu_one;
-		op->op.GetVariadicInputHomogeneity = fu_zero;
-		op->op.GetVariadicOutputMinArity = fu_one;
-		op->op.GetVariadicOutputHomogeneity = fu_zero;
-		op->op.CreateKernelV2 = fu_create;
-		op->op.KernelComputeV2 = fu_compute;
+		static const KtOpFuncs f = {fu_name, fu_in_count, fu_one_count, fu_in_char,
+		                            fu_required, fu_create, fu_compute, fu_free};
+		kt_op_init(&op->op, &f);
 		SlatOrtStatus *s = FUF(SLAT_ORT_CustomOpDomain_Add, SlatOrtStatus *, SlatOrtCustomOpDomain *,
 		                       const SlatOrtCustomOp *)(dom, &op->op);
 		char what[96];

@@ -50,6 +50,21 @@ int kt_same_shape(const KtTensor *a, const KtTensor *b);
 // kt_parallel runs fn(job, i) for i < count on the session's intra-op pool.
 int kt_parallel(SlatOrtKernelContext *ctx, void (*fn)(void *, size_t), int64_t count, void *job, char *err, size_t n);
 
+// KtOpFuncs are an operator's own callbacks; kt_op_init fills op with them
+// and with what every float32 CPU operator here shares (the provider, float
+// element types, default memory, no variadic arguments).
+typedef struct {
+	const char *(*name)(const SlatOrtCustomOp *);
+	size_t (*in_count)(const SlatOrtCustomOp *);
+	size_t (*out_count)(const SlatOrtCustomOp *);
+	int (*in_char)(const SlatOrtCustomOp *, size_t);
+	int (*out_char)(const SlatOrtCustomOp *, size_t);
+	SlatOrtStatus *(*create)(const SlatOrtCustomOp *, const void *, const SlatOrtKernelInfo *, void **);
+	SlatOrtStatus *(*compute)(void *, SlatOrtKernelContext *);
+	void (*destroy)(void *);
+} KtOpFuncs;
+void kt_op_init(SlatOrtCustomOp *op, const KtOpFuncs *f);
+
 // slat_fused_register adds the fused elementwise ops (fused.c) to dom.
 int slat_fused_register(SlatOrtCustomOpDomain *dom, char *err, size_t n);
 

@@ -135,3 +135,30 @@ int kt_parallel(SlatOrtKernelContext *ctx, void (*fn)(void *, size_t), int64_t C
 	return kt_take(s, err, n, "KernelContext_ParallelFor") ? -1 : 0;
 }
 
+
+// The callbacks every float32 CPU operator of bnorm.c and fused.c shares.
+static const char *kt_ep(const SlatOrtCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
+static int kt_type(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_ONNX_FLOAT; }
+static int kt_memtype(const SlatOrtCustomOp *op, size_t i) { (void)op, (void)i; return SLAT_MEM_DEFAULT; }
+static int kt_one(const SlatOrtCustomOp *op) { (void)op; return 1; }
+static int kt_zero(const SlatOrtCustomOp *op) { (void)op; return 0; }
+
+void kt_op_init(SlatOrtCustomOp *op, const KtOpFuncs *f) {
+	op->version = SLAT_ORT_CUSTOM_OP_VERSION;
+	op->GetName = f->name;
+	op->GetExecutionProviderType = kt_ep;
+	op->GetInputType = kt_type;
+	op->GetInputTypeCount = f->in_count;
+	op->GetOutputType = kt_type;
+	op->GetOutputTypeCount = f->out_count;
+	op->KernelDestroy = f->destroy;
+	op->GetInputCharacteristic = f->in_char;
+	op->GetOutputCharacteristic = f->out_char;
+	op->GetInputMemoryType = kt_memtype;
+	op->GetVariadicInputMinArity = kt_one;
+	op->GetVariadicInputHomogeneity = kt_zero;
+	op->GetVariadicOutputMinArity = kt_one;
+	op->GetVariadicOutputHomogeneity = kt_zero;
+	op->CreateKernelV2 = f->create;
+	op->KernelComputeV2 = f->compute;
+}
