@@ -20,22 +20,10 @@ func TestTapL1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ort.NewSession(m, ort.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := runTapNet(t, r, fwd, m)
 	defer s.Close()
 	if sh := s.Shape(contract.L1Name("h")); len(sh) != 4 || sh[0]*sh[1]*sh[2]*sh[3] != 1 {
 		t.Fatalf("l1.h has shape %v, want [1 1 1 1]", sh)
-	}
-	params, _, _ := Parameters(fwd)
-	for _, p := range params {
-		copy(s.Float(p.Name), p.Data)
-	}
-	copy(s.Float("x"), randn(r, len(s.Float("x")), 1))
-	copy(s.Int64("y"), []int64{0, 2, 1})
-	if err := s.Run(); err != nil {
-		t.Fatal(err)
 	}
 	want := 0.0
 	for _, v := range s.Float(contract.GradName("h")) {
@@ -83,20 +71,8 @@ func TestTapRange(t *testing.T) {
 		t.Fatal("no range.h output")
 	}
 	m.Graph().Output = append(m.Graph().Output, onnx.ValueInfo("h", onnx.Float, B, 3, 5, 5))
-	s, err := ort.NewSession(m, ort.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := runTapNet(t, r, fwd, m)
 	defer s.Close()
-	params, _, _ := Parameters(fwd)
-	for _, p := range params {
-		copy(s.Float(p.Name), p.Data)
-	}
-	copy(s.Float("x"), randn(r, len(s.Float("x")), 1))
-	copy(s.Int64("y"), []int64{0, 2, 1})
-	if err := s.Run(); err != nil {
-		t.Fatal(err)
-	}
 	h, rg := s.Float("h"), s.Float(contract.RangeName("h"))
 	if len(rg) != B*3 {
 		t.Fatalf("len(range.h) = %d, want %d", len(rg), B*3)
@@ -110,4 +86,25 @@ func TestTapRange(t *testing.T) {
 			t.Errorf("range.h[%d] = %v, want %v", k, rg[k], want)
 		}
 	}
+}
+
+// runTapNet runs m, a graph derived from tapNet's fwd for a batch of 3, in
+// a session with fwd's weights, random images and fixed labels.
+func runTapNet(t *testing.T, r *rand.Rand, fwd, m *onnx.Model) *ort.Session {
+	t.Helper()
+	s, err := ort.NewSession(m, ort.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, _, _ := Parameters(fwd)
+	for _, p := range params {
+		copy(s.Float(p.Name), p.Data)
+	}
+	copy(s.Float("x"), randn(r, len(s.Float("x")), 1))
+	copy(s.Int64("y"), []int64{0, 2, 1})
+	if err := s.Run(); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return s
 }
