@@ -104,7 +104,12 @@ func signFill(delta, g []float32, step float32) {
 		d2 := unsafe.Slice((*uint64)(unsafe.Pointer(&delta[0])), n)
 		g2 := unsafe.Slice((*uint64)(unsafe.Pointer(&g[0])), n)[:len(d2)]
 		s := uint64(math.Float32bits(step)) * 0x100000001
-		for j := range d2 {
+		j := 0
+		for ; j+4 <= len(d2); j += 4 { // four independent lanes pairs per turn
+			d, g := d2[j:j+4:j+4], g2[j:j+4:j+4]
+			d[0], d[1], d[2], d[3] = signStep2(g[0], s), signStep2(g[1], s), signStep2(g[2], s), signStep2(g[3], s)
+		}
+		for ; j < len(d2); j++ {
 			d2[j] = signStep2(g2[j], s)
 		}
 		i = 2 * n
