@@ -169,17 +169,7 @@ func TestSLATRangeUniformStep(t *testing.T) {
 		}
 	}
 	tr.afterStep(0)
-	step := func() {
-		if !tr.loader.Next(tr.x, tr.y) {
-			tr.loader.Epoch(0)
-			tr.loader.Next(tr.x, tr.y)
-		}
-		if err := tr.step(); err != nil {
-			t.Fatal(err)
-		}
-		tr.afterStep(0)
-	}
-	if n := testing.AllocsPerRun(5, step); n != 0 {
+	if n := testing.AllocsPerRun(5, stepper(t, tr)); n != 0 {
 		t.Errorf("%v allocations per step", n)
 	}
 }

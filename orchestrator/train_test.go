@@ -351,16 +351,7 @@ func TestStepAllocatesNothing(t *testing.T) {
 		cfg := testConfig(t, c.model, c.method)
 		cfg.Holdout = nil
 		tr := newTrainer(t, cfg)
-		step := func() {
-			if !tr.loader.Next(tr.x, tr.y) {
-				tr.loader.Epoch(0)
-				tr.loader.Next(tr.x, tr.y)
-			}
-			if err := tr.step(); err != nil {
-				t.Fatal(err)
-			}
-			tr.afterStep(0)
-		}
+		step := stepper(t, tr)
 		step()
 		if n := testing.AllocsPerRun(5, step); n != 0 {
 			t.Errorf("%s: %v allocations per step", c.method, n)
@@ -741,5 +732,21 @@ func TestCatastrophicFlag(t *testing.T) {
 	e := tr.history[len(tr.history)-1]
 	if !e.Catastrophic || !strings.Contains(log.String(), "catastrophic overfitting") {
 		t.Errorf("no flag: %+v, log %s", e, log.String())
+	}
+}
+
+// stepper returns one training step of tr on its next batch (starting the
+// epoch over when the loader runs out), as the run loop takes it, for
+// allocation counts.
+func stepper(t *testing.T, tr *Trainer) func() {
+	return func() {
+		if !tr.loader.Next(tr.x, tr.y) {
+			tr.loader.Epoch(0)
+			tr.loader.Next(tr.x, tr.y)
+		}
+		if err := tr.step(); err != nil {
+			t.Fatal(err)
+		}
+		tr.afterStep(0)
 	}
 }

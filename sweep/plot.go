@@ -338,38 +338,16 @@ func probePlot(pn panel) *plot.Plot {
 		addLine(p, xys(r.epochs, r.robust), c, false, r.label+sep+"robust")
 		addLine(p, xys(r.epochs, r.clean), c, true, r.label+sep+"clean")
 		if len(r.flagged) > 0 {
-			var pts plotter.XYs
-			for _, x := range r.flagged {
-				for k, e := range r.epochs {
-					if e == x {
-						pts = append(pts, plotter.XY{X: x, Y: r.robust[k]})
-					}
-				}
-			}
-			if sc, err := plotter.NewScatter(pts); err == nil {
-				sc.Shape, sc.Color, sc.Radius = draw.CrossGlyph{}, color.RGBA{R: 200, A: 255}, vg.Points(6)
-				p.Add(sc)
-			}
+			addMarkers(p, r, r.flagged, draw.CrossGlyph{}, color.RGBA{R: 200, A: 255})
 		}
 	}
 	for _, r := range pn.runs {
 		if !r.hasProbe || len(r.decayed) == 0 {
 			continue
 		}
-		var pts plotter.XYs
-		for _, x := range r.decayed {
-			for k, e := range r.epochs {
-				if e == x {
-					pts = append(pts, plotter.XY{X: x, Y: r.robust[k]})
-				}
-			}
-		}
-		if sc, err := plotter.NewScatter(pts); err == nil {
-			// An orange ring: a slow decay, apart from the red cross of
-			// a flagged collapse.
-			sc.Shape, sc.Color, sc.Radius = draw.RingGlyph{}, color.RGBA{R: 230, G: 140, A: 255}, vg.Points(6)
-			p.Add(sc)
-		}
+		// An orange ring: a slow decay, apart from the red cross of a
+		// flagged collapse.
+		addMarkers(p, r, r.decayed, draw.RingGlyph{}, color.RGBA{R: 230, G: 140, A: 255})
 	}
 	if n := len(pn.runs[0].epochs); n > 0 {
 		p.X.Min, p.X.Max = 0.8, math.Max(float64(n)+0.2, 1.2)
@@ -559,4 +537,20 @@ func (b byX) Less(i, j int) bool { return b.XYs[i].X < b.XYs[j].X }
 func (b byX) Swap(i, j int) {
 	b.XYs[i], b.XYs[j] = b.XYs[j], b.XYs[i]
 	b.YErrors[i], b.YErrors[j] = b.YErrors[j], b.YErrors[i]
+}
+
+// addMarkers marks run r's robust accuracy at the given epochs on p.
+func addMarkers(p *plot.Plot, r runSeries, epochs []float64, shape draw.GlyphDrawer, c color.Color) {
+	var pts plotter.XYs
+	for _, x := range epochs {
+		for k, e := range r.epochs {
+			if e == x {
+				pts = append(pts, plotter.XY{X: x, Y: r.robust[k]})
+			}
+		}
+	}
+	if sc, err := plotter.NewScatter(pts); err == nil {
+		sc.Shape, sc.Color, sc.Radius = shape, c, vg.Points(6)
+		p.Add(sc)
+	}
 }
