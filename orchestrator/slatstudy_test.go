@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -210,12 +209,7 @@ func TestSLATRangeUniformResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(comparable(got.Epochs), comparable(want.Epochs)) {
-		t.Errorf("metrics differ:\nresumed  %+v\nstraight %+v", comparable(got.Epochs), comparable(want.Epochs))
-	}
-	if !reflect.DeepEqual(tr.Weights(), straight.Weights()) {
-		t.Error("final weights differ from the uninterrupted run's")
-	}
+	sameAsStraight(t, got, want, tr, straight)
 	tr.Close()
 	// The same directory refuses the reference rule.
 	ref := cfg

@@ -438,12 +438,7 @@ func TestResume(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !reflect.DeepEqual(comparable(got.Epochs), comparable(want.Epochs)) {
-					t.Errorf("metrics differ:\nresumed  %+v\nstraight %+v", comparable(got.Epochs), comparable(want.Epochs))
-				}
-				if !reflect.DeepEqual(tr.Weights(), straight.Weights()) {
-					t.Error("final weights differ from the uninterrupted run's")
-				}
+				sameAsStraight(t, got, want, tr, straight)
 				gotMetrics, _ := os.ReadFile(filepath.Join(cfg.Out, MetricsFile))
 				if a, b := stripTimes(gotMetrics), stripTimes(wantMetrics); a != b {
 					t.Errorf("metrics.jsonl differs:\n%s\nwant\n%s", a, b)
@@ -748,5 +743,17 @@ func stepper(t *testing.T, tr *Trainer) func() {
 			t.Fatal(err)
 		}
 		tr.afterStep(0)
+	}
+}
+
+// sameAsStraight checks that a resumed run (result got, Trainer tr) ended
+// with the epochs and weights of the uninterrupted one (want, straight).
+func sameAsStraight(t *testing.T, got, want *Result, tr, straight *Trainer) {
+	t.Helper()
+	if !reflect.DeepEqual(comparable(got.Epochs), comparable(want.Epochs)) {
+		t.Errorf("metrics differ:\nresumed  %+v\nstraight %+v", comparable(got.Epochs), comparable(want.Epochs))
+	}
+	if !reflect.DeepEqual(tr.Weights(), straight.Weights()) {
+		t.Error("final weights differ from the uninterrupted run's")
 	}
 }
