@@ -110,19 +110,7 @@ func gradAlignByHand(t *testing.T, cfg Config, tr *Trainer, lambda, alpha float3
 		ss = append(ss, s)
 	}
 	as, hs, ts := ss[0], ss[1], ss[2]
-	p64 := make([][]float64, len(params))
-	buf := make([][]float64, len(params))
-	for i, p := range params {
-		p64[i] = make([]float64, len(p.Data))
-		buf[i] = make([]float64, len(p.Data))
-		for j, v := range p.Data {
-			p64[i][j] = float64(v)
-		}
-	}
-	statNow := make([][]float32, len(stats))
-	for i, s := range stats {
-		statNow[i] = append([]float32(nil), s.Data...)
-	}
+	p64, buf, statNow := handState(params, stats)
 	setParams := func(shift []float64, h float64) {
 		k := 0
 		for i, p := range params {

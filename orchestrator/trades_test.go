@@ -87,19 +87,7 @@ func tradesByHand(t *testing.T, cfg Config, tr *Trainer, beta float32, k int, al
 		t.Fatal(err)
 	}
 	defer ts.Close()
-	p64 := make([][]float64, len(params))
-	buf := make([][]float64, len(params))
-	for i, p := range params {
-		p64[i] = make([]float64, len(p.Data))
-		buf[i] = make([]float64, len(p.Data))
-		for j, v := range p.Data {
-			p64[i][j] = float64(v)
-		}
-	}
-	statNow := make([][]float32, len(stats))
-	for i, s := range stats {
-		statNow[i] = append([]float32(nil), s.Data...)
-	}
+	p64, buf, statNow := handState(params, stats)
 	loader := dataset.NewLoader(cfg.Train, B, true, cfg.Seed)
 	loader.DropLast = true
 	rng := rand.New(rand.NewPCG(cfg.Seed, streamTrain))

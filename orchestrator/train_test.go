@@ -202,19 +202,7 @@ func stepByHand(t *testing.T, method, bnStats string, kernels bool) {
 		t.Fatal(err)
 	}
 	defer ts.Close()
-	p64 := make([][]float64, len(params))
-	buf := make([][]float64, len(params))
-	for i, p := range params {
-		p64[i] = make([]float64, len(p.Data))
-		buf[i] = make([]float64, len(p.Data))
-		for j, v := range p.Data {
-			p64[i][j] = float64(v)
-		}
-	}
-	statNow := make([][]float32, len(stats))
-	for i, s := range stats {
-		statNow[i] = append([]float32(nil), s.Data...)
-	}
+	p64, buf, statNow := handState(params, stats)
 	loader := dataset.NewLoader(cfg.Train, B, true, cfg.Seed)
 	loader.DropLast = true
 	rng := rand.New(rand.NewPCG(cfg.Seed, streamTrain))
@@ -756,4 +744,24 @@ func sameAsStraight(t *testing.T, got, want *Result, tr, straight *Trainer) {
 	if !reflect.DeepEqual(tr.Weights(), straight.Weights()) {
 		t.Error("final weights differ from the uninterrupted run's")
 	}
+}
+
+// handState starts a by-hand step's state from the Trainer's starting
+// tensors: the parameters in float64 (as the Trainer's SGD holds them), a
+// float64 buffer of their shape, and a copy of the BN running statistics.
+func handState(params, stats []graphs.Tensor) (p64, buf [][]float64, statNow [][]float32) {
+	p64 = make([][]float64, len(params))
+	buf = make([][]float64, len(params))
+	for i, p := range params {
+		p64[i] = make([]float64, len(p.Data))
+		buf[i] = make([]float64, len(p.Data))
+		for j, v := range p.Data {
+			p64[i][j] = float64(v)
+		}
+	}
+	statNow = make([][]float32, len(stats))
+	for i, s := range stats {
+		statNow[i] = append([]float32(nil), s.Data...)
+	}
+	return p64, buf, statNow
 }
