@@ -177,9 +177,8 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	if d.wants(x) && d.pointwiseGradOK(n, cg) {
 		// X's one other gradient contribution, if any, is added inside
 		in := []string{dy[0], w}
-		if len(d.grads[x]) == 1 {
-			in = append(in, d.grads[x][0])
-			d.grads[x] = nil
+		if acc := d.takeGrad(x); acc != "" {
+			in = append(in, acc)
 		}
 		res[0] = d.b.OpIn(onnx.KernelDomain, onnx.Conv1x1GradInput, in,
 			onnx.AttrInts("strides", cg.s...), onnx.AttrInts("input_shape", xs[2:]...))

@@ -803,6 +803,19 @@ func (d *deriver) grad(s string) string {
 	return t
 }
 
+// takeGrad hands a kernel with an accumulate input the gradient of forward
+// tensor s that its other consumers gave so far, when that is exactly one
+// tensor, and removes it from s's contributions: the kernel's output, which
+// the rule returns, is then s's gradient so far (no Sum of the two). It
+// returns "" otherwise.
+func (d *deriver) takeGrad(s string) string {
+	if cs := d.grads[s]; len(cs) == 1 {
+		d.grads[s] = nil
+		return cs[0]
+	}
+	return ""
+}
+
 // wants reports whether forward tensor s needs a gradient.
 func (d *deriver) wants(s string) bool { return s != "" && d.needs[s] }
 

@@ -279,12 +279,11 @@ func (d *deriver) bnGradKernel(n *node, dy string, sv map[string]string) []strin
 		in = append(in, y)
 		attrs = append(attrs, onnx.AttrInt("relu", 1))
 	}
-	if x := n.in[0]; d.wants(x) && len(d.grads[x]) == 1 {
+	if acc := d.takeGrad(n.in[0]); acc != "" { // (only a wanted X has contributions)
 		if len(in) == 5 {
 			in = append(in, "") // no Y
 		}
-		in = append(in, d.grads[x][0])
-		d.grads[x] = nil
+		in = append(in, acc)
 	}
 	res := make([]string, len(n.in))
 	outs := make([]string, 3)
