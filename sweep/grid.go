@@ -19,6 +19,10 @@ type Spec struct {
 	Seeds   []uint64 `json:"seeds"`
 	// Axes are further axes: any training flag with a list of values.
 	Axes []Axis `json:"axes,omitempty"`
+	// Variants are further rows beside the axes' product: flag settings
+	// tried one at a time (or a few together) from the base setting, where
+	// a full product of two-valued axes would multiply the cells.
+	Variants []Variant `json:"variants,omitempty"`
 	// Base are the training flags every cell shares ("--model=convnet",
 	// "--epochs=3", ...), as "slatrun train" parses them. Runtime flags
 	// (threads, provider) are not part of a cell and do not belong here.
@@ -127,6 +131,73 @@ func (a Axis) applies(method string) bool {
 	return len(a.Methods) == 0 || slices.Contains(a.Methods, strings.ToLower(method))
 }
 
+// Variant is one more row of a method's cells: the base setting (every
+// axis combination) with these flags changed.
+type Variant struct {
+	Settings []Setting `json:"settings"`
+	// Methods limits the variant to these methods, as Axis.Methods.
+	Methods []string `json:"methods,omitempty"`
+}
+
+// ParseVariant parses "[METHOD[+METHOD…]:]FLAG=V[ FLAG=V…]", for example
+// "latent-eta=8/255" or "slat:input-start=uniform latent-scale=range":
+// one value per flag, the pairs separated by spaces. Without a method
+// scope the variant applies to the methods MethodScope gives its flags
+// (which must agree), or to every method.
+func ParseVariant(s string) (Variant, error) {
+	var v Variant
+	body := s
+	if scope, rest, ok := strings.Cut(s, ":"); ok && !strings.Contains(scope, "=") {
+		for _, m := range strings.Split(scope, "+") {
+			if m = strings.TrimSpace(m); m != "" {
+				v.Methods = append(v.Methods, strings.ToLower(m))
+			}
+		}
+		body = rest
+	}
+	scoped := v.Methods != nil
+	for i, pair := range strings.Fields(body) {
+		flag, val, ok := strings.Cut(pair, "=")
+		flag = strings.TrimPrefix(flag, "--")
+		if !ok || flag == "" || val == "" {
+			return v, fmt.Errorf("sweep: variant %q: want FLAG=V pairs separated by spaces (for example latent-eta=8/255)", s)
+		}
+		if slices.ContainsFunc(v.Settings, func(st Setting) bool { return st.Flag == flag }) {
+			return v, fmt.Errorf("sweep: variant %q sets --%s twice", s, flag)
+		}
+		v.Settings = append(v.Settings, Setting{flag, val})
+		if scoped {
+			continue
+		}
+		if i == 0 {
+			v.Methods = slices.Clone(MethodScope[flag])
+		} else if !slices.Equal(v.Methods, MethodScope[flag]) {
+			return v, fmt.Errorf("sweep: variant %q: its flags matter to different methods; name them (METHOD:FLAG=V …)", s)
+		}
+	}
+	if len(v.Settings) == 0 {
+		return v, fmt.Errorf("sweep: variant %q sets no flag", s)
+	}
+	return v, nil
+}
+
+// String is the variant in ParseVariant's syntax.
+func (v Variant) String() string {
+	parts := make([]string, len(v.Settings))
+	for i, st := range v.Settings {
+		parts[i] = st.String()
+	}
+	s := strings.Join(parts, " ")
+	if len(v.Methods) > 0 {
+		s = strings.Join(v.Methods, "+") + ":" + s
+	}
+	return s
+}
+
+func (v Variant) applies(method string) bool {
+	return len(v.Methods) == 0 || slices.Contains(v.Methods, strings.ToLower(method))
+}
+
 // Setting is one axis value of a cell: --Flag=Value.
 type Setting struct {
 	Flag  string `json:"flag"`
@@ -197,6 +268,13 @@ func (s *Spec) Validate() error {
 			errs = append(errs, fmt.Errorf("grid axis --%s has no values", a.Flag))
 		}
 	}
+	for _, v := range s.Variants {
+		for _, st := range v.Settings {
+			if seen[st.Flag] {
+				errs = append(errs, fmt.Errorf("variant %s: --%s is an axis (or has its own flag)", v, st.Flag))
+			}
+		}
+	}
 	for _, d := range []struct {
 		name string
 		list []string
@@ -228,8 +306,8 @@ func firstDup(list []string) string {
 }
 
 // Cells expands the grid, in a fixed order: methods, then ε, then the
-// values of each axis that applies to the method, then seeds (so the seeds
-// of one report row are neighbours).
+// values of each axis that applies to the method, then the method's
+// variants, then seeds (so the seeds of one report row are neighbours).
 func (s *Spec) Cells() ([]Cell, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -243,8 +321,16 @@ func (s *Spec) Cells() ([]Cell, error) {
 				axes = append(axes, a)
 			}
 		}
+		combos := product(axes)
+		for _, v := range s.Variants {
+			if v.applies(m) {
+				for _, base := range product(axes) {
+					combos = append(combos, append(base, v.Settings...))
+				}
+			}
+		}
 		for _, e := range s.Eps {
-			for _, combo := range product(axes) {
+			for _, combo := range combos {
 				for _, seed := range s.Seeds {
 					c := Cell{Index: len(cells), Method: m, Eps: e, Seed: seed, Axes: combo}
 					c.Name = cellName(c)

@@ -213,3 +213,83 @@ func TestCellsRecordBNStats(t *testing.T) {
 		})
 	}
 }
+
+func TestVariants(t *testing.T) {
+	eta, err := ParseVariant("latent-eta=8/255")
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := ParseVariant("slat:input-start=uniform latent-scale=range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Methods: []string{"slat", "fgsm"}, Eps: []string{"0.1"}, Seeds: []uint64{0, 1},
+		Variants: []Variant{eta, both}, Base: []string{"--model=mlp"}}
+	cells, err := spec.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cells {
+		got = append(got, c.Name)
+	}
+	// slat: the base row and one row per variant, seeds neighbours; fgsm:
+	// the base row only (both variants are slat's).
+	want := []string{
+		"slat_eps=0.1_seed=0", "slat_eps=0.1_seed=1",
+		"slat_eps=0.1_latent-eta=8%2F255_seed=0", "slat_eps=0.1_latent-eta=8%2F255_seed=1",
+		"slat_eps=0.1_input-start=uniform_latent-scale=range_seed=0", "slat_eps=0.1_input-start=uniform_latent-scale=range_seed=1",
+		"fgsm_eps=0.1_seed=0", "fgsm_eps=0.1_seed=1",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("cells\n%q\nwant\n%q", got, want)
+	}
+	if args := cells[4].Args; !slices.Contains(args, "--input-start=uniform") || !slices.Contains(args, "--latent-scale=range") {
+		t.Errorf("variant cell args %q", args)
+	}
+	// With an axis, each variant is tried at every axis value.
+	ax, _ := ParseAxis("lr=0.1,0.2")
+	spec.Axes, spec.Variants, spec.Methods = []Axis{ax}, []Variant{eta}, []string{"slat"}
+	if cells, err = spec.Cells(); err != nil || len(cells) != 8 {
+		t.Fatalf("%d cells (%v), want 2 lr × 2 rows × 2 seeds", len(cells), err)
+	}
+	if c := cells[4]; c.Variant() != "slat lr=0.1 latent-eta=8/255" {
+		t.Errorf("cell 4 is %q", c.Variant())
+	}
+	// A variant may not set an axis's flag.
+	spec.Variants = []Variant{{Settings: []Setting{{"lr", "0.3"}}}}
+	if _, err := spec.Cells(); err == nil || !strings.Contains(err.Error(), "is an axis") {
+		t.Errorf("variant over an axis: %v", err)
+	}
+}
+
+func TestParseVariant(t *testing.T) {
+	for _, c := range []struct {
+		in, want string // want: String() of the parse, or the error's words
+		ok       bool
+	}{
+		{"latent-eta=8/255", "slat:latent-eta=8/255", true},
+		{"--lr=0.1", "lr=0.1", true},
+		{"fgsm+FGSM-RS:schedule=piecewise lr=0.1", "fgsm+fgsm-rs:schedule=piecewise lr=0.1", true},
+		{"taps=stem,stage1 latent-radius=0", "slat:taps=stem,stage1 latent-radius=0", true},
+		{"", "sets no flag", false},
+		{"lr", "want FLAG=V", false},
+		{"lr=0.1 lr=0.2", "twice", false},
+		{"latent-eta=0.1 lr=0.1", "different methods", false},
+	} {
+		v, err := ParseVariant(c.in)
+		if !c.ok {
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%q: error %v, want %q", c.in, err, c.want)
+			}
+			continue
+		}
+		if err != nil || v.String() != c.want {
+			t.Errorf("%q: %q, %v; want %q", c.in, v.String(), err, c.want)
+			continue
+		}
+		if back, err := ParseVariant(v.String()); err != nil || back.String() != v.String() {
+			t.Errorf("%q does not parse back: %v", v.String(), err)
+		}
+	}
+}

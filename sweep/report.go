@@ -400,6 +400,9 @@ func (s *Spec) Command() string {
 	for _, a := range s.Axes {
 		parts = append(parts, "--grid="+a.String())
 	}
+	for _, v := range s.Variants {
+		parts = append(parts, "--variant="+v.String())
+	}
 	parts = append(parts, "--attacks="+s.Eval.Attacks, fmt.Sprintf("--test-n=%d", s.Eval.N))
 	for i, p := range parts {
 		if strings.ContainsAny(p, " ;|&*?'\"$()<>") {

@@ -40,7 +40,7 @@ var runtimeFlagNames = func() []string {
 	return names
 }()
 
-const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.1,0.2 --seeds 0,1 --epochs E [--grid FLAG=V1,V2]... -o|--out sweeps/NAME [training flags]
+const sweepSynopsis = `sweep --model M --data D --methods slat,fgsm,... --eps 0.1,0.2 --seeds 0,1 --epochs E [--grid FLAG=V1,V2]... [--variant 'FLAG=V ...']... -o|--out sweeps/NAME [training flags]
        slatrun sweep ... --shard I/N -o|--out DIR        run one shard's share of the cells
        slatrun sweep --merge DIR... [-o|--out DIR]       build the report from shard directories
        slatrun sweep ... --emit-k8s job.json --k8s-shards N --k8s-image IMG -o|--out NAME   write a Kubernetes Indexed Job`
@@ -82,7 +82,7 @@ type sweepFlags struct {
 	fs, tfs                      *pflag.FlagSet // all the flags; the training flags
 	base                         trainFlags
 	methods, eps, seeds, attacks string
-	grid                         []string
+	grid, variants               []string
 	testN, evalBatch, workers    int
 	collapseShare, collapseClean float64
 	out, shard, emit             string
@@ -101,6 +101,7 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.eps, "eps", "", "comma-separated L∞ budgets in pixel units, e.g. 0.1,0.2 or 8/255 (required)")
 	fs.StringVar(&f.seeds, "seeds", "0,1,2", "comma-separated seeds")
 	fs.StringArrayVar(&f.grid, "grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps, domain-clip and input-start apply to slat only, noise-radius to n-fgsm only")
+	fs.StringArrayVar(&f.variants, "variant", nil, "one more row beside the grid's product: [METHOD[+METHOD]:]FLAG=V[ FLAG=V]... (repeatable), e.g. 'latent-eta=8/255' or 'input-start=uniform latent-scale=range'")
 	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
 	fs.IntVar(&f.testN, "test-n", 1000, "evaluate on the first N test examples (0: all)")
 	fs.IntVar(&f.evalBatch, "eval-batch", 250, "batch size of the eval graphs")
@@ -155,6 +156,9 @@ func (f *sweepFlags) spec() (spec sweep.Spec, rtArgs []string, err error) {
 	if spec.Axes, err = f.axes(); err != nil {
 		return spec, nil, err
 	}
+	if spec.Variants, err = f.parseVariants(); err != nil {
+		return spec, nil, err
+	}
 	f.fs.Visit(func(fl *pflag.Flag) {
 		if f.tfs.Lookup(fl.Name) == nil || slices.Contains(sweepOwn, fl.Name) {
 			return
@@ -178,17 +182,45 @@ func (f *sweepFlags) axes() ([]sweep.Axis, error) {
 		if err != nil {
 			return nil, usageErr(err)
 		}
-		switch {
-		case slices.Contains(sweepOwn, a.Flag):
-			return nil, usagef("sweep: --grid %s: --%s has its own flag (--%ss)", g, a.Flag, a.Flag)
-		case slices.Contains(runtimeFlagNames, a.Flag) || f.tfs.Lookup(a.Flag) == nil:
-			return nil, usagef("sweep: --grid %s: --%s is not a training flag of slatrun train", g, a.Flag)
-		case f.fs.Changed(a.Flag):
-			return nil, usagef("sweep: --grid %s: --%s is also set for every cell; give it once", g, a.Flag)
+		if err := f.checkVaried("--grid "+g, a.Flag); err != nil {
+			return nil, err
 		}
 		axes = append(axes, a)
 	}
 	return axes, nil
+}
+
+// parseVariants parses the --variant rows, each over training flags not
+// set for every cell.
+func (f *sweepFlags) parseVariants() ([]sweep.Variant, error) {
+	var out []sweep.Variant
+	for _, s := range f.variants {
+		v, err := sweep.ParseVariant(s)
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		for _, st := range v.Settings {
+			if err := f.checkVaried("--variant "+s, st.Flag); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// checkVaried says why flag cannot vary over the cells (what names it, in
+// the error), or nil.
+func (f *sweepFlags) checkVaried(what, flag string) error {
+	switch {
+	case slices.Contains(sweepOwn, flag):
+		return usagef("sweep: %s: --%s has its own flag (--%ss)", what, flag, flag)
+	case slices.Contains(runtimeFlagNames, flag) || f.tfs.Lookup(flag) == nil:
+		return usagef("sweep: %s: --%s is not a training flag of slatrun train", what, flag)
+	case f.fs.Changed(flag):
+		return usagef("sweep: %s: --%s is also set for every cell; give it once", what, flag)
+	}
+	return nil
 }
 
 // checkCells parses every cell's flags as slatrun train would; the
@@ -219,6 +251,10 @@ func (f *sweepFlags) emitK8s(nCells int, stdout io.Writer) error {
 		case fl.Name == "grid":
 			for _, g := range f.grid {
 				jobArgs = append(jobArgs, "--grid="+g)
+			}
+		case fl.Name == "variant":
+			for _, v := range f.variants {
+				jobArgs = append(jobArgs, "--variant="+v)
 			}
 		default:
 			jobArgs = append(jobArgs, "--"+fl.Name+"="+fl.Value.String())
