@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -112,6 +114,34 @@ func TestReportShowsDecay(t *testing.T) {
 	for _, want := range []string{`"decayed":true`, `"decayed":1`, `"collapsed":true`} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("report.json lacks %s", want)
+		}
+	}
+}
+
+func TestReadMetricsTornLine(t *testing.T) {
+	epoch := `{"kind":"epoch","epoch":1,"loss":1.5}`
+	step := `{"kind":"step","epoch":1,"step":5,"loss":2}`
+	for _, c := range []struct {
+		name, text string
+		epochs     int
+		err        bool
+	}{
+		{"whole", step + "\n" + epoch + "\n", 1, false},
+		{"torn last line", step + "\n" + epoch + "\n" + `{"kind":"ep`, 1, false},
+		{"bad line in the middle", step + "\n" + `{"kind":` + "\n" + epoch + "\n", 0, true},
+		{"bad last line with its newline", epoch + "\n" + `{"kind":` + "\n", 0, true},
+	} {
+		path := filepath.Join(t.TempDir(), "metrics.jsonl")
+		if err := os.WriteFile(path, []byte(c.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ReadMetrics(path)
+		if (err != nil) != c.err {
+			t.Errorf("%s: error %v, want error %v", c.name, err, c.err)
+			continue
+		}
+		if err == nil && len(m.Epochs) != c.epochs {
+			t.Errorf("%s: %d epochs, want %d", c.name, len(m.Epochs), c.epochs)
 		}
 	}
 }

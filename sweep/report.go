@@ -366,6 +366,9 @@ func ReadMetrics(path string) (*Metrics, error) {
 			Kind string `json:"kind"`
 		}
 		if err := json.Unmarshal(line, &kind); err != nil {
+			if torn(b, line) {
+				break // a crash mid-append; the orchestrator drops it on resume too
+			}
 			return nil, fmt.Errorf("sweep: %s:%d: %w", path, n, err)
 		}
 		switch kind.Kind {
@@ -384,6 +387,12 @@ func ReadMetrics(path string) (*Metrics, error) {
 		}
 	}
 	return m, sc.Err()
+}
+
+// torn reports whether line is the last line of b and b does not end with
+// a newline: what a crash in the middle of an append leaves.
+func torn(b, line []byte) bool {
+	return len(b) > 0 && b[len(b)-1] != '\n' && bytes.HasSuffix(b, line)
 }
 
 // Command is the "slatrun sweep" command line of the spec (without --out
