@@ -29,7 +29,10 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("orchestrator: %w before the first step: %w", ErrInterrupted, err)
 	}
-	if t.pass > 0 || t.batch > 0 {
+	switch {
+	case t.pass >= t.r.Passes:
+		t.logf("resuming a run that had finished its %d epochs (optimizer step %d): nothing to train", t.r.Passes, t.global)
+	case t.pass > 0 || t.batch > 0:
 		t.logf("resuming at epoch %d/%d, step %d/%d (optimizer step %d)", t.pass+1, t.r.Passes, t.batch, t.r.BatchesEpoch, t.global)
 	}
 	for t.pass < t.r.Passes {

@@ -493,3 +493,31 @@ func TestRunFiles(t *testing.T) {
 		t.Errorf("removal order %v: want %s first, %s last, and not notes.txt", got, StateFile, ConfigFile)
 	}
 }
+
+// TestResumeFinishedRun resumes a run that had trained all its epochs: it
+// trains nothing, and the log says so rather than "epoch 2/1".
+func TestResumeFinishedRun(t *testing.T) {
+	cfg := testConfig(t, "mlp", "fgsm")
+	cfg.Epochs = 1
+	cfg.Out = t.TempDir()
+	if err := trainRun(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(cfg.Out, ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	again := cfg
+	again.Resume, again.Logger = true, &log
+	if err := trainRun(t, again); err != nil {
+		t.Fatalf("resume of a finished run: %v", err)
+	}
+	if !strings.Contains(log.String(), "nothing to train") || strings.Contains(log.String(), "epoch 2/1") {
+		t.Errorf("log of the resumed finished run:\n%s", log.String())
+	}
+	after, _ := os.ReadFile(filepath.Join(cfg.Out, ModelFile))
+	if !bytes.Equal(before, after) {
+		t.Error("resuming a finished run changed model.onnx")
+	}
+}
