@@ -54,6 +54,10 @@ type Report struct {
 	// Missing lists the cells of the grid with no finished result in any
 	// directory (not trained or not evaluated yet, or failed).
 	Missing []string `json:"missing,omitempty"`
+	// Confirm and Confirmed are the stronger evaluation of the best
+	// setting of each method at each ε, when one was run (Confirm).
+	Confirm   *ConfirmSpec   `json:"confirm,omitempty"`
+	Confirmed []Confirmation `json:"confirmed,omitempty"`
 	// Dirs are where each cell was found (not in report.json, which is the
 	// same whether the sweep ran in one directory or in shards).
 	Dirs map[string]string `json:"-"`
@@ -552,6 +556,8 @@ func WriteMarkdown(w io.Writer, rep *Report, plots []string) {
 		"its best probe robust accuracy (robustness lost over epochs rather than at once).\n\n",
 		probeDefault.Collapse, probeDefault.Floor, s.Collapse.RobustShare, 100*s.Collapse.MinClean, 100*orchestrator.SlowDecayDrop)
 
+	writeConfirmed(w, rep)
+
 	if len(plots) > 0 {
 		fmt.Fprintf(w, "## Plots\n\n")
 		for _, p := range plots {
@@ -581,6 +587,45 @@ func WriteMarkdown(w io.Writer, rep *Report, plots []string) {
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.1f | %s | %s | %s | %s | %s |\n", c.Name, c.Epochs, secs(c.SecondsPerEpoch),
 			100*c.Final.Clean, 100*c.Final.Robust, bestE, bestC, bestR, strings.Join(probe, " → "), col)
+	}
+	fmt.Fprintln(w)
+}
+
+// writeConfirmed writes the confirmation table, if there is one: by ε,
+// then in grid order.
+func writeConfirmed(w io.Writer, rep *Report) {
+	if rep.Confirm == nil {
+		return
+	}
+	cs, s := rep.Confirm, &rep.Spec
+	seeds := make([]string, len(cs.Seeds))
+	for i, v := range cs.Seeds {
+		seeds[i] = strconv.FormatUint(v, 10)
+	}
+	fmt.Fprintf(w, "## Confirmation: %s on the best setting of each method\n\n", cs.Attacks)
+	fmt.Fprintf(w, "For each method and ε, the setting with the highest mean final robust accuracy above (%s, over all "+
+		"seeds), its final checkpoint of seed %s, on the same %d test images; %s starts seeded with the run's seed. "+
+		"Accuracies in %%.\n\n", s.Eval.Attacks, strings.Join(seeds, ", "), s.Eval.N, cs.Attacks)
+	rows := slices.Clone(rep.Confirmed)
+	slices.SortStableFunc(rows, func(a, b Confirmation) int {
+		switch {
+		case a.EpsValue < b.EpsValue:
+			return -1
+		case a.EpsValue > b.EpsValue:
+			return 1
+		}
+		return 0
+	})
+	fmt.Fprintf(w, "| ε | method | best setting | seed | clean | %s | %s |\n|---|---|---|---:|---:|---:|---:|\n", s.Eval.Attacks, cs.Attacks)
+	for _, c := range rows {
+		setting := strings.TrimSpace(strings.TrimPrefix(c.Variant, c.Method))
+		if setting == "" {
+			setting = "(defaults)"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %.1f | %.1f | %.1f |\n", c.Eps, c.Method, setting, c.Seed, 100*c.Clean, 100*c.Robust, 100*c.Confirmed)
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(w, "| – | no method has finished every seed of every setting at any ε yet | | | | | |\n")
 	}
 	fmt.Fprintln(w)
 }

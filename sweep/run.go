@@ -313,34 +313,44 @@ type evalDoc struct {
 // evaluation of the same bytes. A missing best.onnx (no probe) gives nil.
 // When same (model.onnx's evaluation) is of identical bytes, it is reused.
 func (r *runner) evalCached(ctx context.Context, c Cell, dir, file, cacheName string, same *evalDoc) (*evalDoc, error) {
+	doc, fresh, err := evalCached(ctx, r.spec.Eval, r.opts.Eval, c, dir, file, cacheName, same)
+	if fresh {
+		r.count(func(s *Summary) { s.Evals++ })
+	}
+	return doc, err
+}
+
+// evalCached evaluates dir/file with fn (which evaluates as e says) unless
+// cacheName already holds the same evaluation of the same bytes; fresh
+// reports whether fn ran. A missing best.onnx (no probe) gives nil. When
+// same is an evaluation of identical bytes with the same key, it is reused.
+func evalCached(ctx context.Context, e EvalSpec, fn EvalFunc, c Cell, dir, file, cacheName string, same *evalDoc) (doc *evalDoc, fresh bool, err error) {
 	path := filepath.Join(dir, file)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && file == orchestrator.BestFile {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	sum := sha256.Sum256(b)
-	e := r.spec.Eval
 	key := evalKey{Data: e.Data, Attacks: e.Attacks, N: e.N, Batch: e.Batch, Eps: c.Eps, Seed: c.Seed, SHA256: hex.EncodeToString(sum[:])}
 	cache := filepath.Join(dir, cacheName)
-	var doc evalDoc
-	if readJSON(cache, &doc) == nil && doc.Key == key && doc.Report != nil {
-		return &doc, nil
+	var old evalDoc
+	if readJSON(cache, &old) == nil && old.Key == key && old.Report != nil {
+		return &old, false, nil
 	}
-	doc = evalDoc{Key: key, Checkpoint: file}
+	doc = &evalDoc{Key: key, Checkpoint: file}
 	if same != nil && same.Key == key {
 		doc.SameAs, doc.Report = same.Checkpoint, same.Report
 	} else {
-		rep, err := r.opts.Eval(ctx, c, path)
+		rep, err := fn(ctx, c, path)
 		if err != nil {
-			return nil, fmt.Errorf("evaluate %s: %w", file, err)
+			return nil, false, fmt.Errorf("evaluate %s: %w", file, err)
 		}
-		doc.Report = rep
-		r.count(func(s *Summary) { s.Evals++ })
+		doc.Report, fresh = rep, true
 	}
-	return &doc, writeJSON(cache, doc)
+	return doc, fresh, writeJSON(cache, doc)
 }
 
 // checkCell refuses a cell directory whose cell.json holds other training

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/eval"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/orchestrator"
 	"github.com/slatrun/slatrun/sweep"
@@ -51,7 +52,7 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if f.merge {
-		return runMerge(f.fs.Args(), f.out, f.partial, stdout)
+		return f.runMerge(f.fs.Args(), stdout)
 	}
 	if f.fs.NArg() > 0 {
 		return usagef("sweep: unexpected arguments %q (directories go with --merge)", f.fs.Args())
@@ -59,6 +60,11 @@ func runSweep(args []string, stdout, stderr io.Writer) error {
 	spec, rtArgs, err := f.spec()
 	if err != nil {
 		return err
+	}
+	if f.confirm != "" { // before hours of training, not after
+		if _, err := eval.ParseAttacks(f.confirm); err != nil {
+			return usagef("sweep: --confirm: %v", err)
+		}
 	}
 	cells, err := spec.Cells()
 	if err != nil {
@@ -86,6 +92,7 @@ type sweepFlags struct {
 	testN, evalBatch, workers    int
 	collapseShare, collapseClean float64
 	out, shard, emit             string
+	confirm, confirmSeeds        string
 	merge, partial               bool
 	k8sShards                    int
 	k8sImage, k8sCommand         string
@@ -103,6 +110,8 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringArrayVar(&f.grid, "grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps, domain-clip and input-start apply to slat only, noise-radius to n-fgsm only")
 	fs.StringArrayVar(&f.variants, "variant", nil, "one more row beside the grid's product: [METHOD[+METHOD]:]FLAG=V[ FLAG=V]... (repeatable), e.g. 'latent-eta=8/255' or 'input-start=uniform latent-scale=range'")
 	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
+	fs.StringVar(&f.confirm, "confirm", "", "then evaluate the final checkpoint of the best setting of each method at each ε (highest mean robust accuracy) with these attacks, e.g. autoattack (with --merge too)")
+	fs.StringVar(&f.confirmSeeds, "confirm-seeds", "", "--confirm: the seeds whose checkpoints are confirmed, comma-separated (default: the sweep's first seed)")
 	fs.IntVar(&f.testN, "test-n", 1000, "evaluate on the first N test examples (0: all)")
 	fs.IntVar(&f.evalBatch, "eval-batch", 250, "batch size of the eval graphs")
 	fs.Float64Var(&f.collapseShare, "collapse-share", sweep.DefaultCollapse.RobustShare, "a run collapsed if its final robust accuracy is below this share of its clean accuracy (or the probe flagged it)")
@@ -330,6 +339,9 @@ func (f *sweepFlags) run(spec sweep.Spec, cells []sweep.Cell, rtArgs []string, s
 	if cerr != nil {
 		return cerr
 	}
+	if cerr := f.confirmBest(ctx, rep, rt, open, stdout); cerr != nil {
+		return cerr
+	}
 	if werr := writeReport(f.out, rep, stdout); werr != nil {
 		return werr
 	}
@@ -383,11 +395,13 @@ func trainCell(ctx context.Context, c sweep.Cell, rtArgs []string, dir string, r
 	return nil
 }
 
-// runMerge builds the report from sweep or shard directories.
-func runMerge(dirs []string, out string, partial bool, stdout io.Writer) error {
+// runMerge builds the report from sweep or shard directories (into --out,
+// default the first), after the --confirm evaluations if asked.
+func (f *sweepFlags) runMerge(dirs []string, stdout io.Writer) error {
 	if len(dirs) == 0 {
 		return usagef("sweep: --merge needs the sweep or shard directories as arguments")
 	}
+	out := f.out
 	if out == "" {
 		out = dirs[0]
 	}
@@ -395,14 +409,52 @@ func runMerge(dirs []string, out string, partial bool, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(rep.Missing) > 0 && !partial {
+	if len(rep.Missing) > 0 && !f.partial {
 		return fmt.Errorf("sweep: %d of %d cells are not finished in %s: %s (run their shards again, or pass --partial)",
 			len(rep.Missing), len(rep.Missing)+len(rep.Cells), strings.Join(dirs, ", "), strings.Join(rep.Missing, ", "))
+	}
+	if f.confirm != "" {
+		rt := f.base.rt
+		if err := rt.init(); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := f.confirmBest(ctx, rep, rt, sweep.CacheData(dataset.Open), stdout); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
 	return writeReport(out, rep, stdout)
+}
+
+// confirmBest runs --confirm on rep (nothing without it): the attacks on
+// the final checkpoints of the best setting of each method at each ε, for
+// the --confirm-seeds, on --workers evaluators, with the sweep's test data.
+func (f *sweepFlags) confirmBest(ctx context.Context, rep *sweep.Report, rt runtimeFlags, open sweep.OpenFunc, stdout io.Writer) error {
+	if f.confirm == "" {
+		return nil
+	}
+	cs := sweep.ConfirmSpec{Attacks: f.confirm}
+	for _, s := range splitList(f.confirmSeeds) {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return usagef("sweep: --confirm-seeds: %q is not a whole number ≥ 0", s)
+		}
+		cs.Seeds = append(cs.Seeds, v)
+	}
+	if len(cs.Seeds) == 0 && len(rep.Spec.Seeds) > 0 {
+		cs.Seeds = rep.Spec.Seeds[:1]
+	}
+	e := rep.Spec.Eval
+	e.Attacks = f.confirm
+	fn, err := sweep.NewEvaluator(e, rt.options(), open)
+	if err != nil {
+		return usageErr(err)
+	}
+	return sweep.Confirm(ctx, rep, cs, e, fn, f.workers, stdout)
 }
 
 // writeReport writes the report files and prints the robust accuracy and

@@ -111,6 +111,35 @@ func TestSweepCLI(t *testing.T) {
 		t.Errorf("merged report differs:\none    %s\nmerged %s", a, b)
 	}
 
+	// --confirm: pgd-10 on the best setting of each method at each ε (seed
+	// 0 by default), cached in the cells.
+	confirmed := filepath.Join(root, "confirmed")
+	out = runOK(t, "sweep", "--merge", one, "--out", confirmed, "--confirm", "pgd-10", "--threads", "1")
+	if n := strings.Count(out, "sweep: confirmed "); n != 4 { // (slat's best radius, fgsm) × 2 ε
+		t.Errorf("--confirm evaluated %d checkpoints, want 4:\n%s", n, out)
+	}
+	var rep sweep.Report
+	if b, err := os.ReadFile(filepath.Join(confirmed, "report.json")); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if rep.Confirm == nil || rep.Confirm.Attacks != "pgd-10" || len(rep.Confirmed) != 4 {
+		t.Fatalf("report.json confirmation: %+v, %d rows", rep.Confirm, len(rep.Confirmed))
+	}
+	for _, c := range rep.Confirmed {
+		if c.Seed != 0 || c.Confirmed > c.Clean || c.Attacks["pgd-10"] != c.Confirmed {
+			t.Errorf("confirmed row %+v", c)
+		}
+		if _, err := os.Stat(filepath.Join(one, "cells", c.Cell, sweep.ConfirmFile)); err != nil {
+			t.Errorf("no %s in %s", sweep.ConfirmFile, c.Cell)
+		}
+	}
+	if md, _ := os.ReadFile(filepath.Join(confirmed, "report.md")); !strings.Contains(string(md), "## Confirmation: pgd-10 on the best setting") {
+		t.Errorf("report.md has no confirmation table:\n%s", md)
+	}
+	if out = runOK(t, "sweep", "--merge", one, "--out", confirmed, "--confirm", "pgd-10", "--threads", "1"); strings.Contains(out, "sweep: confirmed ") {
+		t.Errorf("a second --confirm evaluated again:\n%s", out)
+	}
+
 	// slatrun plot, on a sweep and on runs.
 	out = runOK(t, "plot", "--out", filepath.Join(root, "p"), one, filepath.Join(one, "cells", "slat_eps=0.05_latent-radius=auto_seed=0"), filepath.Join(one, "cells", "fgsm_eps=0.05_seed=1"))
 	for _, f := range []string{"one/probe.png", "one/robust-vs-eps.png", "probe.png", "tap-grads.png"} {
@@ -227,6 +256,7 @@ func TestSweepK8sAndErrors(t *testing.T) {
 		{tinySweep(root, "--seeds", "a"), "--seeds"},
 		{tinySweep(root, "--shard", "3/3"), "shard"},
 		{tinySweep(root, "--attacks", "pgd-x"), "unknown attack"},
+		{tinySweep(root, "--confirm", "pgd-x"), "--confirm"},
 		{[]string{"sweep", "--merge"}, "needs the sweep"},
 	} {
 		var errb bytes.Buffer

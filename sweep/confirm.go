@@ -1,0 +1,173 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/slatrun/slatrun/eval"
+	"github.com/slatrun/slatrun/orchestrator"
+)
+
+// ConfirmFile is a cell's confirmation: its final checkpoint under the
+// stronger attacks of ConfirmSpec.
+const ConfirmFile = "eval-confirm.json"
+
+// ConfirmSpec is the second, stronger evaluation a sweep can end with: the
+// sweep's own attacks (cheap, on every checkpoint) draw the map, and these
+// (AutoAttack, say) check its conclusions on the final checkpoint of the
+// best setting of each method at each ε, for the listed seeds.
+type ConfirmSpec struct {
+	Attacks string   `json:"attacks"`
+	Seeds   []uint64 `json:"seeds"`
+}
+
+// Confirmation is one confirmed checkpoint.
+type Confirmation struct {
+	Method   string  `json:"method"`
+	Variant  string  `json:"variant"`
+	Eps      string  `json:"eps"`
+	EpsValue float64 `json:"eps_value"`
+	Seed     uint64  `json:"seed"`
+	Cell     string  `json:"cell"`
+	// Clean and Robust are the sweep's evaluation of the checkpoint;
+	// Confirmed is the worst case under the confirmation attacks, whose
+	// accuracies are in Attacks.
+	Clean     float64            `json:"clean"`
+	Robust    float64            `json:"robust"`
+	Confirmed float64            `json:"confirmed"`
+	Attacks   map[string]float64 `json:"attacks"`
+	Seconds   float64            `json:"eval_seconds"`
+}
+
+// BestGroups returns, for each method and ε whose every variant has
+// finished all its seeds, the variant with the highest mean final robust
+// accuracy (the first in grid order on a tie), in grid order. Methods and
+// ε with cells still missing are left out, so that a sweep still running
+// can be confirmed in parts.
+func BestGroups(rep *Report) ([]*Group, error) {
+	cells, err := rep.Spec.Cells()
+	if err != nil {
+		return nil, err
+	}
+	// The variants the grid has for each method and ε.
+	want := map[string][]string{}
+	for _, c := range cells {
+		k := c.Method + "\x00" + c.Eps
+		if !slices.Contains(want[k], c.Variant()) {
+			want[k] = append(want[k], c.Variant())
+		}
+	}
+	var out []*Group
+	seen := map[string]bool{}
+	for i := range rep.Groups {
+		g := &rep.Groups[i]
+		k := g.Method + "\x00" + g.Eps
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		var best *Group
+		complete := true
+		for _, v := range want[k] {
+			h := findGroup(rep.Groups, v, g.Eps)
+			if h == nil || h.Runs < len(rep.Spec.Seeds) {
+				complete = false
+				break
+			}
+			if best == nil || h.FinalRobust.Mean > best.FinalRobust.Mean {
+				best = h
+			}
+		}
+		if complete && best != nil {
+			out = append(out, best)
+		}
+	}
+	return out, nil
+}
+
+// Confirm evaluates, with fn (an evaluator of cs.Attacks; NewEvaluator),
+// the final checkpoint of each seed of cs.Seeds of every BestGroups group,
+// on workers goroutines, reusing a cell's eval-confirm.json when it holds
+// the same evaluation of the same bytes. It sets rep.Confirm and
+// rep.Confirmed. e is fn's evaluation (for the cache key); log gets a
+// line per fresh evaluation.
+func Confirm(ctx context.Context, rep *Report, cs ConfirmSpec, e EvalSpec, fn EvalFunc, workers int, log io.Writer) error {
+	best, err := BestGroups(rep)
+	if err != nil {
+		return err
+	}
+	var jobs []CellResult
+	for _, g := range best {
+		for _, c := range rep.Cells {
+			if c.Variant() == g.Variant && c.Eps == g.Eps && slices.Contains(cs.Seeds, c.Seed) {
+				jobs = append(jobs, c)
+			}
+		}
+	}
+	out := make([]Confirmation, len(jobs))
+	errs := make([]error, len(jobs))
+	var mu sync.Mutex
+	next := 0
+	var wg sync.WaitGroup
+	for range max(1, min(workers, len(jobs))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(jobs) || ctx.Err() != nil {
+					return
+				}
+				out[i], errs[i] = confirmCell(ctx, rep, jobs[i], e, fn, log, &mu)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sweep: confirmation interrupted (%w); finished evaluations are kept, run it again to go on", err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	rep.Confirm, rep.Confirmed = &cs, out
+	return nil
+}
+
+func confirmCell(ctx context.Context, rep *Report, c CellResult, e EvalSpec, fn EvalFunc, log io.Writer, mu *sync.Mutex) (Confirmation, error) {
+	dir, ok := rep.Dirs[c.Name]
+	if !ok {
+		return Confirmation{}, fmt.Errorf("sweep: confirm %s: the cell's directory is unknown", c.Name)
+	}
+	doc, fresh, err := evalCached(ctx, e, fn, c.Cell, dir, orchestrator.ModelFile, ConfirmFile, nil)
+	if err != nil {
+		return Confirmation{}, fmt.Errorf("sweep: confirm %s: %w", c.Name, err)
+	}
+	r := doc.Report
+	cf := Confirmation{Method: c.Method, Variant: c.Variant(), Eps: c.Eps, EpsValue: c.EpsValue(), Seed: c.Seed, Cell: c.Name,
+		Clean: c.Final.Clean, Robust: c.Final.Robust, Confirmed: worstCase(r), Attacks: map[string]float64{}, Seconds: r.Seconds}
+	for _, a := range r.Attacks {
+		cf.Attacks[a.Name] = a.Accuracy
+	}
+	if fresh && log != nil {
+		mu.Lock()
+		fmt.Fprintf(log, "sweep: confirmed %s: clean %.1f%%, %s %.1f%% (%.0fs)\n", c.Name, 100*r.Clean, e.Attacks, 100*cf.Confirmed, r.Seconds)
+		mu.Unlock()
+	}
+	return cf, nil
+}
+
+// worstCase is a report's robust accuracy: the worst case over its
+// attacks, or the clean accuracy without attacks.
+func worstCase(r *eval.Report) float64 {
+	if len(r.Attacks) == 0 {
+		return r.Clean
+	}
+	return r.WorstCase
+}
