@@ -35,7 +35,7 @@ func BenchmarkSquareConvnet(b *testing.B) {
 		b.Fatal(err)
 	}
 	block := ort.NCHWcBlock()
-	gs, err := graphs.DeriveEval(fwd, n, []string{HeadCE, HeadLogits}, block)
+	gs, err := graphs.DeriveEval(fwd, n, []string{HeadCE, HeadLogits}, block, false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func BenchmarkSquareConvnet(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	c.SetResize(graphs.EvalAt(fwd, block))
+	c.SetResize(graphs.EvalAt(fwd, block, false))
 	data := dataset.Synthetic(n, 1, 28, 28, 10, 1)
 	s, err := c.session(HeadLogits)
 	if err != nil {

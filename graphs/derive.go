@@ -198,11 +198,13 @@ func Derive(forward *onnx.Model, spec Spec) (*onnx.Model, error) {
 // DeriveEval derives one eval graph of forward per loss head (eval.Heads
 // lists the heads an evaluation needs), at the given batch size, with
 // convolutions in NCHWc blocks of nchwcBlock channels if it is positive
-// (Spec.NCHWcBlock; ort.Options.NCHWc gives the value for a session).
-func DeriveEval(forward *onnx.Model, batch int, heads []string, nchwcBlock int) (map[string]*onnx.Model, error) {
+// (Spec.NCHWcBlock; ort.Options.NCHWc gives the value for a session) and
+// in slatrun's kernels where they apply if kernels is set (Spec.Kernels;
+// ort.Options.OneDNN gives the value).
+func DeriveEval(forward *onnx.Model, batch int, heads []string, nchwcBlock int, kernels bool) (map[string]*onnx.Model, error) {
 	gs := make(map[string]*onnx.Model, len(heads))
 	for _, h := range heads {
-		g, err := Derive(forward, Spec{Kind: Eval, Batch: batch, Loss: h, Taps: []string{}, NCHWcBlock: nchwcBlock})
+		g, err := Derive(forward, evalSpec(batch, h, nchwcBlock, kernels))
 		if err != nil {
 			return nil, err
 		}
@@ -214,10 +216,14 @@ func DeriveEval(forward *onnx.Model, batch int, heads []string, nchwcBlock int) 
 // EvalAt returns DeriveEval for one head at any batch, for
 // eval.Classifier.SetResize: Square queries its live rows at smaller
 // batches of the logits head.
-func EvalAt(forward *onnx.Model, nchwcBlock int) func(head string, batch int) (*onnx.Model, error) {
+func EvalAt(forward *onnx.Model, nchwcBlock int, kernels bool) func(head string, batch int) (*onnx.Model, error) {
 	return func(head string, batch int) (*onnx.Model, error) {
-		return Derive(forward, Spec{Kind: Eval, Batch: batch, Loss: head, Taps: []string{}, NCHWcBlock: nchwcBlock})
+		return Derive(forward, evalSpec(batch, head, nchwcBlock, kernels))
 	}
+}
+
+func evalSpec(batch int, head string, nchwcBlock int, kernels bool) Spec {
+	return Spec{Kind: Eval, Batch: batch, Loss: head, Taps: []string{}, NCHWcBlock: nchwcBlock, Kernels: kernels}
 }
 
 // checkFoldedBN rejects, for the training kinds, a graph with Conv layers and

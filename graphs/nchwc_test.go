@@ -164,7 +164,7 @@ func TestDeriveEval(t *testing.T) {
 		t.Fatal(err)
 	}
 	heads := []string{"ce", "cw", "dlr-t"}
-	gs, err := graphs.DeriveEval(m, 3, heads, 0)
+	gs, err := graphs.DeriveEval(m, 3, heads, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestDeriveEval(t *testing.T) {
 			t.Errorf("head %s: graph says kind %s, loss %s, batch %d", h, info.Kind, info.Loss, info.Batch)
 		}
 	}
-	if _, err := graphs.DeriveEval(m, 3, []string{"hinge"}, 0); err == nil {
+	if _, err := graphs.DeriveEval(m, 3, []string{"hinge"}, 0, false); err == nil {
 		t.Error("an unknown head derived without error")
 	}
 }

@@ -41,7 +41,7 @@ type prober struct {
 // batch examples of set; weights are the Trainer's parameters and BN
 // statistics (the names of what run will be given).
 func newProber(forward *onnx.Model, weights map[string][]float32, set *dataset.Set, batch int, r resolved, runtime ort.Options) (*prober, error) {
-	gs, err := graphs.DeriveEval(forward, batch, []string{eval.HeadCE}, runtime.NCHWc())
+	gs, err := graphs.DeriveEval(forward, batch, []string{eval.HeadCE}, runtime.NCHWc(), runtime.OneDNN())
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: probe: derive the eval graph: %w", err)
 	}

@@ -28,7 +28,7 @@ func TestProbeMatchesCheckpointGraph(t *testing.T) {
 					return err
 				}
 				batch := min(cfg.Batch, r.ProbeN)
-				gs, err := graphs.DeriveEval(ckpt, batch, []string{eval.HeadCE}, cfg.Runtime.NCHWc())
+				gs, err := graphs.DeriveEval(ckpt, batch, []string{eval.HeadCE}, cfg.Runtime.NCHWc(), cfg.Runtime.OneDNN())
 				if err != nil {
 					return err
 				}

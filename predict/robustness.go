@@ -38,7 +38,7 @@ func Robustness(ctx context.Context, forward *onnx.Model, x []float32, y []int64
 		b = 250
 	}
 	b = min(b, n)
-	gs, err := graphs.DeriveEval(forward, b, eval.Heads(cfg.Attacks), opts.Runtime.NCHWc())
+	gs, err := graphs.DeriveEval(forward, b, eval.Heads(cfg.Attacks), opts.Runtime.NCHWc(), opts.Runtime.OneDNN())
 	if err != nil {
 		return nil, fmt.Errorf("predict: robustness: %w", err)
 	}
@@ -49,6 +49,6 @@ func Robustness(ctx context.Context, forward *onnx.Model, x []float32, y []int64
 		return nil, fmt.Errorf("predict: robustness: %w", err)
 	}
 	defer c.Close()
-	c.SetResize(graphs.EvalAt(forward, opts.Runtime.NCHWc()))
+	c.SetResize(graphs.EvalAt(forward, opts.Runtime.NCHWc(), opts.Runtime.OneDNN()))
 	return eval.Evaluate(ctx, c, x, y, cfg)
 }

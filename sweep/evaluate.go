@@ -75,7 +75,7 @@ func NewEvaluator(spec EvalSpec, runtime ort.Options, open OpenFunc) (EvalFunc, 
 			set = set.Slice(0, spec.N)
 		}
 		b := min(spec.Batch, set.N)
-		gs, err := graphs.DeriveEval(fwd, b, heads, runtime.NCHWc())
+		gs, err := graphs.DeriveEval(fwd, b, heads, runtime.NCHWc(), runtime.OneDNN())
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +86,7 @@ func NewEvaluator(spec EvalSpec, runtime ort.Options, open OpenFunc) (EvalFunc, 
 			return nil, err
 		}
 		defer cl.Close()
-		cl.SetResize(graphs.EvalAt(fwd, runtime.NCHWc()))
+		cl.SetResize(graphs.EvalAt(fwd, runtime.NCHWc(), runtime.OneDNN()))
 		return eval.Evaluate(ctx, cl, set.X, set.Y, eval.Config{Eps: float32(c.EpsValue()), Norm: eval.NormLinf,
 			Attacks: specs, Seed: c.Seed})
 	}, nil

@@ -94,7 +94,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		set = set.Slice(0, *n)
 	}
 	b := min(*batch, set.N)
-	evalGraphs, err := graphs.DeriveEval(fwd, b, eval.Heads(specs), rt.options().NCHWc())
+	evalGraphs, err := graphs.DeriveEval(fwd, b, eval.Heads(specs), rt.options().NCHWc(), rt.options().OneDNN())
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	c.SetResize(graphs.EvalAt(fwd, rt.options().NCHWc()))
+	c.SetResize(graphs.EvalAt(fwd, rt.options().NCHWc(), rt.options().OneDNN()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := eval.Config{Eps: eps, Norm: strings.ToLower(*norm), Attacks: specs, Seed: *seed, Cascade: *cascade, Linearity: *linearity}
