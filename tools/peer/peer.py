@@ -592,6 +592,67 @@ def pgd_eval(model, x, y, eps, alpha, steps, restarts, gen):
     return ~fooled
 
 
+# ---------------------------------------------------------------------------
+# Twin runs: slatrun's initial weights and data order, so that one seed is the
+# same run on both sides (up to float32 rounding) rather than two draws.
+# ---------------------------------------------------------------------------
+
+def load_init_onnx(model, path):
+    """Copy the initializers of a slatrun forward graph (slatrun export --model
+    convnet --seed S: the initial weights and BN statistics of slatrun train
+    --seed S) into model, by the zoo's names."""
+    import onnx
+    from onnx import numpy_helper
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    used = set()
+    with torch.no_grad():
+        for key, t in model.state_dict().items():
+            if key.endswith("num_batches_tracked") or key in ("mean", "std"):
+                continue
+            name = key.replace("rest.0.", "stage2.").replace("rest.1.", "stage3.")
+            if name not in inits or tuple(inits[name].shape) != tuple(t.shape):
+                raise SystemExit("peer: --init-onnx %s: no initializer %s of shape %s (for %s)" % (
+                    path, name, tuple(t.shape), key))
+            t.copy_(torch.from_numpy(inits[name].astype(np.float32)))
+            used.add(name)
+    extra = sorted(set(inits) - used)
+    if extra:
+        raise SystemExit("peer: --init-onnx %s: initializers the peer's model does not have: %s" % (path, extra))
+
+
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9e3779b97f4a7c15
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & _M64
+    return z ^ (z >> 31)
+
+
+def slatrun_order(n, seed, epoch):
+    """The order of epoch (from 0) of slatrun's training loader for seed: its
+    splitmix64 stream for shuffling (dataset/rng.go, domain 1) driving a
+    Fisher-Yates shuffle from the end with Lemire's unbiased bounded draw
+    (dataset/loader.go)."""
+    h = _mix64((seed + _GOLDEN) & _M64)
+    for word, salt in ((1, 0x2545f4914f6cdd1d), (epoch, 0x632be59bd9b4e019), (0, 0x8cb92ba72f3d8dd7)):
+        h = _mix64(h ^ _mix64((word + salt) & _M64))
+    s = h
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        un = i + 1
+        while True:
+            s = (s + _GOLDEN) & _M64
+            prod = _mix64(s) * un
+            lo = prod & _M64
+            if lo >= un or lo >= ((1 << 64) - un) % un:
+                break
+        j = prod >> 64
+        order[i], order[j] = order[j], order[i]
+    return torch.tensor(order)
+
+
 def train(args):
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
@@ -601,6 +662,8 @@ def train(args):
         xtr, ytr = xtr[:args.train_n], ytr[:args.train_n]
     xte, yte = xte[:args.test_n], yte[:args.test_n]
     model = Net("convnet")
+    if args.init_onnx:
+        load_init_onnx(model, args.init_onnx)
     fmt = args.memory_format if args.memory_format in ("contiguous", "channels_last") else "contiguous"
     if fmt == "channels_last":
         model = model.to(memory_format=torch.channels_last)
@@ -611,16 +674,18 @@ def train(args):
     tr.track_l1 = True
     n = len(ytr)
     nb = (n + args.batch - 1) // args.batch
+    if args.order == "slatrun":
+        nb = n // args.batch  # slatrun's loader drops a short last batch
     replays = tr.free_m if args.method.startswith("free-") else 1
     passes = args.epochs if replays == 1 else max(1, math.ceil(args.epochs / replays))
     total = passes * nb * replays
     gen = torch.Generator().manual_seed(args.seed)
     i = 0
-    log = []
+    log, steplog = [], []
     for ep in range(passes):
         model.train()
-        perm = torch.randperm(n, generator=gen)
-        tl, tc, t0 = 0.0, 0, time.perf_counter()
+        perm = slatrun_order(n, args.seed, ep) if args.order == "slatrun" else torch.randperm(n, generator=gen)
+        tl, tc, seen, t0 = 0.0, 0, 0, time.perf_counter()
         l1 = np.zeros(2)
         for b in range(nb):
             idx = perm[b * args.batch:(b + 1) * args.batch]
@@ -630,10 +695,13 @@ def train(args):
                 loss, out = tr.step(x, y, lr, mom)
                 i += 1
             tl += float(loss) * len(y)
+            seen += len(y)
+            if args.step_log:
+                steplog.append(round(float(loss), 6))
             tc += int((out.argmax(1) == y).sum())
             if tr.grad_l1 is not None:
                 l1 += tr.grad_l1
-        rec = {"epoch": ep + 1, "train_loss": tl / n, "train_acc": 100.0 * tc / n,
+        rec = {"epoch": ep + 1, "train_loss": tl / seen, "train_acc": 100.0 * tc / seen,
                "seconds": round(time.perf_counter() - t0, 2)}
         if args.method == "slat":
             rec["grad_l1"] = dict(zip(model.tap_names, (l1 / nb).round(4).tolist()))
@@ -668,7 +736,10 @@ def train(args):
            "pgd_acc": round(100.0 * robust / m, 2) if args.pgd_steps > 0 else None,
            "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t0, 1),
            "threads": args.threads, "domain_clip": DOMAIN_CLIP, "bn_stats": args.bn_stats,
-           "malloc": os.environ.get("SLATRUN_PEER_MALLOC", "default"), "epochs_log": log}
+           "malloc": os.environ.get("SLATRUN_PEER_MALLOC", "default"), "epochs_log": log,
+           "init": args.init_onnx or "torch", "order": args.order}
+    if args.step_log:
+        res["step_loss"] = steplog
     if args.json:
         print(json.dumps(res), flush=True)
     else:
@@ -723,6 +794,11 @@ def main():
     t.add_argument("--pgd-restarts", type=int, default=10)
     t.add_argument("--pgd-step", type=float, default=0.25, help="PGD step in units of eps")
     t.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    t.add_argument("--init-onnx", default="", help="initial weights from this slatrun forward graph "
+                   "(slatrun export --model convnet --seed S) instead of PyTorch's init")
+    t.add_argument("--order", default="torch", choices=["torch", "slatrun"],
+                   help="data order: torch.randperm, or slatrun's loader order for --seed (and its dropped last batch)")
+    t.add_argument("--step-log", action="store_true", help="--json: also list every step's training loss")
     t.add_argument("--save-onnx", default="", help="also write the trained model (inference form) to this ONNX file")
     args = p.parse_args()
     if args.malloc == "tuned" and os.environ.get("SLATRUN_PEER_MALLOC") != "tuned":
