@@ -212,12 +212,18 @@ func TestEarlyErrors(t *testing.T) {
 	dir := t.TempDir()
 	nan := nanModel(t, dir)
 	missing := filepath.Join(dir, "missing")
+	runDir := filepath.Join(dir, "oldrun") // a run directory: it has a state.bin
+	if err := os.MkdirAll(runDir, 0o755); err != nil || os.WriteFile(filepath.Join(runDir, "state.bin"), nil, 0o644) != nil {
+		t.Fatal("cannot make the run directory")
+	}
 	for _, c := range []struct {
 		name   string
 		args   []string
 		code   int
 		stderr string
 	}{
+		{"recalibrate -o over a run's model.onnx", []string{"recalibrate", "--model", "mlp", "-o", filepath.Join(runDir, "model.onnx")},
+			2, "is a checkpoint of the run in " + runDir},
 		{"eval --out in a missing directory", []string{"eval", "--model", "mlp", "--data", "synthetic:1x8x8", "--out", filepath.Join(missing, "x.json")},
 			2, "eval: --out " + filepath.Join(missing, "x.json") + ": stat " + missing + ": no such file or directory"},
 		{"eval --out a directory", []string{"eval", "--model", "mlp", "--data", "synthetic:1x8x8", "--out", dir}, 2, "is a directory"},

@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/slatrun/slatrun/dataset"
+	"github.com/slatrun/slatrun/orchestrator"
 	"github.com/slatrun/slatrun/recalibrate"
 )
 
@@ -41,6 +44,8 @@ func runRecalibrate(args []string, stdout, stderr io.Writer) error {
 		return usagef("recalibrate: --train-n %d: want ≥ 0 (0: all)", *n)
 	case *batch < 1:
 		return usagef("recalibrate: --batch %d: want at least 1", *batch)
+	case isRunCheckpoint(*out):
+		return usagef("recalibrate: -o %s is a checkpoint of the run in %s: write the recalibrated model beside it under another name (a run's model.onnx and best.onnx belong to its state.bin and metrics)", *out, filepath.Dir(*out))
 	}
 	if err := rt.init(); err != nil {
 		return fmt.Errorf("recalibrate: %w", err)
@@ -68,4 +73,15 @@ func runRecalibrate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  %-32s max |change| %.4g\n", s, rep.MaxShift[s])
 	}
 	return nil
+}
+
+// isRunCheckpoint reports whether path is the model.onnx or best.onnx of a
+// run directory (one that holds state.bin).
+func isRunCheckpoint(path string) bool {
+	base := filepath.Base(path)
+	if base != orchestrator.ModelFile && base != orchestrator.BestFile {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(filepath.Dir(path), orchestrator.StateFile))
+	return err == nil
 }
