@@ -74,7 +74,7 @@ func BestGroups(rep *Report) ([]*Group, error) {
 		complete := true
 		for _, v := range want[k] {
 			h := findGroup(rep.Groups, v, g.Eps)
-			if h == nil || h.Runs < len(rep.Spec.Seeds) {
+			if h == nil || h.Runs < len(rep.Spec.SeedsOf(g.Method)) {
 				complete = false
 				break
 			}

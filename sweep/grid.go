@@ -17,6 +17,9 @@ type Spec struct {
 	Methods []string `json:"methods"`
 	Eps     []string `json:"eps"`
 	Seeds   []uint64 `json:"seeds"`
+	// MethodSeeds gives some methods other seeds than Seeds (say one seed
+	// for an expensive reference method).
+	MethodSeeds map[string][]uint64 `json:"method_seeds,omitempty"`
 	// Axes are further axes: any training flag with a list of values.
 	Axes []Axis `json:"axes,omitempty"`
 	// Variants are further rows beside the axes' product: flag settings
@@ -258,6 +261,14 @@ func (s *Spec) Validate() error {
 	if len(s.Seeds) == 0 {
 		errs = append(errs, errors.New("no seeds"))
 	}
+	for m, seeds := range s.MethodSeeds {
+		if !slices.Contains(s.Methods, m) {
+			errs = append(errs, fmt.Errorf("seeds for method %q, which is not in the grid", m))
+		}
+		if len(seeds) == 0 {
+			errs = append(errs, fmt.Errorf("no seeds for method %q", m))
+		}
+	}
 	seen := map[string]bool{"method": true, "eps": true, "seed": true}
 	for _, a := range s.Axes {
 		if seen[a.Flag] {
@@ -331,7 +342,7 @@ func (s *Spec) Cells() ([]Cell, error) {
 		}
 		for _, e := range s.Eps {
 			for _, combo := range combos {
-				for _, seed := range s.Seeds {
+				for _, seed := range s.SeedsOf(m) {
 					c := Cell{Index: len(cells), Method: m, Eps: e, Seed: seed, Axes: combo}
 					c.Name = cellName(c)
 					if names[c.Name] {
@@ -349,6 +360,14 @@ func (s *Spec) Cells() ([]Cell, error) {
 		}
 	}
 	return cells, nil
+}
+
+// SeedsOf returns the seeds of method m's cells: MethodSeeds[m], or Seeds.
+func (s *Spec) SeedsOf(m string) []uint64 {
+	if seeds, ok := s.MethodSeeds[m]; ok {
+		return seeds
+	}
+	return s.Seeds
 }
 
 // recordedDefaults are training flags every cell's Args name even when the

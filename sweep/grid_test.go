@@ -293,3 +293,37 @@ func TestParseVariant(t *testing.T) {
 		}
 	}
 }
+
+func TestMethodSeeds(t *testing.T) {
+	spec := Spec{Methods: []string{"slat", "pgd-7"}, Eps: []string{"0.1", "0.2"}, Seeds: []uint64{0, 1, 2},
+		MethodSeeds: map[string][]uint64{"pgd-7": {0}}}
+	cells, err := spec.Cells()
+	if err != nil {
+		t.Fatal(err)
+	}
+	perMethod := map[string]int{}
+	for _, c := range cells {
+		perMethod[c.Method]++
+		if c.Method == "pgd-7" && c.Seed != 0 {
+			t.Errorf("pgd-7 cell %s: seed %d", c.Name, c.Seed)
+		}
+	}
+	if perMethod["slat"] != 6 || perMethod["pgd-7"] != 2 {
+		t.Errorf("cells per method %v, want slat 6 (2 ε × 3 seeds), pgd-7 2 (2 ε × seed 0)", perMethod)
+	}
+	if cmd := spec.Command(); !strings.Contains(cmd, "--method-seeds=pgd-7=0") {
+		t.Errorf("command %q lacks --method-seeds", cmd)
+	}
+	for _, c := range []struct {
+		seeds map[string][]uint64
+		want  string
+	}{
+		{map[string][]uint64{"fgsm": {0}}, "not in the grid"},
+		{map[string][]uint64{"pgd-7": {}}, "no seeds for method"},
+	} {
+		spec.MethodSeeds = c.seeds
+		if _, err := spec.Cells(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("MethodSeeds %v: %v, want %q", c.seeds, err, c.want)
+		}
+	}
+}

@@ -410,6 +410,18 @@ func (s *Spec) Command() string {
 		seeds[i] = strconv.FormatUint(v, 10)
 	}
 	parts = append(parts, "--seeds="+strings.Join(seeds, ","))
+	methods := make([]string, 0, len(s.MethodSeeds))
+	for m := range s.MethodSeeds {
+		methods = append(methods, m)
+	}
+	slices.Sort(methods)
+	for _, m := range methods {
+		ms := make([]string, len(s.MethodSeeds[m]))
+		for i, v := range s.MethodSeeds[m] {
+			ms[i] = strconv.FormatUint(v, 10)
+		}
+		parts = append(parts, "--method-seeds="+m+"="+strings.Join(ms, ","))
+	}
 	for _, a := range s.Axes {
 		parts = append(parts, "--grid="+a.String())
 	}
@@ -468,10 +480,16 @@ func WriteMarkdown(w io.Writer, rep *Report, plots []string) {
 	if len(rep.Missing) > 0 {
 		fmt.Fprintf(w, ", **%d missing** (%s)", len(rep.Missing), strings.Join(rep.Missing, ", "))
 	}
-	fmt.Fprintf(w, ": %d method variants × %d ε × %d seeds. Evaluation: %s at the run's ε on the first %d test images of %s, "+
+	fmt.Fprintf(w, ": %d method variants × %d ε × %d seeds", len(variants), len(eps), len(s.Seeds))
+	for _, m := range s.Methods {
+		if seeds, ok := s.MethodSeeds[m]; ok {
+			fmt.Fprintf(w, " (%s: %d seed%s)", m, len(seeds), map[bool]string{true: "s"}[len(seeds) != 1])
+		}
+	}
+	fmt.Fprintf(w, ". Evaluation: %s at the run's ε on the first %d test images of %s, "+
 		"starts seeded with the run's seed; robust accuracy is the worst case over the attacks. "+
 		"Accuracies in %%, mean ± sample std over seeds.\n\n",
-		len(variants), len(eps), len(s.Seeds), s.Eval.Attacks, s.Eval.N, s.Eval.Data)
+		s.Eval.Attacks, s.Eval.N, s.Eval.Data)
 
 	table := func(title string, get func(g *Group) string) {
 		fmt.Fprintf(w, "## %s\n\n| method |", title)

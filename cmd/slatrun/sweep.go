@@ -88,7 +88,7 @@ type sweepFlags struct {
 	fs, tfs                      *pflag.FlagSet // all the flags; the training flags
 	base                         trainFlags
 	methods, eps, seeds, attacks string
-	grid, variants               []string
+	grid, variants, methodSeeds  []string
 	testN, evalBatch, workers    int
 	collapseShare, collapseClean float64
 	out, shard, emit             string
@@ -107,6 +107,7 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.methods, "methods", "slat,fgsm,fgsm-rs,n-fgsm,pgd-7", "comma-separated training methods: "+orchestrator.Methods)
 	fs.StringVar(&f.eps, "eps", "", "comma-separated L∞ budgets in pixel units, e.g. 0.1,0.2 or 8/255 (required)")
 	fs.StringVar(&f.seeds, "seeds", "0,1,2", "comma-separated seeds")
+	fs.StringArrayVar(&f.methodSeeds, "method-seeds", nil, "METHOD=S1,S2: other seeds for one method (repeatable), e.g. pgd-7=0 for an expensive reference")
 	fs.StringArrayVar(&f.grid, "grid", nil, "one more axis: [METHOD[+METHOD]:]FLAG=V1,V2 over any training flag (repeatable); latent-*, taps, domain-clip and input-start apply to slat only, noise-radius to n-fgsm only")
 	fs.StringArrayVar(&f.variants, "variant", nil, "one more row beside the grid's product: [METHOD[+METHOD]:]FLAG=V[ FLAG=V]... (repeatable), e.g. 'latent-eta=8/255' or 'input-start=uniform latent-scale=range'")
 	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
@@ -161,6 +162,26 @@ func (f *sweepFlags) spec() (spec sweep.Spec, rtArgs []string, err error) {
 			return spec, nil, usagef("sweep: --seeds: %q is not a whole number ≥ 0", s)
 		}
 		spec.Seeds = append(spec.Seeds, v)
+	}
+	for _, ms := range f.methodSeeds {
+		m, list, ok := strings.Cut(ms, "=")
+		m = strings.ToLower(strings.TrimSpace(m))
+		if !ok || m == "" || strings.TrimSpace(list) == "" {
+			return spec, nil, usagef("sweep: --method-seeds %q: want METHOD=S1,S2, e.g. pgd-7=0", ms)
+		}
+		if spec.MethodSeeds == nil {
+			spec.MethodSeeds = map[string][]uint64{}
+		}
+		if _, dup := spec.MethodSeeds[m]; dup {
+			return spec, nil, usagef("sweep: --method-seeds: %s is given twice", m)
+		}
+		for _, s := range splitList(list) {
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return spec, nil, usagef("sweep: --method-seeds %s: %q is not a whole number ≥ 0", m, s)
+			}
+			spec.MethodSeeds[m] = append(spec.MethodSeeds[m], v)
+		}
 	}
 	if spec.Axes, err = f.axes(); err != nil {
 		return spec, nil, err
@@ -264,6 +285,10 @@ func (f *sweepFlags) emitK8s(nCells int, stdout io.Writer) error {
 		case fl.Name == "variant":
 			for _, v := range f.variants {
 				jobArgs = append(jobArgs, "--variant="+v)
+			}
+		case fl.Name == "method-seeds":
+			for _, v := range f.methodSeeds {
+				jobArgs = append(jobArgs, "--method-seeds="+v)
 			}
 		default:
 			jobArgs = append(jobArgs, "--"+fl.Name+"="+fl.Value.String())

@@ -257,6 +257,9 @@ func TestSweepK8sAndErrors(t *testing.T) {
 		{tinySweep(root, "--shard", "3/3"), "shard"},
 		{tinySweep(root, "--attacks", "pgd-x"), "unknown attack"},
 		{tinySweep(root, "--confirm", "pgd-x"), "--confirm"},
+		{tinySweep(root, "--method-seeds", "pgd-7=0"), "not in the grid"},
+		{tinySweep(root, "--method-seeds", "fgsm"), "want METHOD=S1,S2"},
+		{tinySweep(root, "--method-seeds", "fgsm=x"), "not a whole number"},
 		{[]string{"sweep", "--merge"}, "needs the sweep"},
 	} {
 		var errb bytes.Buffer
