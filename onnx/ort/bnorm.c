@@ -15,6 +15,10 @@
 // session on one machine. The loops are plain C on GCC vectors of 16 floats,
 // compiled for AVX-512, AVX2 and baseline x86-64 (picked at load time).
 //
+// With attribute blocked = 1 every [N, C, H, W] tensor (X, Y, dY, dX, acc)
+// is in oneDNN's nChw16c layout instead (C a multiple of 16): the graph
+// keeps a batch norm between two convolution kernels in their layout.
+//
 // oneDNN 2.6.3's batch_normalization primitive was measured against these
 // loops on the convnet shapes: on plain NCHW it picks its reference-like
 // ncsp implementation, which was 1.1-2.2x slower; its JIT versions need the
@@ -245,6 +249,240 @@ static void bn_bwd_channel(void *p, size_t ch) {
 	}
 }
 
+// ---------------------------------------------------------------------------
+// The blocked loops (attribute blocked = 1): every [N, C, H, W] tensor in
+// nChw16c, the layout oneDNN's convolutions use inside, so that a batch norm
+// between two convolution kernels needs no reorders around them. Channel c
+// is lane c % 16 of block c / 16; a block's rows (one per sample) are S
+// 16-float vectors, one per position. A thread takes a chunk of rows of one
+// block, with 16 channels per vector. The chunks are fixed by N alone
+// (bn_chunks), their partial sums (doubles, lane-wise) are combined in chunk
+// order, so results do not depend on the thread count, as in the plain loops.
+
+enum { BN_MAX_CHUNKS = 16 };
+
+static int64_t bn_chunks(int64_t N) { return N < BN_MAX_CHUNKS ? N : BN_MAX_CHUNKS; }
+
+typedef struct {
+	int64_t N, CB, S, R; // rows, channel blocks, positions, chunks
+	const float *x, *dy, *y, *acc;
+	float *out;                       // forward: Y; backward: dX
+	double *p1, *p2;                  // partial sums [CB][R][16]
+	const float *m, *k, *b, *c1, *c2; // per-channel values [C] a phase reads
+	int relu, phase;
+} BnBlkJob;
+
+// bn_rows gives chunk r's rows [lo, hi) of N.
+static void bn_rows(int64_t N, int64_t R, int64_t r, int64_t *lo, int64_t *hi) {
+	*lo = N * r / R;
+	*hi = N * (r + 1) / R;
+}
+
+// bn_blk_sum: forward phase 0 (Σx) and 1 (Σ(x − μ)²) of one (block, chunk).
+BN_CLONES
+static void bn_blk_sum(void *p, size_t item) {
+	const BnBlkJob *j = p;
+	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
+	int64_t lo, hi;
+	bn_rows(j->N, j->R, r, &lo, &hi);
+	double acc[16] = {0};
+	const bn_v16 m = j->phase ? bn_load(j->m + cb * 16) : (bn_v16){0};
+	for (int64_t row = lo; row < hi; row++) {
+		const float *x = j->x + (row * j->CB + cb) * j->S * 16;
+		bn_v16 a = {0}, a2 = {0};
+		int64_t i = 0;
+		if (j->phase == 0) {
+			for (; i + 1 < j->S; i += 2) {
+				a += bn_load(x + i * 16);
+				a2 += bn_load(x + i * 16 + 16);
+			}
+			for (; i < j->S; i++) a += bn_load(x + i * 16);
+		} else {
+			for (; i + 1 < j->S; i += 2) {
+				bn_v16 d = bn_load(x + i * 16) - m, e = bn_load(x + i * 16 + 16) - m;
+				a += d * d;
+				a2 += e * e;
+			}
+			for (; i < j->S; i++) {
+				bn_v16 d = bn_load(x + i * 16) - m;
+				a += d * d;
+			}
+		}
+		a += a2;
+		for (int l = 0; l < 16; l++) acc[l] += (double)a[l];
+	}
+	double *out = (j->phase ? j->p2 : j->p1) + (cb * j->R + r) * 16;
+	for (int l = 0; l < 16; l++) out[l] = acc[l];
+}
+
+// bn_blk_norm: forward phase 2, Y = [ReLU]((X − μ)·k + β) of one (block, chunk).
+BN_CLONES
+static void bn_blk_norm(void *p, size_t item) {
+	const BnBlkJob *j = p;
+	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
+	int64_t lo, hi;
+	bn_rows(j->N, j->R, r, &lo, &hi);
+	const bn_v16 m = bn_load(j->m + cb * 16), k = bn_load(j->k + cb * 16), b = bn_load(j->b + cb * 16), zero = {0};
+	for (int64_t row = lo; row < hi; row++) {
+		const int64_t o = (row * j->CB + cb) * j->S * 16;
+		const float *x = j->x + o;
+		float *y = j->out + o;
+		if (j->relu) {
+			for (int64_t i = 0; i < j->S * 16; i += 16) {
+				bn_v16 v = (bn_load(x + i) - m) * k + b;
+				bn_store(y + i, bn_keep(v, v > zero));
+			}
+		} else {
+			for (int64_t i = 0; i < j->S * 16; i += 16) bn_store(y + i, (bn_load(x + i) - m) * k + b);
+		}
+	}
+}
+
+// bn_blk_gsum: backward phase 0, Σg and Σg·(x − μ) of one (block, chunk),
+// g = dY (masked by Y > 0 with relu).
+BN_CLONES
+static void bn_blk_gsum(void *p, size_t item) {
+	const BnBlkJob *j = p;
+	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
+	int64_t lo, hi;
+	bn_rows(j->N, j->R, r, &lo, &hi);
+	double s1[16] = {0}, s2[16] = {0};
+	const bn_v16 m = bn_load(j->m + cb * 16), zero = {0};
+	for (int64_t row = lo; row < hi; row++) {
+		const int64_t o = (row * j->CB + cb) * j->S * 16;
+		const float *x = j->x + o, *dy = j->dy + o, *y = j->y ? j->y + o : NULL;
+		bn_v16 a1 = {0}, a2 = {0};
+		for (int64_t i = 0; i < j->S * 16; i += 16) {
+			bn_v16 g = bn_load(dy + i);
+			if (y) g = bn_keep(g, bn_load(y + i) > zero);
+			a1 += g;
+			a2 += g * (bn_load(x + i) - m);
+		}
+		for (int l = 0; l < 16; l++) {
+			s1[l] += (double)a1[l];
+			s2[l] += (double)a2[l];
+		}
+	}
+	double *o1 = j->p1 + (cb * j->R + r) * 16, *o2 = j->p2 + (cb * j->R + r) * 16;
+	for (int l = 0; l < 16; l++) {
+		o1[l] = s1[l];
+		o2[l] = s2[l];
+	}
+}
+
+// bn_blk_dx: backward phase 1, dX = k·(g − c1 − (x − μ)·c2) [+ acc].
+BN_CLONES
+static void bn_blk_dx(void *p, size_t item) {
+	const BnBlkJob *j = p;
+	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
+	int64_t lo, hi;
+	bn_rows(j->N, j->R, r, &lo, &hi);
+	const bn_v16 m = bn_load(j->m + cb * 16), k = bn_load(j->k + cb * 16), c1 = bn_load(j->c1 + cb * 16),
+	             c2 = bn_load(j->c2 + cb * 16), zero = {0};
+	for (int64_t row = lo; row < hi; row++) {
+		const int64_t o = (row * j->CB + cb) * j->S * 16;
+		const float *x = j->x + o, *dy = j->dy + o, *y = j->y ? j->y + o : NULL, *a = j->acc ? j->acc + o : NULL;
+		float *dx = j->out + o;
+		for (int64_t i = 0; i < j->S * 16; i += 16) {
+			bn_v16 g = bn_load(dy + i);
+			if (y) g = bn_keep(g, bn_load(y + i) > zero);
+			bn_v16 v = k * (g - c1 - (bn_load(x + i) - m) * c2);
+			if (a) v += bn_load(a + i);
+			bn_store(dx + i, v);
+		}
+	}
+}
+
+// bn_blk_combine adds the chunks' partial sums of each channel, in chunk
+// order: out[c] = Σ_r p[c/16][r][c%16].
+static void bn_blk_combine(const double *p, int64_t CB, int64_t R, double *out) {
+	for (int64_t cb = 0; cb < CB; cb++)
+		for (int l = 0; l < 16; l++) {
+			double t = 0;
+			for (int64_t r = 0; r < R; r++) t += p[(cb * R + r) * 16 + l];
+			out[cb * 16 + l] = t;
+		}
+}
+
+// bn_fwd_blocked is BatchNormTrain on nChw16c tensors (f as bn_fwd_run
+// filled it): three passes over the (block, chunk) items.
+static int bn_fwd_blocked(SlatOrtKernelContext *ctx, const BnFwdJob *f, char *err, size_t n) {
+	const int64_t C = f->C, CB = C / 16, R = bn_chunks(f->N);
+	const double cnt = (double)f->N * (double)f->S;
+	double *part = malloc((size_t)(2 * CB * R * 16 + C) * sizeof(double));
+	float *k = malloc((size_t)C * sizeof(float));
+	int rc = -1;
+	if (!part || !k) {
+		kt_seterr(err, n, "out of memory");
+		goto done;
+	}
+	double *tot = part + 2 * CB * R * 16;
+	BnBlkJob j = {.N = f->N, .CB = CB, .S = f->S, .R = R, .x = f->x, .out = f->y, .p1 = part,
+	              .p2 = part + CB * R * 16, .m = f->mean, .k = k, .b = f->bias, .relu = f->relu};
+	if (kt_parallel(ctx, bn_blk_sum, CB * R, &j, err, n)) goto done;
+	bn_blk_combine(j.p1, CB, R, tot);
+	for (int64_t c = 0; c < C; c++) f->mean[c] = (float)(tot[c] / cnt);
+	j.phase = 1;
+	if (kt_parallel(ctx, bn_blk_sum, CB * R, &j, err, n)) goto done;
+	bn_blk_combine(j.p2, CB, R, tot);
+	for (int64_t c = 0; c < C; c++) {
+		const double v = tot[c] / cnt;
+		const float inv = (float)(1.0 / sqrt(v + (double)f->eps));
+		f->var[c] = (float)v;
+		f->invstd[c] = inv;
+		k[c] = f->scale[c] * inv;
+	}
+	rc = kt_parallel(ctx, bn_blk_norm, CB * R, &j, err, n);
+done:
+	free(part);
+	free(k);
+	return rc;
+}
+
+// bn_bwd_blocked is BatchNormTrainGrad on nChw16c tensors (b as bn_bwd_run
+// filled it).
+static int bn_bwd_blocked(SlatOrtKernelContext *ctx, const BnBwdJob *b, char *err, size_t n) {
+	const int64_t C = b->C, CB = C / 16, R = bn_chunks(b->N);
+	const double cnt = (double)b->N * (double)b->S;
+	double *part = malloc((size_t)(2 * CB * R * 16 + 2 * C) * sizeof(double));
+	float *v = malloc(3 * (size_t)C * sizeof(float));
+	int rc = -1;
+	if (!part || !v) {
+		kt_seterr(err, n, "out of memory");
+		goto done;
+	}
+	double *s1 = part + 2 * CB * R * 16, *s2 = s1 + C;
+	BnBlkJob j = {.N = b->N, .CB = CB, .S = b->S, .R = R, .x = b->x, .dy = b->dy, .y = b->y, .acc = b->acc,
+	              .out = b->dx, .p1 = part, .p2 = part + CB * R * 16, .m = b->mean, .k = v, .c1 = v + C, .c2 = v + 2 * C};
+	if (kt_parallel(ctx, bn_blk_gsum, CB * R, &j, err, n)) goto done;
+	bn_blk_combine(j.p1, CB, R, s1);
+	bn_blk_combine(j.p2, CB, R, s2);
+	for (int64_t c = 0; c < C; c++) {
+		const float inv = b->invstd[c];
+		b->dbias[c] = (float)s1[c];
+		b->dscale[c] = (float)(s2[c] * inv);
+		v[c] = b->scale[c] * inv;
+		v[C + c] = (float)(s1[c] / cnt);
+		v[2 * C + c] = (float)(s2[c] * inv * inv / cnt);
+	}
+	rc = b->dx ? kt_parallel(ctx, bn_blk_dx, CB * R, &j, err, n) : 0;
+done:
+	free(part);
+	free(v);
+	return rc;
+}
+
+// bn_check_blocked checks that X can be blocked: [N, C, H, W], C a multiple
+// of 16.
+static int bn_check_blocked(const KtTensor *x, char *err, size_t n) {
+	if (x->rank != 4 || x->dims[1] % 16 != 0) {
+		kt_seterr(err, n, "blocked (nChw16c) tensors must be [N, C, H, W] with C a multiple of 16, not rank %zu with %lld channels",
+		          x->rank, (long long)(x->rank > 1 ? x->dims[1] : 0));
+		return -1;
+	}
+	return 0;
+}
+
 static int bn_is_vec(const KtTensor *t, int64_t c) { return t->rank == 1 && t->dims[0] == c; }
 
 // ---------------------------------------------------------------------------
@@ -254,6 +492,7 @@ typedef struct {
 	int grad; // 0: BatchNormTrain, 1: BatchNormTrainGrad
 	float eps;
 	int relu;
+	int blocked; // every [N, C, H, W] tensor in nChw16c
 	char name[160];
 } BnKernel;
 
@@ -305,8 +544,21 @@ static SlatOrtStatus *bn_create(const SlatOrtCustomOp *op, const void *api, cons
 		         (long long)relu);
 		return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
+	int64_t blocked = 0;
+	s = BNF(SLAT_ORT_KernelInfoGetAttribute_int64, SlatOrtStatus *, const SlatOrtKernelInfo *, const char *,
+	        int64_t *)(info, "blocked", &blocked);
+	if (s) {
+		kt_release(s);
+		blocked = 0;
+	}
+	if (blocked != 0 && blocked != 1) {
+		snprintf(msg, sizeof msg, BN_DOMAIN " %s %s: attribute blocked must be 0 or 1, not %lld", bn_opname(grad), name,
+		         (long long)blocked);
+		return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
+	}
 	BnKernel *k = calloc(1, sizeof *k);
 	if (!k) return kt_status(SLAT_ORT_FAIL, BN_DOMAIN " batch normalization: out of memory");
+	k->blocked = (int)blocked;
 	k->grad = grad;
 	k->eps = eps;
 	k->relu = (int)relu;
@@ -340,6 +592,7 @@ static int bn_fwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 		return -1;
 	int64_t C, S;
 	if (bn_channels(&x, &C, &S, err, n)) return -1;
+	if (k->blocked && bn_check_blocked(&x, err, n)) return -1;
 	if (!bn_is_vec(&g, C) || !bn_is_vec(&b, C)) {
 		kt_seterr(err, n, "scale and bias must be [C] = [%lld]", (long long)C);
 		return -1;
@@ -373,7 +626,7 @@ static int bn_fwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 	j.mean = st[0];
 	j.var = st[1];
 	j.invstd = st[2];
-	int rc = kt_parallel(ctx, bn_fwd_channel, C, &j, err, n);
+	int rc = k->blocked ? bn_fwd_blocked(ctx, &j, err, n) : kt_parallel(ctx, bn_fwd_channel, C, &j, err, n);
 	free(scratch);
 	return rc;
 }
@@ -387,6 +640,7 @@ static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 		return -1;
 	int64_t C, S;
 	if (bn_channels(&x, &C, &S, err, n)) return -1;
+	if (k->blocked && bn_check_blocked(&x, err, n)) return -1;
 	if (!kt_same_shape(&dy, &x) || (y.v && !kt_same_shape(&y, &x)) || (acc.v && !kt_same_shape(&acc, &x))) {
 		kt_seterr(err, n, "dY%s%s must have X's shape", k->relu ? ", Y" : "", acc.v ? ", acc" : "");
 		return -1;
@@ -425,7 +679,7 @@ static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 	j.dx = pdx;
 	j.dscale = pds;
 	j.dbias = pdb;
-	int rc = kt_parallel(ctx, bn_bwd_channel, C, &j, err, n);
+	int rc = k->blocked ? bn_bwd_blocked(ctx, &j, err, n) : kt_parallel(ctx, bn_bwd_channel, C, &j, err, n);
 	free(scratch);
 	return rc;
 }

@@ -314,6 +314,7 @@ typedef struct {
 	int with_bias; // ConvGradWeight: the dB output; ConvForward: the B input
 	int64_t ks[2], stride[2], dil[2], pl[2], pr[2]; // dil in oneDNN's form (ONNX − 1)
 	int64_t in_hw[2];                               // ConvGradInput's input_shape; 0: none
+	int blocked;                                    // bit j: role j's tensor is in nChw16c (attribute "blocked")
 	char name[160];
 	pthread_mutex_t mu;
 	// Cached for the last shapes seen (key: X, W, Y dims).
@@ -424,6 +425,23 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 			return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 		}
 	}
+	int64_t blocked = 0;
+	s = ORTF(SLAT_ORT_KernelInfoGetAttribute_int64, SlatOrtStatus *, const SlatOrtKernelInfo *, const char *,
+	         int64_t *)(info, "blocked", &blocked);
+	ort_release_status(s); // missing: every tensor in plain NCHW
+	for (int j = 0; j < 3; j++) {
+		int t = ck_kinds[kind].role[j];
+		if ((blocked >> j & 1) && t == T_W) {
+			snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: blocked bit %d names %s, a weight tensor (only activations may be blocked)",
+			         opname, name, j, ck_kinds[kind].what[j]);
+			return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
+		}
+	}
+	if (blocked < 0 || blocked > 7) {
+		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: attribute blocked %lld: want a bit mask of inputs 0, 1 and output 0 (0-7)",
+		         opname, name, (long long)blocked);
+		return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
+	}
 	size_t outs = 1;
 	s = ORTF(SLAT_ORT_KernelInfo_GetOutputCount, SlatOrtStatus *, const SlatOrtKernelInfo *, size_t *)(info, &outs);
 	if (s) {
@@ -443,6 +461,7 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 	}
 	if (k->parts > CK_MAXPARTS) k->parts = CK_MAXPARTS;
 	k->with_bias = kind == CK_GRAD_WEIGHT && outs >= 2; // ConvForward: decided per run
+	k->blocked = (int)blocked;
 	snprintf(k->name, sizeof k->name, "%s", name);
 	for (int i = 0; i < 2; i++) {
 		k->ks[i] = ks[i];
@@ -546,12 +565,21 @@ static int ck_build_part(const ConvK *k, CkPart *c, int64_t dims[3][4], char *er
 			seterr(err, n, "dnnl_primitive_desc_query_md: no descriptor for %s", tw);
 			goto fail;
 		}
+		// The tensor as ONNX Runtime holds it: plain, or nChw16c where the
+		// graph keeps it blocked between kernels (attribute blocked).
+		slat_dnnl_md ub;
+		const slat_dnnl_md *user = &u[t];
+		if (k->blocked >> j & 1) {
+			snprintf(what, sizeof what, "dnnl_memory_desc_init_by_tag(%s nChw16c)", tw);
+			DNNL_TRY(dn.md_init_by_tag(&ub, 4, dims[t], f32, SLAT_dnnl_nChw16c), what);
+			user = &ub;
+		}
 		snprintf(what, sizeof what, "dnnl_memory_create(%s)", tw);
-		DNNL_TRY(dn.mem_create(&c->u[j], &u[t], dn_engine, NULL), what);
-		if (!dn.md_equal(q, &u[t])) {
+		DNNL_TRY(dn.mem_create(&c->u[j], user, dn_engine, NULL), what);
+		if (!dn.md_equal(q, user)) {
 			snprintf(what, sizeof what, "dnnl_memory_create(%s blocked)", tw);
 			DNNL_TRY(dn.mem_create(&c->i[j], q, dn_engine, SLAT_DNNL_MEMORY_ALLOCATE), what);
-			if (j < 2 ? ck_reorder(&u[t], q, &c->r[j], err, n, tw) : ck_reorder(q, &u[t], &c->r[j], err, n, tw))
+			if (j < 2 ? ck_reorder(user, q, &c->r[j], err, n, tw) : ck_reorder(q, user, &c->r[j], err, n, tw))
 				goto fail;
 		}
 	}
@@ -809,6 +837,14 @@ static int ck_run(ConvK *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 			       "geometry (want batch %lld, spatial dim %d = %lld)",
 			       (long long)y[0], (long long)y[1], (long long)y[2], (long long)y[3], (long long)x[0],
 			       (long long)x[1], (long long)x[2], (long long)x[3], (long long)x[0], i, (long long)o);
+			return -1;
+		}
+	}
+	for (int j = 0; j < 3; j++) {
+		int t = ck_kinds[kind].role[j];
+		if ((k->blocked >> j & 1) && dims[t][1] % 16 != 0) {
+			seterr(err, n, "%s is blocked (nChw16c) but has %lld channels, not a multiple of 16", tw[j],
+			       (long long)dims[t][1]);
 			return -1;
 		}
 	}

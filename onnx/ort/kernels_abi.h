@@ -131,6 +131,7 @@ typedef struct { int arg; slat_dnnl_mem memory; } slat_dnnl_exec_arg;
 #define SLAT_dnnl_x 2
 #define SLAT_dnnl_nchw 5
 #define SLAT_dnnl_oihw 5
+#define SLAT_dnnl_nChw16c 69 // dnnl_aBcd16b
 #define SLAT_dnnl_forward_training 64
 #define SLAT_dnnl_convolution_direct 1
 #define SLAT_dnnl_cpu 1
