@@ -321,6 +321,9 @@ func (d *deriver) build() (*onnx.Model, error) {
 	}
 	d.obj.outputs(d)
 	d.b.Graph().Output = d.outs
+	if d.spec.Kernels {
+		blockInnerBN(d.b.Graph(), d.shapeOrNil)
+	}
 	d.setMetadata()
 	m := d.b.Model()
 	if err := m.Validate(); err != nil {

@@ -40,19 +40,20 @@ func TestKernelsMatchPlain(t *testing.T) {
 	convnet, preact, wrn, mlp := zooModel("convnet", 16), zooModel("preactresnet18", 16), zooModel("wrn-28-10", 1), zooModel("mlp", 8)
 	edge := bnEdgeModel()
 	type tc struct {
-		name  string
-		m     *onnx.Model
-		batch int
-		kind  graphs.Kind
-		nchwc bool
-		taps  []string // nil: the model's
-		convs int      // weight gradients expected in the kernel (at least; train kind)
-		dxs   int      // input gradients expected in ConvGradInput (every kind)
-		bns   int      // BatchNormalization nodes (all in the kernel in the training kinds)
-		fused int      // Relus fused into them (training kinds)
+		name    string
+		m       *onnx.Model
+		batch   int
+		kind    graphs.Kind
+		nchwc   bool
+		taps    []string // nil: the model's
+		convs   int      // weight gradients expected in the kernel (at least; train kind)
+		dxs     int      // input gradients expected in ConvGradInput (every kind)
+		bns     int      // BatchNormalization nodes (all in the kernel in the training kinds)
+		fused   int      // Relus fused into them (training kinds)
+		blocked int      // batch norms kept in nChw16c between two convolutions (training kinds)
 	}
 	cases := []tc{
-		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, bns: 7, fused: 7},
+		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, bns: 7, fused: 7, blocked: 3},
 		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, bns: 4, fused: 2},
 		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, bns: 4, fused: 2},
 		// a tap on a BN output keeps its Relu apart (and its tensor)
@@ -61,22 +62,22 @@ func TestKernelsMatchPlain(t *testing.T) {
 		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, bns: 4},
 	}
 	for _, z := range []struct {
-		name                   string
-		m                      *onnx.Model
-		batch                  int
-		convs, dxs, bns, fused int
+		name                            string
+		m                               *onnx.Model
+		batch                           int
+		convs, dxs, bns, fused, blocked int
 	}{
 		// ConvGradInput: the 3×3 Convs between 16-multiple channel counts
 		// (not the stems, not the 1×1 shortcuts)
-		{"convnet", convnet, 4, 9, 6, 7, 7},
-		{"preactresnet18", preact, 2, 20, 16, 17, 17},
-		{"wrn-28-10", wrn, 2, 27, 24, 25, 25},
-		{"mlp", mlp, 4, 0, 0, 0, 0},
-		{"torch fixture", fixture, 3, 1, 0, 2, 2},
+		{"convnet", convnet, 4, 9, 6, 7, 7, 3},
+		{"preactresnet18", preact, 2, 20, 16, 17, 17, 8},
+		{"wrn-28-10", wrn, 2, 27, 24, 25, 25, 12},
+		{"mlp", mlp, 4, 0, 0, 0, 0, 0},
+		{"torch fixture", fixture, 3, 1, 0, 2, 2, 0},
 	} {
 		for _, k := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval} {
 			cases = append(cases, tc{name: z.name + "/" + string(k), m: z.m, batch: z.batch, kind: k, nchwc: true,
-				convs: z.convs, dxs: z.dxs, bns: z.bns, fused: z.fused})
+				convs: z.convs, dxs: z.dxs, bns: z.bns, fused: z.fused, blocked: z.blocked})
 		}
 	}
 	for _, c := range cases {
@@ -129,6 +130,15 @@ func TestKernelsMatchPlain(t *testing.T) {
 			}
 			if fwdRelu != wantFused || bwdRelu != wantFused {
 				t.Errorf("%d BatchNormTrain and %d BatchNormTrainGrad nodes with relu = 1, want %d each", fwdRelu, bwdRelu, wantFused)
+			}
+			// the inner batch norm of each residual block runs in nChw16c
+			// between its two convolutions (blocked.go)
+			wantBlocked := 0
+			if training {
+				wantBlocked = c.blocked
+			}
+			if f, b := countBlocked(g, onnx.BatchNormTrain), countBlocked(g, onnx.BatchNormTrainGrad); f != wantBlocked || b != wantBlocked {
+				t.Errorf("%d BatchNormTrain and %d BatchNormTrainGrad nodes blocked, want %d each", f, b, wantBlocked)
 			}
 			if training && countOps(g, "", "BatchNormalization") != 0 {
 				t.Errorf("a BatchNormalization node is left in a %s graph", c.kind)
@@ -236,4 +246,20 @@ func bnEdgeModel() *onnx.Model {
 	b.Output("logits", onnx.Float, -1, 4)
 	b.SetMetadata("slatrun.taps", "r1")
 	return b.Model()
+}
+
+// countBlocked counts g's KernelDomain nodes of op with attribute blocked set.
+func countBlocked(g *onnx.Model, op string) int {
+	n := 0
+	for _, node := range g.Graph().GetNode() {
+		if node.GetDomain() != onnx.KernelDomain || node.GetOpType() != op {
+			continue
+		}
+		for _, a := range node.GetAttribute() {
+			if a.GetName() == "blocked" && a.GetI() != 0 {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -161,6 +161,11 @@ const ConvGradInput = "ConvGradInput"
 // ConvForward is KernelDomain's 2-D convolution (oneDNN's forward
 // primitive): inputs X, W and, optionally, B [K]; output Y; attributes as
 // ConvGradWeight. The deriver emits it where it emits ConvGradInput.
+//
+// The three convolution kernels also take the attribute blocked, a bit mask
+// of input 0 (1), input 1 (2) and output 0 (4): the activations so marked
+// are in oneDNN's nChw16c layout ([N][C/16][H][W][16], C a multiple of 16)
+// instead of NCHW, so that no reorder runs on that side.
 const ConvForward = "ConvForward"
 
 // BatchNormTrain is KernelDomain's fused training-mode batch normalization:
@@ -173,6 +178,8 @@ const BatchNormTrain = "BatchNormTrain"
 // BatchNormTrainGrad is BatchNormTrain's backward: inputs dY, X, scale,
 // mean, invstd and, with relu = 1, the forward's Y (dY is masked by Y > 0);
 // outputs dX, dscale, dbias, each optional (empty name); attribute relu.
+// Both batch-norm kernels take the attribute blocked (0/1): with 1 every
+// [N, C, H, W] tensor (X, Y, dY, dX, acc) is in nChw16c (see ConvForward).
 const BatchNormTrainGrad = "BatchNormTrainGrad"
 
 // TapClip is KernelDomain's SLAT domain clip at a latent tap: inputs pre
