@@ -279,4 +279,17 @@ func TestBatchNormTrainBlocked(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "multiple of 16") {
 		t.Errorf("8 channels blocked: %v", err)
 	}
+	// Flags other than 0 and 1 are refused when the session is made.
+	for _, a := range []string{"blocked", "relu"} {
+		m := bnCase{shape: []int64{2, 16, 3, 3}}.fusedModel()
+		m.Graph().GetNode()[0].Attribute = append(m.Graph().GetNode()[0].Attribute, onnx.AttrInt(a, 3))
+		s, err := NewSession(m, Options{Threads: 1, Kernels: true})
+		if err == nil {
+			err = s.Run()
+			s.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "attribute "+a+" must be 0 or 1, not 3") {
+			t.Errorf("%s = 3: %v", a, err)
+		}
+	}
 }
