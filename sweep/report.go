@@ -58,6 +58,8 @@ type Report struct {
 	// setting of each method at each ε, when one was run (Confirm).
 	Confirm   *ConfirmSpec   `json:"confirm,omitempty"`
 	Confirmed []Confirmation `json:"confirmed,omitempty"`
+	// Against compares the settings with baseline methods (Compare).
+	Against *Against `json:"against,omitempty"`
 	// Dirs are where each cell was found (not in report.json, which is the
 	// same whether the sweep ran in one directory or in shards).
 	Dirs map[string]string `json:"-"`
@@ -574,6 +576,7 @@ func WriteMarkdown(w io.Writer, rep *Report, plots []string) {
 		"its best probe robust accuracy (robustness lost over epochs rather than at once).\n\n",
 		probeDefault.Collapse, probeDefault.Floor, s.Collapse.RobustShare, 100*s.Collapse.MinClean, 100*orchestrator.SlowDecayDrop)
 
+	writeAgainst(w, rep)
 	writeConfirmed(w, rep)
 
 	if len(plots) > 0 {

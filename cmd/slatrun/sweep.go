@@ -93,6 +93,8 @@ type sweepFlags struct {
 	collapseShare, collapseClean float64
 	out, shard, emit             string
 	confirm, confirmSeeds        string
+	baselines                    string
+	matchTol                     float64
 	merge, partial               bool
 	k8sShards                    int
 	k8sImage, k8sCommand         string
@@ -113,6 +115,8 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
 	fs.StringVar(&f.confirm, "confirm", "", "then evaluate the final checkpoint of the best setting of each method at each ε (highest mean robust accuracy) with these attacks, e.g. autoattack (with --merge too)")
 	fs.StringVar(&f.confirmSeeds, "confirm-seeds", "", "--confirm: the seeds whose checkpoints are confirmed, comma-separated (default: the sweep's first seed)")
+	fs.StringVar(&f.baselines, "baselines", "fgsm-rs,gradalign", "the report compares every other method's settings with these methods at each ε (those in the grid; \"\": no comparison)")
+	fs.Float64Var(&f.matchTol, "match-tol", 0.02, "the report's comparison: a setting matches a baseline if its mean final robust accuracy is at most this much below (0.02: two points)")
 	fs.IntVar(&f.testN, "test-n", 1000, "evaluate on the first N test examples (0: all)")
 	fs.IntVar(&f.evalBatch, "eval-batch", 250, "batch size of the eval graphs")
 	fs.Float64Var(&f.collapseShare, "collapse-share", sweep.DefaultCollapse.RobustShare, "a run collapsed if its final robust accuracy is below this share of its clean accuracy (or the probe flagged it)")
@@ -367,7 +371,7 @@ func (f *sweepFlags) run(spec sweep.Spec, cells []sweep.Cell, rtArgs []string, s
 	if cerr := f.confirmBest(ctx, rep, rt, open, stdout); cerr != nil {
 		return cerr
 	}
-	if werr := writeReport(f.out, rep, stdout); werr != nil {
+	if werr := f.writeReport(f.out, rep, stdout); werr != nil {
 		return werr
 	}
 	return err
@@ -452,7 +456,7 @@ func (f *sweepFlags) runMerge(dirs []string, stdout io.Writer) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
-	return writeReport(out, rep, stdout)
+	return f.writeReport(out, rep, stdout)
 }
 
 // confirmBest runs --confirm on rep (nothing without it): the attacks on
@@ -480,6 +484,13 @@ func (f *sweepFlags) confirmBest(ctx context.Context, rep *sweep.Report, rt runt
 		return usageErr(err)
 	}
 	return sweep.Confirm(ctx, rep, cs, e, fn, f.workers, stdout)
+}
+
+// writeReport writes the report files and prints the robust accuracy and
+// collapse summary.
+func (f *sweepFlags) writeReport(out string, rep *sweep.Report, stdout io.Writer) error {
+	sweep.Compare(rep, splitList(f.baselines), f.matchTol)
+	return writeReport(out, rep, stdout)
 }
 
 // writeReport writes the report files and prints the robust accuracy and
