@@ -91,7 +91,7 @@ func BestGroups(rep *Report) ([]*Group, error) {
 
 // Confirm evaluates, with fn (an evaluator of cs.Attacks; NewEvaluator),
 // the final checkpoint of each seed of cs.Seeds of every BestGroups group,
-// on workers goroutines, reusing a cell's eval-confirm.json when it holds
+// the largest ε first, on workers goroutines, reusing a cell's eval-confirm.json when it holds
 // the same evaluation of the same bytes. It sets rep.Confirm and
 // rep.Confirmed. e is fn's evaluation (for the cache key); log gets a
 // line per fresh evaluation.
@@ -108,6 +108,18 @@ func Confirm(ctx context.Context, rep *Report, cs ConfirmSpec, e EvalSpec, fn Ev
 			}
 		}
 	}
+	// The largest ε first: fewer samples stay robust there, so those
+	// evaluations are the shortest (AutoAttack runs its later attacks on
+	// the survivors only), and an interrupted run has confirmed the most.
+	slices.SortStableFunc(jobs, func(a, b CellResult) int {
+		switch va, vb := a.EpsValue(), b.EpsValue(); {
+		case va > vb:
+			return -1
+		case va < vb:
+			return 1
+		}
+		return 0
+	})
 	out := make([]Confirmation, len(jobs))
 	errs := make([]error, len(jobs))
 	var mu sync.Mutex
