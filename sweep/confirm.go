@@ -91,10 +91,12 @@ func BestGroups(rep *Report) ([]*Group, error) {
 
 // Confirm evaluates, with fn (an evaluator of cs.Attacks; NewEvaluator),
 // the final checkpoint of each seed of cs.Seeds of every BestGroups group,
-// the largest ε first, on workers goroutines, reusing a cell's eval-confirm.json when it holds
-// the same evaluation of the same bytes. It sets rep.Confirm and
-// rep.Confirmed. e is fn's evaluation (for the cache key); log gets a
-// line per fresh evaluation.
+// the largest ε first, on workers goroutines, reusing a cell's
+// eval-confirm.json when it holds the same evaluation of the same bytes.
+// With workers 0 it evaluates nothing: what is not cached yet is listed in
+// rep.Unconfirmed. It sets rep.Confirm, rep.Confirmed and rep.Unconfirmed.
+// e is fn's evaluation (for the cache key); log gets a line per fresh
+// evaluation.
 func Confirm(ctx context.Context, rep *Report, cs ConfirmSpec, e EvalSpec, fn EvalFunc, workers int, log io.Writer) error {
 	best, err := BestGroups(rep)
 	if err != nil {
@@ -122,6 +124,9 @@ func Confirm(ctx context.Context, rep *Report, cs ConfirmSpec, e EvalSpec, fn Ev
 	})
 	out := make([]Confirmation, len(jobs))
 	errs := make([]error, len(jobs))
+	if workers == 0 { // what is cached only
+		fn = func(context.Context, Cell, string) (*eval.Report, error) { return nil, errNotCached }
+	}
 	var mu sync.Mutex
 	next := 0
 	var wg sync.WaitGroup
@@ -145,12 +150,21 @@ func Confirm(ctx context.Context, rep *Report, cs ConfirmSpec, e EvalSpec, fn Ev
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sweep: confirmation interrupted (%w); finished evaluations are kept, run it again to go on", err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+	rep.Confirm, rep.Confirmed, rep.Unconfirmed = &cs, nil, nil
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			rep.Confirmed = append(rep.Confirmed, out[i])
+		case errors.Is(err, errNotCached):
+			rep.Unconfirmed = append(rep.Unconfirmed, jobs[i].Name)
+			errs[i] = nil
+		}
 	}
-	rep.Confirm, rep.Confirmed = &cs, out
-	return nil
+	return errors.Join(errs...)
 }
+
+// errNotCached is what Confirm's evaluator gives with workers 0.
+var errNotCached = errors.New("not evaluated yet")
 
 func confirmCell(ctx context.Context, rep *Report, c CellResult, e EvalSpec, fn EvalFunc, log io.Writer, mu *sync.Mutex) (Confirmation, error) {
 	dir, ok := rep.Dirs[c.Name]

@@ -58,6 +58,9 @@ type Report struct {
 	// setting of each method at each ε, when one was run (Confirm).
 	Confirm   *ConfirmSpec   `json:"confirm,omitempty"`
 	Confirmed []Confirmation `json:"confirmed,omitempty"`
+	// Unconfirmed are the cells Confirm chose but did not evaluate (it was
+	// told to report the cached evaluations only).
+	Unconfirmed []string `json:"unconfirmed,omitempty"`
 	// Against compares the settings with baseline methods (Compare).
 	Against *Against `json:"against,omitempty"`
 	// Dirs are where each cell was found (not in report.json, which is the
@@ -649,6 +652,9 @@ func writeConfirmed(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "| – | no method has finished every seed of every setting at any ε yet | | | | | |\n")
 	}
 	fmt.Fprintln(w)
+	if len(rep.Unconfirmed) > 0 {
+		fmt.Fprintf(w, "Not evaluated yet: %s.\n\n", strings.Join(rep.Unconfirmed, ", "))
+	}
 }
 
 // secs formats seconds: whole seconds from 100 on, tenths from 1, else

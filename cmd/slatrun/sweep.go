@@ -93,6 +93,7 @@ type sweepFlags struct {
 	collapseShare, collapseClean float64
 	out, shard, emit             string
 	confirm, confirmSeeds        string
+	confirmWorkers               int
 	baselines                    string
 	matchTol                     float64
 	merge, partial               bool
@@ -114,6 +115,7 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringArrayVar(&f.variants, "variant", nil, "one more row beside the grid's product: [METHOD[+METHOD]:]FLAG=V[ FLAG=V]... (repeatable), e.g. 'latent-eta=8/255' or 'input-start=uniform latent-scale=range'")
 	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
 	fs.StringVar(&f.confirm, "confirm", "", "then evaluate the final checkpoint of the best setting of each method at each ε (highest mean robust accuracy) with these attacks, e.g. autoattack (with --merge too)")
+	fs.IntVar(&f.confirmWorkers, "confirm-workers", -1, "--confirm: evaluations at once (default: --workers; 0: evaluate nothing, report the cached ones)")
 	fs.StringVar(&f.confirmSeeds, "confirm-seeds", "", "--confirm: the seeds whose checkpoints are confirmed, comma-separated (default: the sweep's first seed)")
 	fs.StringVar(&f.baselines, "baselines", "fgsm-rs,gradalign", "the report compares every other method's settings with these methods at each ε (those in the grid; \"\": no comparison)")
 	fs.Float64Var(&f.matchTol, "match-tol", 0.02, "the report's comparison: a setting matches a baseline if its mean final robust accuracy is at most this much below (0.02: two points)")
@@ -483,7 +485,11 @@ func (f *sweepFlags) confirmBest(ctx context.Context, rep *sweep.Report, rt runt
 	if err != nil {
 		return usageErr(err)
 	}
-	return sweep.Confirm(ctx, rep, cs, e, fn, f.workers, stdout)
+	workers := f.workers
+	if f.confirmWorkers >= 0 {
+		workers = f.confirmWorkers
+	}
+	return sweep.Confirm(ctx, rep, cs, e, fn, workers, stdout)
 }
 
 // writeReport writes the report files and prints the robust accuracy and

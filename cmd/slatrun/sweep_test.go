@@ -139,6 +139,19 @@ func TestSweepCLI(t *testing.T) {
 	if out = runOK(t, "sweep", "--merge", one, "--out", confirmed, "--confirm", "pgd-10", "--threads", "1"); strings.Contains(out, "sweep: confirmed ") {
 		t.Errorf("a second --confirm evaluated again:\n%s", out)
 	}
+	// --confirm-workers 0: the cached evaluations only; another attack is
+	// cached nowhere, so nothing is confirmed and all four are listed.
+	cached := filepath.Join(root, "cached")
+	if out = runOK(t, "sweep", "--merge", one, "--out", cached, "--confirm", "pgd-12", "--confirm-workers", "0"); strings.Contains(out, "sweep: confirmed ") {
+		t.Errorf("--confirm-workers 0 evaluated:\n%s", out)
+	}
+	rep = sweep.Report{}
+	if b, err := os.ReadFile(filepath.Join(cached, "report.json")); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if len(rep.Confirmed) != 0 || len(rep.Unconfirmed) != 4 {
+		t.Errorf("--confirm-workers 0: %d confirmed, %d unconfirmed; want 0 and 4", len(rep.Confirmed), len(rep.Unconfirmed))
+	}
 
 	// slatrun plot, on a sweep and on runs.
 	out = runOK(t, "plot", "--out", filepath.Join(root, "p"), one, filepath.Join(one, "cells", "slat_eps=0.05_latent-radius=auto_seed=0"), filepath.Join(one, "cells", "fgsm_eps=0.05_seed=1"))
