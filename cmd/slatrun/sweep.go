@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,7 +116,7 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringArrayVar(&f.variants, "variant", nil, "one more row beside the grid's product: [METHOD[+METHOD]:]FLAG=V[ FLAG=V]... (repeatable), e.g. 'latent-eta=8/255' or 'input-start=uniform latent-scale=range'")
 	fs.StringVar(&f.attacks, "attacks", sweep.DefaultAttacks, "attacks on every final and best checkpoint, at the cell's ε (see slatrun eval)")
 	fs.StringVar(&f.confirm, "confirm", "", "then evaluate the final checkpoint of the best setting of each method at each ε (highest mean robust accuracy) with these attacks, e.g. autoattack (with --merge too)")
-	fs.IntVar(&f.confirmWorkers, "confirm-workers", -1, "--confirm: evaluations at once (default: --workers; 0: evaluate nothing, report the cached ones)")
+	fs.IntVar(&f.confirmWorkers, "confirm-workers", -1, "--confirm: evaluations at once (-1: --workers; 0: evaluate nothing, report the cached ones)")
 	fs.StringVar(&f.confirmSeeds, "confirm-seeds", "", "--confirm: the seeds whose checkpoints are confirmed, comma-separated (default: the sweep's first seed)")
 	fs.StringVar(&f.baselines, "baselines", "fgsm-rs,gradalign", "the report compares every other method's settings with these methods at each ε (those in the grid; \"\": no comparison)")
 	fs.Float64Var(&f.matchTol, "match-tol", 0.02, "the report's comparison: a setting matches a baseline if its mean final robust accuracy is at most this much below (0.02: two points)")
@@ -139,7 +140,8 @@ func (f *sweepFlags) parse(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.k8sMem, "k8s-memory", "8Gi", "--emit-k8s: memory request and limit of each pod")
 	limit(fs, nonNegative, "test-n")
 	limit(fs, atLeastOne, "eval-batch", "workers", "k8s-shards")
-	limit(fs, unit, "collapse-share", "collapse-min-clean")
+	limit(fs, unit, "collapse-share", "collapse-min-clean", "match-tol")
+	limit(fs, bound{lo: -1, hi: math.Inf(1), hint: "-1: as many as --workers"}, "confirm-workers")
 
 	// The training flags, shared by every cell.
 	f.tfs = pflag.NewFlagSet("train", pflag.ContinueOnError)
