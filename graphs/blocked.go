@@ -35,8 +35,8 @@ type slotRef struct{ node, slot int }
 
 // blockInnerBN sets the blocked attributes on g's kernel nodes for every
 // batch norm that qualifies (see above; shape gives a tensor's shape, C must
-// be a multiple of 16) and returns how many forward batch norms it blocked.
-func blockInnerBN(g *onnxpb.GraphProto, shape func(string) []int64) int {
+// be a multiple of 16).
+func blockInnerBN(g *onnxpb.GraphProto, shape func(string) []int64) {
 	nodes := g.GetNode()
 	prod := map[string]slotRef{}
 	cons := map[string][]slotRef{}
@@ -68,7 +68,6 @@ func blockInnerBN(g *onnxpb.GraphProto, shape func(string) []int64) int {
 	}
 	bits := map[int]int64{}
 	bn := map[int]bool{}
-	count := 0
 	for i, n := range nodes {
 		if n.GetDomain() != onnx.KernelDomain || n.GetOpType() != onnx.BatchNormTrain {
 			continue
@@ -110,7 +109,6 @@ func blockInnerBN(g *onnxpb.GraphProto, shape func(string) []int64) int {
 		if !ok {
 			continue
 		}
-		count++
 		bn[i] = true
 		bits[prod[x].node] |= blockedOut
 		for _, c := range cons[y] {
@@ -139,5 +137,4 @@ func blockInnerBN(g *onnxpb.GraphProto, shape func(string) []int64) int {
 			nodes[i].Attribute = append(nodes[i].Attribute, onnx.AttrInt("blocked", bits[i]))
 		}
 	}
-	return count
 }

@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -113,15 +114,7 @@ func Confirm(ctx context.Context, rep *Report, cs ConfirmSpec, e EvalSpec, fn Ev
 	// The largest ε first: fewer samples stay robust there, so those
 	// evaluations are the shortest (AutoAttack runs its later attacks on
 	// the survivors only), and an interrupted run has confirmed the most.
-	slices.SortStableFunc(jobs, func(a, b CellResult) int {
-		switch va, vb := a.EpsValue(), b.EpsValue(); {
-		case va > vb:
-			return -1
-		case va < vb:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(jobs, func(a, b CellResult) int { return cmp.Compare(b.EpsValue(), a.EpsValue()) })
 	out := make([]Confirmation, len(jobs))
 	errs := make([]error, len(jobs))
 	if workers == 0 { // what is cached only
@@ -175,25 +168,13 @@ func confirmCell(ctx context.Context, rep *Report, c CellResult, e EvalSpec, fn 
 	if err != nil {
 		return Confirmation{}, fmt.Errorf("sweep: confirm %s: %w", c.Name, err)
 	}
-	r := doc.Report
+	cp := checkpoint(doc, c.Final.Epoch)
 	cf := Confirmation{Method: c.Method, Variant: c.Variant(), Eps: c.Eps, EpsValue: c.EpsValue(), Seed: c.Seed, Cell: c.Name,
-		Clean: c.Final.Clean, Robust: c.Final.Robust, Confirmed: worstCase(r), Attacks: map[string]float64{}, Seconds: r.Seconds}
-	for _, a := range r.Attacks {
-		cf.Attacks[a.Name] = a.Accuracy
-	}
+		Clean: c.Final.Clean, Robust: c.Final.Robust, Confirmed: cp.Robust, Attacks: cp.Attacks, Seconds: cp.Seconds}
 	if fresh && log != nil {
 		mu.Lock()
-		fmt.Fprintf(log, "sweep: confirmed %s: clean %.1f%%, %s %.1f%% (%.0fs)\n", c.Name, 100*r.Clean, e.Attacks, 100*cf.Confirmed, r.Seconds)
+		fmt.Fprintf(log, "sweep: confirmed %s: clean %.1f%%, %s %.1f%% (%.0fs)\n", c.Name, 100*cp.Clean, e.Attacks, 100*cp.Robust, cp.Seconds)
 		mu.Unlock()
 	}
 	return cf, nil
-}
-
-// worstCase is a report's robust accuracy: the worst case over its
-// attacks, or the clean accuracy without attacks.
-func worstCase(r *eval.Report) float64 {
-	if len(r.Attacks) == 0 {
-		return r.Clean
-	}
-	return r.WorstCase
 }

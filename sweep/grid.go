@@ -89,12 +89,7 @@ func ParseAxis(s string) (Axis, error) {
 		return a, fmt.Errorf("sweep: grid axis %q: want FLAG=V1,V2 (for example latent-radius=auto,8/255)", s)
 	}
 	if scope, f, ok := strings.Cut(flag, ":"); ok {
-		for _, m := range strings.Split(scope, "+") {
-			if m = strings.TrimSpace(m); m != "" {
-				a.Methods = append(a.Methods, strings.ToLower(m))
-			}
-		}
-		flag = f
+		a.Methods, flag = parseScope(scope), f
 	}
 	a.Flag = strings.TrimPrefix(strings.TrimSpace(flag), "--")
 	if a.Flag == "" {
@@ -116,6 +111,17 @@ func ParseAxis(s string) (Axis, error) {
 		return a, fmt.Errorf("sweep: grid axis %q has no values", s)
 	}
 	return a, nil
+}
+
+// parseScope parses an axis's or variant's "METHOD[+METHOD…]" (lower case).
+func parseScope(scope string) []string {
+	var methods []string
+	for _, m := range strings.Split(scope, "+") {
+		if m = strings.TrimSpace(m); m != "" {
+			methods = append(methods, strings.ToLower(m))
+		}
+	}
+	return methods
 }
 
 // String is the axis in ParseAxis's syntax.
@@ -151,12 +157,7 @@ func ParseVariant(s string) (Variant, error) {
 	var v Variant
 	body := s
 	if scope, rest, ok := strings.Cut(s, ":"); ok && !strings.Contains(scope, "=") {
-		for _, m := range strings.Split(scope, "+") {
-			if m = strings.TrimSpace(m); m != "" {
-				v.Methods = append(v.Methods, strings.ToLower(m))
-			}
-		}
-		body = rest
+		v.Methods, body = parseScope(scope), rest
 	}
 	scoped := v.Methods != nil
 	for i, pair := range strings.Fields(body) {

@@ -3,9 +3,11 @@ package sweep
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -410,22 +412,9 @@ func (s *Spec) Command() string {
 	parts := []string{"slatrun", "sweep"}
 	parts = append(parts, s.Base...)
 	parts = append(parts, "--methods="+strings.Join(s.Methods, ","), "--eps="+strings.Join(s.Eps, ","))
-	seeds := make([]string, len(s.Seeds))
-	for i, v := range s.Seeds {
-		seeds[i] = strconv.FormatUint(v, 10)
-	}
-	parts = append(parts, "--seeds="+strings.Join(seeds, ","))
-	methods := make([]string, 0, len(s.MethodSeeds))
-	for m := range s.MethodSeeds {
-		methods = append(methods, m)
-	}
-	slices.Sort(methods)
-	for _, m := range methods {
-		ms := make([]string, len(s.MethodSeeds[m]))
-		for i, v := range s.MethodSeeds[m] {
-			ms[i] = strconv.FormatUint(v, 10)
-		}
-		parts = append(parts, "--method-seeds="+m+"="+strings.Join(ms, ","))
+	parts = append(parts, "--seeds="+joinSeeds(s.Seeds))
+	for _, m := range slices.Sorted(maps.Keys(s.MethodSeeds)) {
+		parts = append(parts, "--method-seeds="+m+"="+joinSeeds(s.MethodSeeds[m]))
 	}
 	for _, a := range s.Axes {
 		parts = append(parts, "--grid="+a.String())
@@ -488,7 +477,7 @@ func WriteMarkdown(w io.Writer, rep *Report, plots []string) {
 	fmt.Fprintf(w, ": %d method variants × %d ε × %d seeds", len(variants), len(eps), len(s.Seeds))
 	for _, m := range s.Methods {
 		if seeds, ok := s.MethodSeeds[m]; ok {
-			fmt.Fprintf(w, " (%s: %d seed%s)", m, len(seeds), map[bool]string{true: "s"}[len(seeds) != 1])
+			fmt.Fprintf(w, " (%s: seeds %s)", m, joinSeeds(seeds))
 		}
 	}
 	fmt.Fprintf(w, ". Evaluation: %s at the run's ε on the first %d test images of %s, "+
@@ -622,24 +611,12 @@ func writeConfirmed(w io.Writer, rep *Report) {
 		return
 	}
 	cs, s := rep.Confirm, &rep.Spec
-	seeds := make([]string, len(cs.Seeds))
-	for i, v := range cs.Seeds {
-		seeds[i] = strconv.FormatUint(v, 10)
-	}
 	fmt.Fprintf(w, "## Confirmation: %s on the best setting of each method\n\n", cs.Attacks)
 	fmt.Fprintf(w, "For each method and ε, the setting with the highest mean final robust accuracy above (%s, over all "+
 		"seeds), its final checkpoint of seed %s, on the same %d test images; %s starts seeded with the run's seed. "+
-		"Accuracies in %%.\n\n", s.Eval.Attacks, strings.Join(seeds, ", "), s.Eval.N, cs.Attacks)
+		"Accuracies in %%.\n\n", s.Eval.Attacks, joinSeeds(cs.Seeds), s.Eval.N, cs.Attacks)
 	rows := slices.Clone(rep.Confirmed)
-	slices.SortStableFunc(rows, func(a, b Confirmation) int {
-		switch {
-		case a.EpsValue < b.EpsValue:
-			return -1
-		case a.EpsValue > b.EpsValue:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(rows, func(a, b Confirmation) int { return cmp.Compare(a.EpsValue, b.EpsValue) })
 	fmt.Fprintf(w, "| ε | method | best setting | seed | clean | %s | %s |\n|---|---|---|---:|---:|---:|---:|\n", s.Eval.Attacks, cs.Attacks)
 	for _, c := range rows {
 		setting := strings.TrimSpace(strings.TrimPrefix(c.Variant, c.Method))
@@ -655,6 +632,15 @@ func writeConfirmed(w io.Writer, rep *Report) {
 	if len(rep.Unconfirmed) > 0 {
 		fmt.Fprintf(w, "Not evaluated yet: %s.\n\n", strings.Join(rep.Unconfirmed, ", "))
 	}
+}
+
+// joinSeeds writes seeds as a comma-separated list.
+func joinSeeds(seeds []uint64) string {
+	s := make([]string, len(seeds))
+	for i, v := range seeds {
+		s[i] = strconv.FormatUint(v, 10)
+	}
+	return strings.Join(s, ",")
 }
 
 // secs formats seconds: whole seconds from 100 on, tenths from 1, else

@@ -164,12 +164,8 @@ func (f *sweepFlags) spec() (spec sweep.Spec, rtArgs []string, err error) {
 	if len(spec.Eps) == 0 {
 		return spec, nil, usagef("sweep: --eps is required, e.g. --eps 0.05,0.1,0.15,0.2")
 	}
-	for _, s := range splitList(f.seeds) {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return spec, nil, usagef("sweep: --seeds: %q is not a whole number ≥ 0", s)
-		}
-		spec.Seeds = append(spec.Seeds, v)
+	if spec.Seeds, err = parseSeeds("--seeds", f.seeds); err != nil {
+		return spec, nil, err
 	}
 	for _, ms := range f.methodSeeds {
 		m, list, ok := strings.Cut(ms, "=")
@@ -177,19 +173,17 @@ func (f *sweepFlags) spec() (spec sweep.Spec, rtArgs []string, err error) {
 		if !ok || m == "" || strings.TrimSpace(list) == "" {
 			return spec, nil, usagef("sweep: --method-seeds %q: want METHOD=S1,S2, e.g. pgd-7=0", ms)
 		}
-		if spec.MethodSeeds == nil {
-			spec.MethodSeeds = map[string][]uint64{}
-		}
 		if _, dup := spec.MethodSeeds[m]; dup {
 			return spec, nil, usagef("sweep: --method-seeds: %s is given twice", m)
 		}
-		for _, s := range splitList(list) {
-			v, err := strconv.ParseUint(s, 10, 64)
-			if err != nil {
-				return spec, nil, usagef("sweep: --method-seeds %s: %q is not a whole number ≥ 0", m, s)
-			}
-			spec.MethodSeeds[m] = append(spec.MethodSeeds[m], v)
+		seeds, err := parseSeeds("--method-seeds "+m, list)
+		if err != nil {
+			return spec, nil, err
 		}
+		if spec.MethodSeeds == nil {
+			spec.MethodSeeds = map[string][]uint64{}
+		}
+		spec.MethodSeeds[m] = seeds
 	}
 	if spec.Axes, err = f.axes(); err != nil {
 		return spec, nil, err
@@ -470,14 +464,11 @@ func (f *sweepFlags) confirmBest(ctx context.Context, rep *sweep.Report, rt runt
 	if f.confirm == "" {
 		return nil
 	}
-	cs := sweep.ConfirmSpec{Attacks: f.confirm}
-	for _, s := range splitList(f.confirmSeeds) {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return usagef("sweep: --confirm-seeds: %q is not a whole number ≥ 0", s)
-		}
-		cs.Seeds = append(cs.Seeds, v)
+	seeds, err := parseSeeds("--confirm-seeds", f.confirmSeeds)
+	if err != nil {
+		return err
 	}
+	cs := sweep.ConfirmSpec{Attacks: f.confirm, Seeds: seeds}
 	if len(cs.Seeds) == 0 && len(rep.Spec.Seeds) > 0 {
 		cs.Seeds = rep.Spec.Seeds[:1]
 	}
@@ -531,6 +522,19 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseSeeds parses a comma-separated list of seeds given by flag.
+func parseSeeds(flag, list string) ([]uint64, error) {
+	var seeds []uint64
+	for _, s := range splitList(list) {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil, usagef("sweep: %s: %q is not a whole number ≥ 0", flag, s)
+		}
+		seeds = append(seeds, v)
+	}
+	return seeds, nil
 }
 
 // dnsName turns s into a DNS label fragment (lower case, [a-z0-9-]).
