@@ -272,19 +272,21 @@ typedef struct {
 	int relu, phase;
 } BnBlkJob;
 
-// bn_rows gives chunk r's rows [lo, hi) of N.
-static void bn_rows(int64_t N, int64_t R, int64_t r, int64_t *lo, int64_t *hi) {
-	*lo = N * r / R;
-	*hi = N * (r + 1) / R;
+// bn_item gives work item item's channel block cb, chunk r and the chunk's
+// rows [lo, hi).
+static void bn_item(const BnBlkJob *j, size_t item, int64_t *cb, int64_t *r, int64_t *lo, int64_t *hi) {
+	*cb = (int64_t)item / j->R;
+	*r = (int64_t)item % j->R;
+	*lo = j->N * *r / j->R;
+	*hi = j->N * (*r + 1) / j->R;
 }
 
 // bn_blk_sum: forward phase 0 (Σx) and 1 (Σ(x − μ)²) of one (block, chunk).
 BN_CLONES
 static void bn_blk_sum(void *p, size_t item) {
 	const BnBlkJob *j = p;
-	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
-	int64_t lo, hi;
-	bn_rows(j->N, j->R, r, &lo, &hi);
+	int64_t cb, r, lo, hi;
+	bn_item(j, item, &cb, &r, &lo, &hi);
 	double acc[16] = {0};
 	const bn_v16 m = j->phase ? bn_load(j->m + cb * 16) : (bn_v16){0};
 	for (int64_t row = lo; row < hi; row++) {
@@ -319,9 +321,8 @@ static void bn_blk_sum(void *p, size_t item) {
 BN_CLONES
 static void bn_blk_norm(void *p, size_t item) {
 	const BnBlkJob *j = p;
-	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
-	int64_t lo, hi;
-	bn_rows(j->N, j->R, r, &lo, &hi);
+	int64_t cb, r, lo, hi;
+	bn_item(j, item, &cb, &r, &lo, &hi);
 	const bn_v16 m = bn_load(j->m + cb * 16), k = bn_load(j->k + cb * 16), b = bn_load(j->b + cb * 16), zero = {0};
 	for (int64_t row = lo; row < hi; row++) {
 		const int64_t o = (row * j->CB + cb) * j->S * 16;
@@ -343,9 +344,8 @@ static void bn_blk_norm(void *p, size_t item) {
 BN_CLONES
 static void bn_blk_gsum(void *p, size_t item) {
 	const BnBlkJob *j = p;
-	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
-	int64_t lo, hi;
-	bn_rows(j->N, j->R, r, &lo, &hi);
+	int64_t cb, r, lo, hi;
+	bn_item(j, item, &cb, &r, &lo, &hi);
 	double s1[16] = {0}, s2[16] = {0};
 	const bn_v16 m = bn_load(j->m + cb * 16), zero = {0};
 	for (int64_t row = lo; row < hi; row++) {
@@ -374,9 +374,8 @@ static void bn_blk_gsum(void *p, size_t item) {
 BN_CLONES
 static void bn_blk_dx(void *p, size_t item) {
 	const BnBlkJob *j = p;
-	const int64_t cb = (int64_t)item / j->R, r = (int64_t)item % j->R;
-	int64_t lo, hi;
-	bn_rows(j->N, j->R, r, &lo, &hi);
+	int64_t cb, r, lo, hi;
+	bn_item(j, item, &cb, &r, &lo, &hi);
 	const bn_v16 m = bn_load(j->m + cb * 16), k = bn_load(j->k + cb * 16), c1 = bn_load(j->c1 + cb * 16),
 	             c2 = bn_load(j->c2 + cb * 16), zero = {0};
 	for (int64_t row = lo; row < hi; row++) {

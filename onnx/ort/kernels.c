@@ -429,6 +429,11 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 	s = ORTF(SLAT_ORT_KernelInfoGetAttribute_int64, SlatOrtStatus *, const SlatOrtKernelInfo *, const char *,
 	         int64_t *)(info, "blocked", &blocked);
 	ort_release_status(s); // missing: every tensor in plain NCHW
+	if (blocked < 0 || blocked > 7) {
+		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: attribute blocked %lld: want a bit mask of inputs 0, 1 and output 0 (0-7)",
+		         opname, name, (long long)blocked);
+		return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
+	}
 	for (int j = 0; j < 3; j++) {
 		int t = ck_kinds[kind].role[j];
 		if ((blocked >> j & 1) && t == T_W) {
@@ -436,11 +441,6 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 			         opname, name, j, ck_kinds[kind].what[j]);
 			return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 		}
-	}
-	if (blocked < 0 || blocked > 7) {
-		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: attribute blocked %lld: want a bit mask of inputs 0, 1 and output 0 (0-7)",
-		         opname, name, (long long)blocked);
-		return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
 	size_t outs = 1;
 	s = ORTF(SLAT_ORT_KernelInfo_GetOutputCount, SlatOrtStatus *, const SlatOrtKernelInfo *, size_t *)(info, &outs);
