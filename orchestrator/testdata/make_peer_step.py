@@ -71,11 +71,6 @@ def b64(t, dtype):
     return base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()
 
 
-def zoo_name(key):
-    """peer.Net state_dict key → graphs/zoo initializer name."""
-    return key.replace("rest.0.", "stage2.").replace("rest.1.", "stage3.")
-
-
 def make_model():
     torch.manual_seed(WEIGHT_SEED)
     model = peer.Net("convnet", width=WIDTH, classes=CLASSES)
@@ -189,7 +184,7 @@ def main():
         if k in ("mean", "std") or k.endswith("num_batches_tracked"):
             continue
         group = "stats" if "running" in k else "params"
-        out[group][zoo_name(k)] = b64(v, np.float32)
+        out[group][peer.zoo_name(k)] = b64(v, np.float32)
     for method in ("trades", "gradalign"):
         for draw_seed in DRAW_SEEDS:
             tr64, m64, loss, draw, xadv = run(model32, torch.float64, method, x, y, draw_seed)
@@ -204,8 +199,8 @@ def main():
             raise SystemExit("%s: no draw seed without float32 sign flips" % method)
         rec = {"draw_seed": draw_seed, "draw": b64(draw, np.float32), "loss": loss,
                "x_adv": b64(xadv, np.float32),
-               "grads": {zoo_name(k): b64(p.grad, np.float64) for k, p in m64.named_parameters()},
-               "stats_next": {zoo_name(k): b64(v, np.float64) for k, v in m64.state_dict().items()
+               "grads": {peer.zoo_name(k): b64(p.grad, np.float64) for k, p in m64.named_parameters()},
+               "stats_next": {peer.zoo_name(k): b64(v, np.float64) for k, v in m64.state_dict().items()
                               if "running" in k}}
         if method == "trades":
             rec.update(beta=BETA, steps=STEPS, alpha=ALPHA)

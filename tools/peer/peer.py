@@ -597,6 +597,11 @@ def pgd_eval(model, x, y, eps, alpha, steps, restarts, gen):
 # same run on both sides (up to float32 rounding) rather than two draws.
 # ---------------------------------------------------------------------------
 
+def zoo_name(key):
+    """peer.Net state_dict key → graphs/zoo initializer name."""
+    return key.replace("rest.0.", "stage2.").replace("rest.1.", "stage3.")
+
+
 def load_init_onnx(model, path):
     """Copy the initializers of a slatrun forward graph (slatrun export --model
     convnet --seed S: the initial weights and BN statistics of slatrun train
@@ -609,7 +614,7 @@ def load_init_onnx(model, path):
         for key, t in model.state_dict().items():
             if key.endswith("num_batches_tracked") or key in ("mean", "std"):
                 continue
-            name = key.replace("rest.0.", "stage2.").replace("rest.1.", "stage3.")
+            name = zoo_name(key)
             if name not in inits or tuple(inits[name].shape) != tuple(t.shape):
                 raise SystemExit("peer: --init-onnx %s: no initializer %s of shape %s (for %s)" % (
                     path, name, tuple(t.shape), key))
