@@ -48,27 +48,27 @@ func TestConvBlocked(t *testing.T) {
 		{name: "16to32_s2_3threads", n: 5, c: 16, h: 10, w: 10, k: 32, kh: 3, kw: 3, stride: [2]int{2, 2}, dil: [2]int{1, 1}, pads: [4]int{1, 1, 1, 1}, threads: 3},
 		{name: "32to16_s1_2threads", n: 4, c: 32, h: 7, w: 7, k: 16, kh: 3, kw: 3, stride: [2]int{1, 1}, dil: [2]int{1, 1}, pads: [4]int{1, 1, 1, 1}, threads: 2},
 	}
-	type io struct {
+	type tensor struct {
 		name       string
 		n, c, hw   int // the tensor's [n, c, hw]
 		activation bool
 	}
 	for ci, cc := range cases {
 		oh, ow := cc.out()
-		x := io{"x", cc.n, cc.c, cc.h * cc.w, true}
-		y := io{"y", cc.n, cc.k, oh * ow, true}
-		w := io{"w", cc.k, cc.c, cc.kh * cc.kw, false}
+		x := tensor{"x", cc.n, cc.c, cc.h * cc.w, true}
+		y := tensor{"y", cc.n, cc.k, oh * ow, true}
+		w := tensor{"w", cc.k, cc.c, cc.kh * cc.kw, false}
 		for _, op := range []struct {
 			name     string
-			ins      []io
-			out      io
+			ins      []tensor
+			out      tensor
 			outShape []int64
 		}{
-			{ConvForwardOp, []io{x, w}, y, []int64{int64(cc.n), int64(cc.k), int64(oh), int64(ow)}},
-			{ConvGradInputOp, []io{y, w}, x, []int64{int64(cc.n), int64(cc.c), int64(cc.h), int64(cc.w)}},
-			{ConvGradWeightOp, []io{x, y}, w, []int64{int64(cc.k), int64(cc.c), int64(cc.kh), int64(cc.kw)}},
+			{ConvForwardOp, []tensor{x, w}, y, []int64{int64(cc.n), int64(cc.k), int64(oh), int64(ow)}},
+			{ConvGradInputOp, []tensor{y, w}, x, []int64{int64(cc.n), int64(cc.c), int64(cc.h), int64(cc.w)}},
+			{ConvGradWeightOp, []tensor{x, y}, w, []int64{int64(cc.k), int64(cc.c), int64(cc.kh), int64(cc.kw)}},
 		} {
-			roles := append(append([]io(nil), op.ins...), op.out)
+			roles := append(append([]tensor(nil), op.ins...), op.out)
 			run := func(t *testing.T, blocked int, data map[string][]float32) []float32 {
 				t.Helper()
 				b := onnx.NewBuilder("blocked")
@@ -113,7 +113,7 @@ func TestConvBlocked(t *testing.T) {
 			}
 			r := rand.New(rand.NewPCG(uint64(ci), 17))
 			data := map[string][]float32{}
-			for _, v := range []io{x, y, w} {
+			for _, v := range []tensor{x, y, w} {
 				data[v.name] = make([]float32, v.n*v.c*v.hw)
 				fill(r, data[v.name])
 			}
