@@ -167,8 +167,14 @@ func avgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 func globalAvgPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
 	xs := d.shape(n.in[0])
 	hw := onnx.NumElements(xs[2:])
-	g := d.mul(dy[0], d.scalar(1/float32(hw)))
-	return one(d.op("Expand", []string{g, d.ints(xs...)})), nil
+	// dY [N, C, 1, …] times a [1, 1, H, …] constant 1/hw: a broadcasting Mul
+	// that ONNX Runtime runs in parallel, where Expand ran single-threaded.
+	shape := append([]int64{1, 1}, xs[2:]...)
+	w := make([]float32, hw)
+	for i := range w {
+		w[i] = 1 / float32(hw)
+	}
+	return one(d.mul(dy[0], d.floats("gap_grad", shape, w))), nil
 }
 
 func globalMaxPoolGrad(d *deriver, n *node, dy []string) ([]string, error) {
