@@ -189,6 +189,11 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 			onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...),
 			onnx.AttrInts("input_shape", xs[2:]...))
 	}
+	if res[0] == "" && d.wants(x) && d.narrowGradOK(n, cg, xs) {
+		res[0] = d.b.OpIn(onnx.KernelDomain, onnx.ConvGradInputNarrow, []string{dy[0], w},
+			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
+			onnx.AttrInts("pads", cg.p...), onnx.AttrInts("input_shape", xs[2:]...))
+	}
 	if res[0] == "" && d.wants(x) {
 		res[0] = d.nchwcInputGrad(n, dy[0], w, xs, ws, cg)
 	}
@@ -346,6 +351,18 @@ func (d *deriver) kernelInputGradOK(n *node, cg convGeom, xs, ws []int64) bool {
 	}
 	return xs[1]%16 == 0 && ws[0]%16 == 0
 }
+
+// narrowGradOK reports whether the input gradient of Conv node n runs in
+// slatrun's ConvGradInputNarrow kernel: as kernelOK, dilation 1 and at most
+// maxNarrowChannels input channels (the stems), where oneDNN was slower
+// than ConvTranspose and ONNX Runtime's ConvTranspose ran single-threaded.
+func (d *deriver) narrowGradOK(n *node, cg convGeom, xs []int64) bool {
+	return d.kernelOK(n, cg) && cg.dil[0] == 1 && cg.dil[1] == 1 && xs[1] <= maxNarrowChannels
+}
+
+// maxNarrowChannels bounds the input channels of ConvGradInputNarrow's
+// convolutions: grayscale and colour stems.
+const maxNarrowChannels = 4
 
 // nchwcOK reports whether a 2-D, group-1 convolution from c to m channels
 // can run in the NCHWc kernels.

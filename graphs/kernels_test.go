@@ -48,36 +48,44 @@ func TestKernelsMatchPlain(t *testing.T) {
 		taps    []string // nil: the model's
 		convs   int      // weight gradients expected in the kernel (at least; train kind)
 		dxs     int      // input gradients expected in ConvGradInput (every kind)
+		narrow  int      // input gradients expected in ConvGradInputNarrow (convolutions from ≤ 4 channels)
 		bns     int      // BatchNormalization nodes (all in the kernel in the training kinds)
 		fused   int      // Relus fused into them (training kinds)
 		blocked int      // batch norms kept in nChw16c between two convolutions (training kinds)
 	}
 	cases := []tc{
 		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, bns: 7, fused: 7, blocked: 3},
-		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, bns: 4, fused: 2},
-		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, bns: 4, fused: 2},
+		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, narrow: 1, bns: 4, fused: 2},
+		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, narrow: 2, bns: 4, fused: 2},
 		// a tap on a BN output keeps its Relu apart (and its tensor)
-		{name: "edge/train tap on bn output", m: edge, batch: 4, kind: graphs.Train, taps: []string{"b2"}, convs: 2, bns: 4, fused: 1},
-		{name: "edge/attack tap on bn output", m: edge, batch: 4, kind: graphs.Attack, taps: []string{"b2"}, bns: 4, fused: 1},
-		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, bns: 4},
+		{name: "edge/train tap on bn output", m: edge, batch: 4, kind: graphs.Train, taps: []string{"b2"}, convs: 2, narrow: 1, bns: 4, fused: 1},
+		{name: "edge/attack tap on bn output", m: edge, batch: 4, kind: graphs.Attack, taps: []string{"b2"}, narrow: 2, bns: 4, fused: 1},
+		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, narrow: 2, bns: 4},
 	}
 	for _, z := range []struct {
-		name                            string
-		m                               *onnx.Model
-		batch                           int
-		convs, dxs, bns, fused, blocked int
+		name                                    string
+		m                                       *onnx.Model
+		batch                                   int
+		convs, dxs, narrow, bns, fused, blocked int
 	}{
 		// ConvGradInput: the 3×3 Convs between 16-multiple channel counts
-		// (not the stems, not the 1×1 shortcuts)
-		{"convnet", convnet, 4, 9, 6, 7, 7, 3},
-		{"preactresnet18", preact, 2, 20, 16, 17, 17, 8},
-		{"wrn-28-10", wrn, 2, 27, 24, 25, 25, 12},
-		{"mlp", mlp, 4, 0, 0, 0, 0, 0},
-		{"torch fixture", fixture, 3, 1, 0, 2, 2, 0},
+		// (not the stems, not the 1×1 shortcuts); ConvGradInputNarrow:
+		// the stems (1 input channel), whose input gradient only the
+		// attack and eval kinds take (grad.x), and the fixture's second
+		// convolution (from 4 channels) in every kind
+		{"convnet", convnet, 4, 9, 6, 1, 7, 7, 3},
+		{"preactresnet18", preact, 2, 20, 16, 1, 17, 17, 8},
+		{"wrn-28-10", wrn, 2, 27, 24, 1, 25, 25, 12},
+		{"mlp", mlp, 4, 0, 0, 0, 0, 0, 0},
+		{"torch fixture", fixture, 3, 1, 0, 2, 2, 2, 0},
 	} {
 		for _, k := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval} {
+			narrow := z.narrow
+			if k == graphs.Train && narrow > 0 {
+				narrow-- // no grad.x
+			}
 			cases = append(cases, tc{name: z.name + "/" + string(k), m: z.m, batch: z.batch, kind: k, nchwc: true,
-				convs: z.convs, dxs: z.dxs, bns: z.bns, fused: z.fused, blocked: z.blocked})
+				convs: z.convs, dxs: z.dxs, narrow: narrow, bns: z.bns, fused: z.fused, blocked: z.blocked})
 		}
 	}
 	for _, c := range cases {
@@ -111,6 +119,9 @@ func TestKernelsMatchPlain(t *testing.T) {
 			// every kind has input gradients (the eval kind's grad.x too)
 			if got := countOps(g, onnx.KernelDomain, onnx.ConvGradInput); got != c.dxs {
 				t.Errorf("%d ConvGradInput nodes, want %d", got, c.dxs)
+			}
+			if got := countOps(g, onnx.KernelDomain, onnx.ConvGradInputNarrow); got != c.narrow {
+				t.Errorf("%d ConvGradInputNarrow nodes, want %d", got, c.narrow)
 			}
 			// the forward of the same Convs runs in ConvForward (same rule)
 			if got := countOps(g, onnx.KernelDomain, onnx.ConvForward); got != c.dxs {

@@ -200,6 +200,13 @@ const Conv1x1 = "Conv1x1"
 // attributes strides and input_shape [H, W] (both required). All float32.
 const Conv1x1GradInput = "Conv1x1GradInput"
 
+// ConvGradInputNarrow is KernelDomain's input gradient of a group-1,
+// dilation-1 2-D convolution, meant for inputs of few channels (the stems):
+// inputs dY [N,K,OH,OW] and W [K,C,KH,KW]; output dX [N,C,H,W]; attributes
+// kernel_shape, strides, pads and input_shape [H, W] (all required). All
+// float32.
+const ConvGradInputNarrow = "ConvGradInputNarrow"
+
 // OpIn appends a node of a non-default operator domain (for example ONNX
 // Runtime's "com.microsoft.nchwc") with one fresh output; the model imports
 // that domain at version 1.

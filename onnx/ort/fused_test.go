@@ -388,3 +388,131 @@ func TestConv1x1Errors(t *testing.T) {
 		})
 	}
 }
+
+// narrowCases are convolutions from few input channels, ConvGradInputNarrow's
+// shapes: the zoo's grayscale stem, a colour stem, an ImageNet-style 7×7
+// stride-2 stem, asymmetric pads and strides, kernels wider than the image,
+// pad-free ones, and the batch split unevenly over 1 to 3 threads.
+var narrowCases = []convCase{
+	{name: "gray_3x3_s1_p1", n: 3, c: 1, h: 28, w: 28, k: 16, kh: 3, kw: 3, pads: [4]int{1, 1, 1, 1}, fdSamples: 60},
+	{name: "rgb_3x3_s1_p1_2threads", n: 5, c: 3, h: 9, w: 8, k: 6, kh: 3, kw: 3, pads: [4]int{1, 1, 1, 1}, threads: 2},
+	{name: "rgb_7x7_s2_p3_3threads", n: 4, c: 3, h: 15, w: 13, k: 8, kh: 7, kw: 7, stride: [2]int{2, 2}, pads: [4]int{3, 3, 3, 3}, threads: 3},
+	{name: "asym_pads_strides", n: 2, c: 2, h: 7, w: 9, k: 3, kh: 3, kw: 2, stride: [2]int{2, 3}, pads: [4]int{1, 0, 0, 2}},
+	{name: "kernel_wider_than_image", n: 2, c: 4, h: 3, w: 2, k: 5, kh: 5, kw: 5, pads: [4]int{2, 2, 2, 2}},
+	{name: "no_pads", n: 2, c: 1, h: 6, w: 7, k: 4, kh: 3, kw: 3},
+}
+
+// TestConvGradInputNarrow: the kernel against the float64 definition
+// (refConv), central differences through ONNX's Conv, and ONNX Runtime's
+// ConvTranspose, the form the graphs emit without it; two runs per session.
+func TestConvGradInputNarrow(t *testing.T) {
+	needKernels(t)
+	for ci, cc := range narrowCases {
+		if cc.stride == [2]int{} {
+			cc.stride = [2]int{1, 1}
+		}
+		cc.dil = [2]int{1, 1}
+		t.Run(cc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(ci), 17))
+			oh, ow := cc.out()
+			model := func(op string, plain bool) *onnx.Model {
+				b := onnx.NewBuilder("narrow")
+				b.Input("dy", onnx.Float, int64(cc.n), int64(cc.k), int64(oh), int64(ow))
+				b.Input("w", onnx.Float, int64(cc.k), int64(cc.c), int64(cc.kh), int64(cc.kw))
+				pads := onnx.AttrInts("pads", int64(cc.pads[0]), int64(cc.pads[1]), int64(cc.pads[2]), int64(cc.pads[3]))
+				ks := onnx.AttrInts("kernel_shape", int64(cc.kh), int64(cc.kw))
+				st := onnx.AttrInts("strides", int64(cc.stride[0]), int64(cc.stride[1]))
+				if plain {
+					// output_padding: the rows and columns the forward's
+					// floor division dropped
+					op0 := cc.h + cc.pads[0] + cc.pads[2] - ((oh-1)*cc.stride[0] + cc.kh)
+					op1 := cc.w + cc.pads[1] + cc.pads[3] - ((ow-1)*cc.stride[1] + cc.kw)
+					b.Node(op, []string{"dy", "w"}, []string{"dx"}, ks, st, pads, onnx.AttrInts("output_padding", int64(op0), int64(op1)))
+				} else {
+					b.NodeIn(KernelDomain, op, []string{"dy", "w"}, []string{"dx"}, ks, st, pads,
+						onnx.AttrInts("input_shape", int64(cc.h), int64(cc.w)))
+				}
+				b.Output("dx", onnx.Float, int64(cc.n), int64(cc.c), int64(cc.h), int64(cc.w))
+				return b.Model()
+			}
+			threads := max(cc.threads, 1)
+			s, err := NewSession(model(onnx.ConvGradInputNarrow, false), Options{Threads: threads, Kernels: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			dy, w := s.Float("dy"), s.Float("w")
+			fill(r, dy)
+			fill(r, w)
+			want := make([]float64, cc.n*cc.c*cc.h*cc.w)
+			cc.refConv(func(xi, wi, yi int) { want[xi] += float64(w[wi]) * float64(dy[yi]) })
+			for run := 0; run < 2; run++ {
+				if err := s.Run(); err != nil {
+					t.Fatal(err)
+				}
+				closeTo(t, "dX vs float64 reference", s.Float("dx"), want, 1e-5)
+			}
+			fd := cc.finiteDiffX(t, dy, w, r)
+			var got []float32
+			var fw []float64
+			for i, v := range fd {
+				if !math.IsNaN(v) {
+					got, fw = append(got, s.Float("dx")[i]), append(fw, v)
+				}
+			}
+			closeTo(t, "dX vs central differences", got, fw, 1e-4)
+
+			p, err := NewSession(model("ConvTranspose", true), Options{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			copy(p.Float("dy"), dy)
+			copy(p.Float("w"), w)
+			if err := p.Run(); err != nil {
+				t.Fatal(err)
+			}
+			ref := make([]float64, len(want))
+			for i, v := range p.Float("dx") {
+				ref[i] = float64(v)
+			}
+			closeTo(t, "dX vs ConvTranspose", s.Float("dx"), ref, 1e-5)
+		})
+	}
+}
+
+func TestConvGradInputNarrowErrors(t *testing.T) {
+	needKernels(t)
+	for _, c := range []struct {
+		name   string
+		dy, w  []int64
+		ks, hw []int64
+		pads   []int64
+		want   string
+	}{
+		{"K differs", []int64{1, 2, 4, 4}, []int64{5, 1, 3, 3}, []int64{3, 3}, []int64{4, 4}, []int64{1, 1, 1, 1}, "same K"},
+		{"kernel", []int64{1, 2, 4, 4}, []int64{2, 1, 3, 3}, []int64{5, 5}, []int64{4, 4}, []int64{1, 1, 1, 1}, "is not kernel_shape"},
+		{"extent", []int64{1, 2, 4, 4}, []int64{2, 1, 3, 3}, []int64{3, 3}, []int64{6, 4}, []int64{1, 1, 1, 1}, "not the convolution's output"},
+		{"pads count", []int64{1, 2, 4, 4}, []int64{2, 1, 3, 3}, []int64{3, 3}, []int64{4, 4}, []int64{1, 1}, "pads must be four values"},
+		{"negative pad", []int64{1, 2, 4, 4}, []int64{2, 1, 3, 3}, []int64{3, 3}, []int64{4, 4}, []int64{1, -1, 1, 1}, "pads must be in"},
+		{"kernel 0", []int64{1, 2, 4, 4}, []int64{2, 1, 3, 3}, []int64{0, 3}, []int64{4, 4}, []int64{1, 1, 1, 1}, "kernel_shape must be two positive values"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := onnx.NewBuilder("narrow")
+			b.Input("dy", onnx.Float, c.dy...)
+			b.Input("w", onnx.Float, c.w...)
+			b.NodeIn(KernelDomain, onnx.ConvGradInputNarrow, []string{"dy", "w"}, []string{"dx"},
+				onnx.AttrInts("kernel_shape", c.ks...), onnx.AttrInts("strides", 1, 1),
+				onnx.AttrInts("pads", c.pads...), onnx.AttrInts("input_shape", c.hw...))
+			b.Output("dx", onnx.Float, c.dy[0], c.w[1], c.hw[0], c.hw[1])
+			s, err := NewSession(b.Model(), Options{Threads: 1, Kernels: true})
+			if err == nil {
+				err = s.Run()
+				s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "ConvGradInputNarrow") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want ConvGradInputNarrow and %q", err, c.want)
+			}
+		})
+	}
+}
