@@ -37,11 +37,11 @@
 #define FU_CLONES
 #endif
 
-// fu_gemm sets out[o][i] = Σ_r coef[o·so + r·sr]·in[r][i] for o < nout,
-// i < len (rows of len floats, contiguous): a small matrix product, four
-// output rows by 16 floats at a time held in registers, so each input
-// vector is loaded once per four multiply-adds. Summation over r runs in
-// order.
+// fu_gemm sets out[o][i] = Σ_r coef[o·so + r·sr]·in[r·ld + i] for o < nout,
+// i < len (out's rows len floats apart, in's ld ≥ len apart): a small
+// matrix product, four output rows by 16 floats at a time held in
+// registers, so each input vector is loaded once per four multiply-adds.
+// Summation over r runs in order.
 typedef float fu_v16 __attribute__((vector_size(64)));
 
 #define fu_load(p) ({ fu_v16 v_; memcpy(&v_, (p), sizeof v_); v_; })
@@ -52,8 +52,8 @@ typedef float fu_v16 __attribute__((vector_size(64)));
 	} while (0)
 
 FU_CLONES
-static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int64_t len, const float *coef, int64_t so,
-                    int64_t sr) {
+static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int64_t len, int64_t ld, const float *coef,
+                    int64_t so, int64_t sr) {
 	const int64_t L16 = len & ~(int64_t)15;
 	int64_t o = 0;
 	for (; o + 4 <= nout; o += 4) {
@@ -61,7 +61,7 @@ static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int6
 		for (int64_t i = 0; i < L16; i += 16) {
 			fu_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
 			for (int64_t r = 0; r < nin; r++) {
-				fu_v16 v = fu_load(in + r * len + i);
+				fu_v16 v = fu_load(in + r * ld + i);
 				a0 += c0[r * sr] * v;
 				a1 += c1[r * sr] * v;
 				a2 += c2[r * sr] * v;
@@ -75,7 +75,7 @@ static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int6
 		for (int64_t i = L16; i < len; i++) {
 			float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
 			for (int64_t r = 0; r < nin; r++) {
-				float v = in[r * len + i];
+				float v = in[r * ld + i];
 				a0 += c0[r * sr] * v, a1 += c1[r * sr] * v, a2 += c2[r * sr] * v, a3 += c3[r * sr] * v;
 			}
 			out[o * len + i] = a0, out[(o + 1) * len + i] = a1, out[(o + 2) * len + i] = a2, out[(o + 3) * len + i] = a3;
@@ -85,12 +85,12 @@ static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int6
 		const float *c0 = coef + o * so;
 		for (int64_t i = 0; i < L16; i += 16) {
 			fu_v16 a0 = {0};
-			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * fu_load(in + r * len + i);
+			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * fu_load(in + r * ld + i);
 			fu_store(out + o * len + i, a0);
 		}
 		for (int64_t i = L16; i < len; i++) {
 			float a0 = 0;
-			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * in[r * len + i];
+			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * in[r * ld + i];
 			out[o * len + i] = a0;
 		}
 	}
@@ -191,7 +191,7 @@ static void p1_image(void *p, size_t img) {
 	float stack[P1_STACK];
 	float *tmp = C * OHW <= P1_STACK ? stack : j->tmp + (int64_t)img * C * OHW;
 	// tmp[c][i] = Σ_k W[k, c]·dY[k][i]
-	fu_gemm(tmp, C, j->dy + (int64_t)img * K * OHW, K, OHW, j->w, 1, C);
+	fu_gemm(tmp, C, j->dy + (int64_t)img * K * OHW, K, OHW, OHW, j->w, 1, C);
 	for (int64_t c = 0; c < C; c++) {
 		const float *t = tmp + c * OHW;
 		float *row = j->dx + ((int64_t)img * C + c) * HW;
@@ -283,7 +283,7 @@ static void f1_image(void *p, size_t img) {
 		}
 	// Y[k][i] = Σ_c W[k, c]·tmp[c][i] (+ B[k])
 	float *y = j->y + (int64_t)img * K * OHW;
-	fu_gemm(y, K, tmp, C, OHW, j->w, C, 1);
+	fu_gemm(y, K, tmp, C, OHW, OHW, j->w, C, 1);
 	if (j->b)
 		for (int64_t k = 0; k < K; k++)
 			for (int64_t i = 0; i < OHW; i++) y[k * OHW + i] += j->b[k];
@@ -346,44 +346,53 @@ static int f1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 
 typedef struct {
 	int64_t C, K, H, W, OH, OW, KH, KW, s0, s1, p0, p1;
+	int64_t rows;   // output rows per chunk of columns
+	int64_t colrow; // C·KH·KW·OW: the columns of one output row
 	const float *dy, *w;
 	float *dx;
-	float *col; // per task: C·KH·KW·OH·OW floats
+	float *heap; // per task colrow floats, when one row's columns overflow the stack buffer
 } NGJob;
+
+#define NG_STACK 8192
 
 FU_CLONES __attribute__((optimize("tree-vectorize")))
 static void ng_image(void *p, size_t img) {
 	const NGJob *j = p;
 	const int64_t C = j->C, KK = j->KH * j->KW, OHW = j->OH * j->OW, HW = j->H * j->W;
-	float *col = j->col + (int64_t)img * C * KK * OHW;
-	// col[(c·KH + i)·KW + j][o] = Σ_k W[k, c, i, j]·dY[k][o]
-	fu_gemm(col, C * KK, j->dy + (int64_t)img * j->K * OHW, j->K, OHW, j->w, 1, C * KK);
+	float stack[NG_STACK];
+	float *col = j->heap ? j->heap + (int64_t)img * j->colrow : stack;
+	const float *dy = j->dy + (int64_t)img * j->K * OHW;
 	float *dx = j->dx + (int64_t)img * C * HW;
 	memset(dx, 0, (size_t)(C * HW) * sizeof(float));
-	for (int64_t c = 0; c < C; c++)
-		for (int64_t i = 0; i < j->KH; i++)
-			for (int64_t jj = 0; jj < j->KW; jj++) {
-				const float *row = col + ((c * j->KH + i) * j->KW + jj) * OHW;
-				float *plane = dx + c * HW;
-				// ow with 0 ≤ ow·s1 − p1 + jj < W
-				int64_t ow0 = 0, ow1 = j->OW;
-				const int64_t off = jj - j->p1;
-				if (off < 0) ow0 = (-off + j->s1 - 1) / j->s1;
-				if (ow1 > 0 && (ow1 - 1) * j->s1 + off >= j->W) ow1 = (j->W - 1 - off) / j->s1 + 1;
-				if (j->W - 1 - off < 0) ow1 = 0;
-				if (ow0 >= ow1) continue;
-				for (int64_t oh = 0; oh < j->OH; oh++) {
-					const int64_t ih = oh * j->s0 - j->p0 + i;
-					if (ih < 0 || ih >= j->H) continue;
-					const float *src = row + oh * j->OW;
-					float *dst = plane + ih * j->W + off;
-					if (j->s1 == 1) {
-						for (int64_t ow = ow0; ow < ow1; ow++) dst[ow] += src[ow];
-					} else {
-						for (int64_t ow = ow0; ow < ow1; ow++) dst[ow * j->s1] += src[ow];
+	for (int64_t oh0 = 0; oh0 < j->OH; oh0 += j->rows) {
+		const int64_t nr = j->OH - oh0 < j->rows ? j->OH - oh0 : j->rows, len = nr * j->OW;
+		// col[(c·KH + i)·KW + jj][o] = Σ_k W[k, c, i, jj]·dY[k][oh0·OW + o]
+		fu_gemm(col, C * KK, dy + oh0 * j->OW, j->K, len, OHW, j->w, 1, C * KK);
+		for (int64_t c = 0; c < C; c++)
+			for (int64_t i = 0; i < j->KH; i++)
+				for (int64_t jj = 0; jj < j->KW; jj++) {
+					const float *row = col + ((c * j->KH + i) * j->KW + jj) * len;
+					float *plane = dx + c * HW;
+					// ow with 0 ≤ ow·s1 − p1 + jj < W
+					const int64_t off = jj - j->p1;
+					int64_t ow0 = 0, ow1 = 0;
+					if (off < 0) ow0 = (-off + j->s1 - 1) / j->s1;
+					if (j->W - 1 - off >= 0) ow1 = (j->W - 1 - off) / j->s1 + 1;
+					if (ow1 > j->OW) ow1 = j->OW;
+					if (ow0 >= ow1) continue;
+					for (int64_t r = 0; r < nr; r++) {
+						const int64_t ih = (oh0 + r) * j->s0 - j->p0 + i;
+						if (ih < 0 || ih >= j->H) continue;
+						const float *src = row + r * j->OW;
+						float *dst = plane + ih * j->W + off;
+						if (j->s1 == 1) {
+							for (int64_t ow = ow0; ow < ow1; ow++) dst[ow] += src[ow];
+						} else {
+							for (int64_t ow = ow0; ow < ow1; ow++) dst[ow * j->s1] += src[ow];
+						}
 					}
 				}
-			}
+	}
 }
 
 static int ng_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
@@ -420,20 +429,21 @@ static int ng_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		memset(pdx, 0, (size_t)(N * C * H * W) * sizeof(float));
 		return 0;
 	}
-	const int64_t per = C * k->ks[0] * k->ks[1] * OH * OW; // ≤ W's and dY's sizes times each other
-	if (OH * OW > 0 && (C * k->ks[0] * k->ks[1] > INT64_MAX / 4 / (OH * OW) || N > INT64_MAX / 4 / per)) {
-		kt_seterr(err, n, "the column buffer of %lld images would overflow", (long long)N);
-		return -1;
-	}
+	// Columns for whole output rows, as many rows as fit the stack buffer
+	// (or one row at a time in a buffer per image).
+	const int64_t colrow = C * k->ks[0] * k->ks[1] * OW;
 	NGJob j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .KH = k->ks[0], .KW = k->ks[1],
-	           .s0 = k->s[0], .s1 = k->s[1], .p0 = k->p[0], .p1 = k->p[1], .dy = pdy, .w = pw, .dx = pdx};
-	j.col = malloc((size_t)(N * C * j.KH * j.KW * OH * OW) * sizeof(float));
-	if (!j.col) {
-		kt_seterr(err, n, "out of memory");
-		return -1;
+	           .s0 = k->s[0], .s1 = k->s[1], .p0 = k->p[0], .p1 = k->p[1], .rows = NG_STACK / colrow,
+	           .colrow = colrow, .dy = pdy, .w = pw, .dx = pdx};
+	if (j.rows == 0) {
+		j.rows = 1;
+		if (N > INT64_MAX / 4 / colrow || !(j.heap = malloc((size_t)(N * colrow) * sizeof(float)))) {
+			kt_seterr(err, n, "out of memory for the columns of %lld images", (long long)N);
+			return -1;
+		}
 	}
 	int rc = kt_parallel(ctx, ng_image, N, &j, err, n);
-	free(j.col);
+	free(j.heap);
 	return rc;
 }
 

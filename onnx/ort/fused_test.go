@@ -400,6 +400,8 @@ var narrowCases = []convCase{
 	{name: "asym_pads_strides", n: 2, c: 2, h: 7, w: 9, k: 3, kh: 3, kw: 2, stride: [2]int{2, 3}, pads: [4]int{1, 0, 0, 2}},
 	{name: "kernel_wider_than_image", n: 2, c: 4, h: 3, w: 2, k: 5, kh: 5, kw: 5, pads: [4]int{2, 2, 2, 2}},
 	{name: "no_pads", n: 2, c: 1, h: 6, w: 7, k: 4, kh: 3, kw: 3},
+	// one output row's columns (3·49·60) above the kernel's stack buffer
+	{name: "rgb_7x7_s2_wide_rows", n: 2, c: 3, h: 119, w: 119, k: 4, kh: 7, kw: 7, stride: [2]int{2, 2}, pads: [4]int{3, 3, 3, 3}, fdSamples: 30, threads: 2},
 }
 
 // TestConvGradInputNarrow: the kernel against the float64 definition
