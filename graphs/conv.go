@@ -189,7 +189,7 @@ func convGrad(d *deriver, n *node, dy []string) ([]string, error) {
 			onnx.AttrInts("dilations", cg.dil...), onnx.AttrInts("pads", cg.p...),
 			onnx.AttrInts("input_shape", xs[2:]...))
 	}
-	if res[0] == "" && d.wants(x) && d.narrowGradOK(n, cg, xs) {
+	if res[0] == "" && d.wants(x) && d.narrowOK(n, cg, xs) {
 		res[0] = d.b.OpIn(onnx.KernelDomain, onnx.ConvGradInputNarrow, []string{dy[0], w},
 			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...),
 			onnx.AttrInts("pads", cg.p...), onnx.AttrInts("input_shape", xs[2:]...))
@@ -352,15 +352,16 @@ func (d *deriver) kernelInputGradOK(n *node, cg convGeom, xs, ws []int64) bool {
 	return xs[1]%16 == 0 && ws[0]%16 == 0
 }
 
-// narrowGradOK reports whether the input gradient of Conv node n runs in
-// slatrun's ConvGradInputNarrow kernel: as kernelOK, dilation 1 and at most
-// maxNarrowChannels input channels (the stems), where oneDNN was slower
-// than ConvTranspose and ONNX Runtime's ConvTranspose ran single-threaded.
-func (d *deriver) narrowGradOK(n *node, cg convGeom, xs []int64) bool {
+// narrowOK reports whether Conv node n runs in slatrun's ConvNarrow kernel
+// and its input gradient in ConvGradInputNarrow: as kernelOK, dilation 1
+// and at most maxNarrowChannels input channels (the stems), where oneDNN
+// was slower than ONNX Runtime's Conv and ConvTranspose, and those ran
+// single-threaded.
+func (d *deriver) narrowOK(n *node, cg convGeom, xs []int64) bool {
 	return d.kernelOK(n, cg) && cg.dil[0] == 1 && cg.dil[1] == 1 && xs[1] <= maxNarrowChannels
 }
 
-// maxNarrowChannels bounds the input channels of ConvGradInputNarrow's
+// maxNarrowChannels bounds the input channels of the narrow kernels'
 // convolutions: grayscale and colour stems.
 const maxNarrowChannels = 4
 
@@ -412,7 +413,8 @@ func (d *deriver) nchwcConv(x, wb, bias string, m int64, k, s, dil, pads []int64
 
 // convForward emits a forward Conv as slatrun's Conv1x1 kernel where its
 // input gradient runs in Conv1x1GradInput (the strided 1×1 shortcuts), as
-// its ConvForward kernel where its input gradient runs in ConvGradInput
+// ConvNarrow where its input is narrow (narrowOK: the stems), as its
+// ConvForward kernel where its input gradient runs in ConvGradInput
 // (the same rule, kernelInputGradOK: oneDNN measured faster there and needs
 // no NCHWc reorders of the activations or the weights), else in the NCHWc
 // kernels when it can, and unchanged otherwise.
@@ -421,6 +423,11 @@ func convForward(d *deriver, n *node) error {
 	cg := geom(n, ws[2:])
 	if d.pointwiseGradOK(n, cg) {
 		d.b.NodeIn(onnx.KernelDomain, onnx.Conv1x1, n.in, n.out[:1], onnx.AttrInts("strides", cg.s...))
+		return nil
+	}
+	if d.narrowOK(n, cg, xs) {
+		d.b.NodeIn(onnx.KernelDomain, onnx.ConvNarrow, n.in, n.out[:1],
+			onnx.AttrInts("kernel_shape", cg.k...), onnx.AttrInts("strides", cg.s...), onnx.AttrInts("pads", cg.p...))
 		return nil
 	}
 	if d.kernelInputGradOK(n, cg, xs, ws) {

@@ -40,27 +40,29 @@ func TestKernelsMatchPlain(t *testing.T) {
 	convnet, preact, wrn, mlp := zooModel("convnet", 16), zooModel("preactresnet18", 16), zooModel("wrn-28-10", 1), zooModel("mlp", 8)
 	edge := bnEdgeModel()
 	type tc struct {
-		name    string
-		m       *onnx.Model
-		batch   int
-		kind    graphs.Kind
-		nchwc   bool
-		taps    []string // nil: the model's
-		convs   int      // weight gradients expected in the kernel (at least; train kind)
-		dxs     int      // input gradients expected in ConvGradInput (every kind)
-		narrow  int      // input gradients expected in ConvGradInputNarrow (convolutions from ≤ 4 channels)
-		bns     int      // BatchNormalization nodes (all in the kernel in the training kinds)
-		fused   int      // Relus fused into them (training kinds)
-		blocked int      // batch norms kept in nChw16c between two convolutions (training kinds)
+		name   string
+		m      *onnx.Model
+		batch  int
+		kind   graphs.Kind
+		nchwc  bool
+		taps   []string // nil: the model's
+		convs  int      // weight gradients expected in the kernel (at least; train kind)
+		dxs    int      // input gradients expected in ConvGradInput (every kind)
+		narrow int      // input gradients expected in ConvGradInputNarrow (convolutions from ≤ 4 channels)
+		// forwards expected in ConvNarrow (the same convolutions, every kind)
+		narrowFwd int
+		bns       int // BatchNormalization nodes (all in the kernel in the training kinds)
+		fused     int // Relus fused into them (training kinds)
+		blocked   int // batch norms kept in nChw16c between two convolutions (training kinds)
 	}
 	cases := []tc{
-		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, bns: 7, fused: 7, blocked: 3},
-		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, narrow: 1, bns: 4, fused: 2},
-		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, narrow: 2, bns: 4, fused: 2},
+		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, narrowFwd: 1, bns: 7, fused: 7, blocked: 3},
+		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, narrow: 1, narrowFwd: 2, bns: 4, fused: 2},
+		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, narrow: 2, narrowFwd: 2, bns: 4, fused: 2},
 		// a tap on a BN output keeps its Relu apart (and its tensor)
-		{name: "edge/train tap on bn output", m: edge, batch: 4, kind: graphs.Train, taps: []string{"b2"}, convs: 2, narrow: 1, bns: 4, fused: 1},
-		{name: "edge/attack tap on bn output", m: edge, batch: 4, kind: graphs.Attack, taps: []string{"b2"}, narrow: 2, bns: 4, fused: 1},
-		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, narrow: 2, bns: 4},
+		{name: "edge/train tap on bn output", m: edge, batch: 4, kind: graphs.Train, taps: []string{"b2"}, convs: 2, narrow: 1, narrowFwd: 2, bns: 4, fused: 1},
+		{name: "edge/attack tap on bn output", m: edge, batch: 4, kind: graphs.Attack, taps: []string{"b2"}, narrow: 2, narrowFwd: 2, bns: 4, fused: 1},
+		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, narrow: 2, narrowFwd: 2, bns: 4},
 	}
 	for _, z := range []struct {
 		name                                    string
@@ -85,7 +87,7 @@ func TestKernelsMatchPlain(t *testing.T) {
 				narrow-- // no grad.x
 			}
 			cases = append(cases, tc{name: z.name + "/" + string(k), m: z.m, batch: z.batch, kind: k, nchwc: true,
-				convs: z.convs, dxs: z.dxs, narrow: narrow, bns: z.bns, fused: z.fused, blocked: z.blocked})
+				convs: z.convs, dxs: z.dxs, narrow: narrow, narrowFwd: z.narrow, bns: z.bns, fused: z.fused, blocked: z.blocked})
 		}
 	}
 	for _, c := range cases {
@@ -122,6 +124,11 @@ func TestKernelsMatchPlain(t *testing.T) {
 			}
 			if got := countOps(g, onnx.KernelDomain, onnx.ConvGradInputNarrow); got != c.narrow {
 				t.Errorf("%d ConvGradInputNarrow nodes, want %d", got, c.narrow)
+			}
+			// the forward of every narrow Conv runs in ConvNarrow, in every
+			// kind, whether or not its input gradient is taken
+			if got := countOps(g, onnx.KernelDomain, onnx.ConvNarrow); got != c.narrowFwd {
+				t.Errorf("%d ConvNarrow nodes, want %d", got, c.narrowFwd)
 			}
 			// the forward of the same Convs runs in ConvForward (same rule)
 			if got := countOps(g, onnx.KernelDomain, onnx.ConvForward); got != c.dxs {

@@ -207,6 +207,13 @@ const Conv1x1GradInput = "Conv1x1GradInput"
 // float32.
 const ConvGradInputNarrow = "ConvGradInputNarrow"
 
+// ConvNarrow is KernelDomain's group-1, dilation-1 2-D convolution for
+// inputs of few channels (the stems; ConvGradInputNarrow's forward): inputs
+// X [N,C,H,W], W [K,C,KH,KW] and, optionally, B [K]; output Y
+// [N,K,OH,OW]; attributes kernel_shape, strides and pads (all required).
+// All float32.
+const ConvNarrow = "ConvNarrow"
+
 // OpIn appends a node of a non-default operator domain (for example ONNX
 // Runtime's "com.microsoft.nchwc") with one fresh output; the model imports
 // that domain at version 1.

@@ -6,6 +6,7 @@
 //   Conv1x1(X, W[, B]) -> Y                (below)
 //   Conv1x1GradInput(dY, W[, acc]) -> dX   (below)
 //   ConvGradInputNarrow(dY, W) -> dX       (below)
+//   ConvNarrow(X, W[, B]) -> Y             (below)
 //
 // SLAT's domain clip at a latent tap: h = min(max(pre + delta, lo), hi)
 // written as ONNX's Max(Min(pre + delta, hi), lo), with lo and hi the
@@ -37,8 +38,8 @@
 #define FU_CLONES
 #endif
 
-// fu_gemm sets out[o][i] = Σ_r coef[o·so + r·sr]·in[r·ld + i] for o < nout,
-// i < len (out's rows len floats apart, in's ld ≥ len apart): a small
+// fu_gemm sets out[o·ldo + i] = Σ_r coef[o·so + r·sr]·in[r·ld + i] for
+// o < nout, i < len (rows ldo ≥ len and ld ≥ len floats apart): a small
 // matrix product, four output rows by 16 floats at a time held in
 // registers, so each input vector is loaded once per four multiply-adds.
 // Summation over r runs in order.
@@ -52,8 +53,8 @@ typedef float fu_v16 __attribute__((vector_size(64)));
 	} while (0)
 
 FU_CLONES
-static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int64_t len, int64_t ld, const float *coef,
-                    int64_t so, int64_t sr) {
+static void fu_gemm(float *out, int64_t ldo, int64_t nout, const float *in, int64_t nin, int64_t len, int64_t ld,
+                    const float *coef, int64_t so, int64_t sr) {
 	const int64_t L16 = len & ~(int64_t)15;
 	int64_t o = 0;
 	for (; o + 4 <= nout; o += 4) {
@@ -67,10 +68,10 @@ static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int6
 				a2 += c2[r * sr] * v;
 				a3 += c3[r * sr] * v;
 			}
-			fu_store(out + o * len + i, a0);
-			fu_store(out + (o + 1) * len + i, a1);
-			fu_store(out + (o + 2) * len + i, a2);
-			fu_store(out + (o + 3) * len + i, a3);
+			fu_store(out + o * ldo + i, a0);
+			fu_store(out + (o + 1) * ldo + i, a1);
+			fu_store(out + (o + 2) * ldo + i, a2);
+			fu_store(out + (o + 3) * ldo + i, a3);
 		}
 		for (int64_t i = L16; i < len; i++) {
 			float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -78,7 +79,7 @@ static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int6
 				float v = in[r * ld + i];
 				a0 += c0[r * sr] * v, a1 += c1[r * sr] * v, a2 += c2[r * sr] * v, a3 += c3[r * sr] * v;
 			}
-			out[o * len + i] = a0, out[(o + 1) * len + i] = a1, out[(o + 2) * len + i] = a2, out[(o + 3) * len + i] = a3;
+			out[o * ldo + i] = a0, out[(o + 1) * ldo + i] = a1, out[(o + 2) * ldo + i] = a2, out[(o + 3) * ldo + i] = a3;
 		}
 	}
 	for (; o < nout; o++) {
@@ -86,12 +87,12 @@ static void fu_gemm(float *out, int64_t nout, const float *in, int64_t nin, int6
 		for (int64_t i = 0; i < L16; i += 16) {
 			fu_v16 a0 = {0};
 			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * fu_load(in + r * ld + i);
-			fu_store(out + o * len + i, a0);
+			fu_store(out + o * ldo + i, a0);
 		}
 		for (int64_t i = L16; i < len; i++) {
 			float a0 = 0;
 			for (int64_t r = 0; r < nin; r++) a0 += c0[r * sr] * in[r * ld + i];
-			out[o * len + i] = a0;
+			out[o * ldo + i] = a0;
 		}
 	}
 }
@@ -122,11 +123,11 @@ static void tap_plane(void *p, size_t plane) {
 
 // A kernel instance: its operator (FU_*), the attributes it read, and the
 // node's name for messages.
-enum { FU_TAPCLIP, FU_CONV1X1, FU_CONV1X1_GRAD, FU_NARROW_GRAD, FU_KINDS };
+enum { FU_TAPCLIP, FU_CONV1X1, FU_CONV1X1_GRAD, FU_NARROW_GRAD, FU_NARROW, FU_KINDS };
 typedef struct {
 	int kind;
 	int64_t s[2], hw[2]; // strides; input_shape (the two input gradients)
-	int64_t ks[2], p[4]; // kernel_shape, pads (ConvGradInputNarrow)
+	int64_t ks[2], p[4]; // kernel_shape, pads (the narrow convolutions)
 	char name[160];
 } FuKernel;
 
@@ -191,7 +192,7 @@ static void p1_image(void *p, size_t img) {
 	float stack[P1_STACK];
 	float *tmp = C * OHW <= P1_STACK ? stack : j->tmp + (int64_t)img * C * OHW;
 	// tmp[c][i] = Σ_k W[k, c]·dY[k][i]
-	fu_gemm(tmp, C, j->dy + (int64_t)img * K * OHW, K, OHW, OHW, j->w, 1, C);
+	fu_gemm(tmp, OHW, C, j->dy + (int64_t)img * K * OHW, K, OHW, OHW, j->w, 1, C);
 	for (int64_t c = 0; c < C; c++) {
 		const float *t = tmp + c * OHW;
 		float *row = j->dx + ((int64_t)img * C + c) * HW;
@@ -283,7 +284,7 @@ static void f1_image(void *p, size_t img) {
 		}
 	// Y[k][i] = Σ_c W[k, c]·tmp[c][i] (+ B[k])
 	float *y = j->y + (int64_t)img * K * OHW;
-	fu_gemm(y, K, tmp, C, OHW, OHW, j->w, C, 1);
+	fu_gemm(y, OHW, K, tmp, C, OHW, OHW, j->w, C, 1);
 	if (j->b)
 		for (int64_t k = 0; k < K; k++)
 			for (int64_t i = 0; i < OHW; i++) y[k * OHW + i] += j->b[k];
@@ -348,8 +349,10 @@ typedef struct {
 	int64_t C, K, H, W, OH, OW, KH, KW, s0, s1, p0, p1;
 	int64_t rows;   // output rows per chunk of columns
 	int64_t colrow; // C·KH·KW·OW: the columns of one output row
-	const float *dy, *w;
+	const float *dy, *w; // ConvGradInputNarrow's dY; both kernels' W
 	float *dx;
+	const float *x, *b; // ConvNarrow's X and B
+	float *y;
 	float *heap; // per task colrow floats, when one row's columns overflow the stack buffer
 } NGJob;
 
@@ -367,7 +370,7 @@ static void ng_image(void *p, size_t img) {
 	for (int64_t oh0 = 0; oh0 < j->OH; oh0 += j->rows) {
 		const int64_t nr = j->OH - oh0 < j->rows ? j->OH - oh0 : j->rows, len = nr * j->OW;
 		// col[(c·KH + i)·KW + jj][o] = Σ_k W[k, c, i, jj]·dY[k][oh0·OW + o]
-		fu_gemm(col, C * KK, dy + oh0 * j->OW, j->K, len, OHW, j->w, 1, C * KK);
+		fu_gemm(col, len, C * KK, dy + oh0 * j->OW, j->K, len, OHW, j->w, 1, C * KK);
 		for (int64_t c = 0; c < C; c++)
 			for (int64_t i = 0; i < j->KH; i++)
 				for (int64_t jj = 0; jj < j->KW; jj++) {
@@ -393,6 +396,26 @@ static void ng_image(void *p, size_t img) {
 					}
 				}
 	}
+}
+
+// ng_columns sizes the column chunks of j (whole output rows, as many as fit
+// the stack buffer, or one row at a time in a buffer per image) and runs fn
+// on each of the n images.
+static int ng_columns(SlatOrtKernelContext *ctx, NGJob *j, int64_t images, void (*fn)(void *, size_t), char *err,
+                      size_t n) {
+	j->colrow = j->C * j->KH * j->KW * j->OW;
+	j->rows = NG_STACK / j->colrow;
+	if (j->rows == 0) {
+		j->rows = 1;
+		if (images > INT64_MAX / 4 / j->colrow || !(j->heap = malloc((size_t)(images * j->colrow) * sizeof(float)))) {
+			kt_seterr(err, n, "out of memory for the columns of %lld images", (long long)images);
+			return -1;
+		}
+	}
+	int rc = kt_parallel(ctx, fn, images, j, err, n);
+	free(j->heap);
+	j->heap = NULL;
+	return rc;
 }
 
 static int ng_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
@@ -429,22 +452,113 @@ static int ng_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		memset(pdx, 0, (size_t)(N * C * H * W) * sizeof(float));
 		return 0;
 	}
-	// Columns for whole output rows, as many rows as fit the stack buffer
-	// (or one row at a time in a buffer per image).
-	const int64_t colrow = C * k->ks[0] * k->ks[1] * OW;
 	NGJob j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .KH = k->ks[0], .KW = k->ks[1],
-	           .s0 = k->s[0], .s1 = k->s[1], .p0 = k->p[0], .p1 = k->p[1], .rows = NG_STACK / colrow,
-	           .colrow = colrow, .dy = pdy, .w = pw, .dx = pdx};
-	if (j.rows == 0) {
-		j.rows = 1;
-		if (N > INT64_MAX / 4 / colrow || !(j.heap = malloc((size_t)(N * colrow) * sizeof(float)))) {
-			kt_seterr(err, n, "out of memory for the columns of %lld images", (long long)N);
-			return -1;
-		}
+	           .s0 = k->s[0], .s1 = k->s[1], .p0 = k->p[0], .p1 = k->p[1], .dy = pdy, .w = pw, .dx = pdx};
+	return ng_columns(ctx, &j, N, ng_image, err, n);
+}
+
+// ---------------------------------------------------------------------------
+//   ConvNarrow(X, W[, B]) -> Y; attributes kernel_shape, strides, pads
+//
+// The forward of the same narrow convolutions (group 1, dilation 1, X
+// [N, C, H, W] of few channels, W [K, C, KH, KW], Y [N, K, OH, OW]):
+//
+//   Y[n, k, oh, ow] = Σ_c,i,j W[k, c, i, j]·X[n, c, oh·s0 − p0 + i, ow·s1 − p1 + j] (+ B[k])
+//
+// with X zero outside its grid. ONNX Runtime's Conv ran the stems on one
+// thread (per image an im2col and a small Gemm). One image per task on the
+// intra-op pool, a few output rows at a time: their im2col columns
+// ([C·KH·KW, rows·OW] in the stack buffer), then Y's rows = W times them
+// (fu_gemm; summation over (c, i, j) in that order), then the bias.
+
+FU_CLONES __attribute__((optimize("tree-vectorize")))
+static void nf_image(void *p, size_t img) {
+	const NGJob *j = p;
+	const int64_t C = j->C, OHW = j->OH * j->OW, HW = j->H * j->W, Q = C * j->KH * j->KW;
+	float stack[NG_STACK];
+	float *col = j->heap ? j->heap + (int64_t)img * j->colrow : stack;
+	const float *x = j->x + (int64_t)img * C * HW;
+	float *y = j->y + (int64_t)img * j->K * OHW;
+	for (int64_t oh0 = 0; oh0 < j->OH; oh0 += j->rows) {
+		const int64_t nr = j->OH - oh0 < j->rows ? j->OH - oh0 : j->rows, len = nr * j->OW;
+		for (int64_t c = 0; c < C; c++)
+			for (int64_t i = 0; i < j->KH; i++)
+				for (int64_t jj = 0; jj < j->KW; jj++) {
+					float *row = col + ((c * j->KH + i) * j->KW + jj) * len;
+					const int64_t off = jj - j->p1;
+					int64_t ow0 = 0, ow1 = 0;
+					if (off < 0) ow0 = (-off + j->s1 - 1) / j->s1;
+					if (j->W - 1 - off >= 0) ow1 = (j->W - 1 - off) / j->s1 + 1;
+					if (ow1 > j->OW) ow1 = j->OW;
+					if (ow0 > ow1) ow0 = ow1;
+					for (int64_t r = 0; r < nr; r++) {
+						float *dst = row + r * j->OW;
+						const int64_t ih = (oh0 + r) * j->s0 - j->p0 + i;
+						if (ih < 0 || ih >= j->H) {
+							memset(dst, 0, (size_t)j->OW * sizeof(float));
+							continue;
+						}
+						const float *src = x + c * HW + ih * j->W + off;
+						for (int64_t ow = 0; ow < ow0; ow++) dst[ow] = 0;
+						if (j->s1 == 1) {
+							for (int64_t ow = ow0; ow < ow1; ow++) dst[ow] = src[ow];
+						} else {
+							for (int64_t ow = ow0; ow < ow1; ow++) dst[ow] = src[ow * j->s1];
+						}
+						for (int64_t ow = ow1; ow < j->OW; ow++) dst[ow] = 0;
+					}
+				}
+		// Y[k][oh0·OW + o] = Σ_q W[k, q]·col[q][o], q = (c·KH + i)·KW + jj
+		fu_gemm(y + oh0 * j->OW, OHW, j->K, col, Q, len, len, j->w, Q, 1);
 	}
-	int rc = kt_parallel(ctx, ng_image, N, &j, err, n);
-	free(j.heap);
-	return rc;
+	if (j->b)
+		for (int64_t k = 0; k < j->K; k++)
+			for (int64_t o = 0; o < OHW; o++) y[k * OHW + o] += j->b[k];
+}
+
+static int nf_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
+	KtTensor x, w, b;
+	if (kt_input(ctx, 0, 1, &x, err, n, "X") || kt_input(ctx, 1, 1, &w, err, n, "W") ||
+	    kt_input(ctx, 2, 0, &b, err, n, "B"))
+		return -1;
+	if (x.rank != 4 || w.rank != 4 || w.dims[1] != x.dims[1]) {
+		kt_seterr(err, n, "want X [N, C, H, W] and W [K, C, KH, KW] with the same C");
+		return -1;
+	}
+	if (w.dims[2] != k->ks[0] || w.dims[3] != k->ks[1]) {
+		kt_seterr(err, n, "W's kernel %lldx%lld is not kernel_shape %lldx%lld", (long long)w.dims[2],
+		          (long long)w.dims[3], (long long)k->ks[0], (long long)k->ks[1]);
+		return -1;
+	}
+	const int64_t N = x.dims[0], C = x.dims[1], H = x.dims[2], W = x.dims[3], K = w.dims[0];
+	if (b.v && (b.rank != 1 || b.dims[0] != K)) {
+		kt_seterr(err, n, "B must be [K] = [%lld]", (long long)K);
+		return -1;
+	}
+	const int64_t eh = H + k->p[0] + k->p[2] - k->ks[0], ew = W + k->p[1] + k->p[3] - k->ks[1];
+	if (eh < 0 || ew < 0) {
+		kt_seterr(err, n, "the %lldx%lld kernel is larger than the padded %lldx%lld input", (long long)k->ks[0],
+		          (long long)k->ks[1], (long long)H, (long long)W);
+		return -1;
+	}
+	const int64_t OH = eh / k->s[0] + 1, OW = ew / k->s[1] + 1;
+	const int64_t dims[4] = {N, K, OH, OW};
+	float *px, *pw, *pb = NULL, *py;
+	if (kt_data(x.v, &px, err, n, "X") || kt_data(w.v, &pw, err, n, "W") || (b.v && kt_data(b.v, &pb, err, n, "B")) ||
+	    kt_output(ctx, 0, dims, 4, &py, err, n, "output Y"))
+		return -1;
+	if (!py) {
+		kt_seterr(err, n, "output Y is required");
+		return -1;
+	}
+	if (N == 0 || K == 0) return 0;
+	if (C == 0) { // an empty sum: the bias alone
+		for (int64_t i = 0; i < N * K * OH * OW; i++) py[i] = pb ? pb[(i / (OH * OW)) % K] : 0;
+		return 0;
+	}
+	NGJob j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .KH = k->ks[0], .KW = k->ks[1],
+	           .s0 = k->s[0], .s1 = k->s[1], .p0 = k->p[0], .p1 = k->p[1], .x = px, .w = pw, .b = pb, .y = py};
+	return ng_columns(ctx, &j, N, nf_image, err, n);
 }
 
 // ---------------------------------------------------------------------------
@@ -459,6 +573,7 @@ static const struct {
 	[FU_CONV1X1] = {"Conv1x1", 3, 2, f1_run},
 	[FU_CONV1X1_GRAD] = {"Conv1x1GradInput", 3, 2, p1_run},
 	[FU_NARROW_GRAD] = {"ConvGradInputNarrow", 2, 2, ng_run},
+	[FU_NARROW] = {"ConvNarrow", 3, 2, nf_run},
 };
 
 typedef struct {
@@ -520,7 +635,7 @@ static SlatOrtStatus *fu_create(const SlatOrtCustomOp *op, const void *api, cons
 	char err[256];
 	if ((kind != FU_TAPCLIP && fu_ints(info, "strides", k->s, err, sizeof err)) ||
 	    ((kind == FU_CONV1X1_GRAD || kind == FU_NARROW_GRAD) && fu_ints(info, "input_shape", k->hw, err, sizeof err)) ||
-	    (kind == FU_NARROW_GRAD &&
+	    ((kind == FU_NARROW_GRAD || kind == FU_NARROW) &&
 	     (fu_ints(info, "kernel_shape", k->ks, err, sizeof err) || fu_pads(info, k->p, err, sizeof err)))) {
 		snprintf(msg, sizeof msg, FU_DOMAIN " %s %s: %s", fu_kinds[kind].name, k->name, err);
 		free(k);

@@ -518,3 +518,121 @@ func TestConvGradInputNarrowErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConvNarrow: the forward kernel against the float64 definition
+// (refConv) and ONNX Runtime's Conv, with and without a bias, on
+// narrowCases; two runs per session.
+func TestConvNarrow(t *testing.T) {
+	needKernels(t)
+	for ci, cc := range narrowCases {
+		if cc.stride == [2]int{} {
+			cc.stride = [2]int{1, 1}
+		}
+		cc.dil = [2]int{1, 1}
+		cc.bias = ci%2 == 0
+		t.Run(cc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(ci), 19))
+			oh, ow := cc.out()
+			b := onnx.NewBuilder("narrow_fwd")
+			b.Input("x", onnx.Float, int64(cc.n), int64(cc.c), int64(cc.h), int64(cc.w))
+			b.Input("w", onnx.Float, int64(cc.k), int64(cc.c), int64(cc.kh), int64(cc.kw))
+			in := []string{"x", "w"}
+			if cc.bias {
+				b.Input("b", onnx.Float, int64(cc.k))
+				in = append(in, "b")
+			}
+			b.NodeIn(KernelDomain, onnx.ConvNarrow, in, []string{"y"},
+				onnx.AttrInts("kernel_shape", int64(cc.kh), int64(cc.kw)),
+				onnx.AttrInts("strides", int64(cc.stride[0]), int64(cc.stride[1])),
+				onnx.AttrInts("pads", int64(cc.pads[0]), int64(cc.pads[1]), int64(cc.pads[2]), int64(cc.pads[3])))
+			b.Output("y", onnx.Float, int64(cc.n), int64(cc.k), int64(oh), int64(ow))
+			s, err := NewSession(b.Model(), Options{Threads: max(cc.threads, 1), Kernels: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			x, w := s.Float("x"), s.Float("w")
+			fill(r, x)
+			fill(r, w)
+			var bias []float32
+			if cc.bias {
+				bias = s.Float("b")
+				fill(r, bias)
+			}
+			want := make([]float64, cc.n*cc.k*oh*ow)
+			if bias != nil {
+				for i := range want {
+					want[i] = float64(bias[i/(oh*ow)%cc.k])
+				}
+			}
+			cc.refConv(func(xi, wi, yi int) { want[yi] += float64(w[wi]) * float64(x[xi]) })
+			for run := 0; run < 2; run++ {
+				if err := s.Run(); err != nil {
+					t.Fatal(err)
+				}
+				closeTo(t, "Y vs float64 reference", s.Float("y"), want, 1e-4)
+			}
+
+			p, err := NewSession(cc.convModel(), Options{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			copy(p.Float("x"), x)
+			copy(p.Float("w"), w)
+			pb := p.Float("b")
+			for i := range pb {
+				pb[i] = 0
+			}
+			copy(pb, bias)
+			if err := p.Run(); err != nil {
+				t.Fatal(err)
+			}
+			ref := make([]float64, len(want))
+			for i, v := range p.Float("y") {
+				ref[i] = float64(v)
+			}
+			closeTo(t, "Y vs ONNX Runtime's Conv", s.Float("y"), ref, 1e-4)
+		})
+	}
+}
+
+func TestConvNarrowErrors(t *testing.T) {
+	needKernels(t)
+	for _, c := range []struct {
+		name string
+		x, w []int64
+		ks   []int64
+		pads []int64
+		bias int64
+		want string
+	}{
+		{"C differs", []int64{1, 2, 4, 4}, []int64{3, 1, 3, 3}, []int64{3, 3}, []int64{1, 1, 1, 1}, 0, "same C"},
+		{"kernel", []int64{1, 1, 4, 4}, []int64{3, 1, 3, 3}, []int64{5, 5}, []int64{1, 1, 1, 1}, 0, "is not kernel_shape"},
+		{"too large", []int64{1, 1, 2, 2}, []int64{3, 1, 5, 5}, []int64{5, 5}, []int64{0, 0, 0, 0}, 0, "larger than the padded"},
+		{"bias", []int64{1, 1, 4, 4}, []int64{3, 1, 3, 3}, []int64{3, 3}, []int64{1, 1, 1, 1}, 4, "B must be [K] = [3]"},
+		{"pads", []int64{1, 1, 4, 4}, []int64{3, 1, 3, 3}, []int64{3, 3}, []int64{1, 1, 1}, 0, "pads must be four values"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := onnx.NewBuilder("narrow_fwd")
+			b.Input("x", onnx.Float, c.x...)
+			b.Input("w", onnx.Float, c.w...)
+			in := []string{"x", "w"}
+			if c.bias > 0 {
+				b.Input("b", onnx.Float, c.bias)
+				in = append(in, "b")
+			}
+			b.NodeIn(KernelDomain, onnx.ConvNarrow, in, []string{"y"},
+				onnx.AttrInts("kernel_shape", c.ks...), onnx.AttrInts("strides", 1, 1), onnx.AttrInts("pads", c.pads...))
+			b.Output("y", onnx.Float, c.x[0], c.w[0], c.x[2], c.x[3])
+			s, err := NewSession(b.Model(), Options{Threads: 1, Kernels: true})
+			if err == nil {
+				err = s.Run()
+				s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "ConvNarrow") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want ConvNarrow and %q", err, c.want)
+			}
+		})
+	}
+}
