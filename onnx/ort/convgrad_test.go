@@ -123,15 +123,7 @@ func TestConvGradInput(t *testing.T) {
 				}
 				closeTo(t, "dX ("+what+") vs float64 reference", s.Float("dx"), want, 1e-4)
 				if how == shapeFromX {
-					fd := cc.finiteDiffX(t, dy, w, r)
-					var got []float32
-					var fw []float64
-					for i, v := range fd {
-						if !math.IsNaN(v) {
-							got, fw = append(got, s.Float("dx")[i]), append(fw, v)
-						}
-					}
-					closeTo(t, "dX vs central differences", got, fw, 1e-4)
+					closeToSampled(t, "dX vs central differences", s.Float("dx"), cc.finiteDiffX(t, dy, w, r), 1e-4)
 					// Writes to the inputs are seen by the next run.
 					fill(r, s.Float("w"))
 					if err := s.Run(); err != nil {
@@ -147,6 +139,20 @@ func TestConvGradInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closeToSampled is closeTo on the entries of want that are not NaN (the
+// ones a finite-difference check sampled).
+func closeToSampled(t *testing.T, what string, got []float32, want []float64, tol float64) {
+	t.Helper()
+	var g []float32
+	var w []float64
+	for i, v := range want {
+		if !math.IsNaN(v) {
+			g, w = append(g, got[i]), append(w, v)
+		}
+	}
+	closeTo(t, what, g, w, tol)
 }
 
 // finiteDiffX returns central differences of L = Σ dy ⊙ Conv(x; w, b) with

@@ -97,6 +97,14 @@ static void fu_gemm(float *out, int64_t ldo, int64_t nout, const float *in, int6
 	}
 }
 
+// fu_bias adds b[k] to the k-th of y's K rows of len floats (nothing when b
+// is NULL).
+static void fu_bias(float *y, int64_t K, int64_t len, const float *b) {
+	if (!b) return;
+	for (int64_t k = 0; k < K; k++)
+		for (int64_t i = 0; i < len; i++) y[k * len + i] += b[k];
+}
+
 typedef struct {
 	int64_t S; // plane length
 	const float *pre, *delta;
@@ -285,9 +293,21 @@ static void f1_image(void *p, size_t img) {
 	// Y[k][i] = Σ_c W[k, c]·tmp[c][i] (+ B[k])
 	float *y = j->y + (int64_t)img * K * OHW;
 	fu_gemm(y, OHW, K, tmp, C, OHW, OHW, j->w, C, 1);
-	if (j->b)
-		for (int64_t k = 0; k < K; k++)
-			for (int64_t i = 0; i < OHW; i++) y[k * OHW + i] += j->b[k];
+	fu_bias(y, K, OHW, j->b);
+}
+
+// fu_forward_data fetches a forward convolution's X, W and optional B data
+// and allocates its output Y with dims (required).
+static int fu_forward_data(SlatOrtKernelContext *ctx, const KtTensor *x, const KtTensor *w, const KtTensor *b,
+                           const int64_t dims[4], float **px, float **pw, float **pb, float **py, char *err, size_t n) {
+	if (kt_data(x->v, px, err, n, "X") || kt_data(w->v, pw, err, n, "W") || (b->v && kt_data(b->v, pb, err, n, "B")) ||
+	    kt_output(ctx, 0, dims, 4, py, err, n, "output Y"))
+		return -1;
+	if (!*py) {
+		kt_seterr(err, n, "output Y is required");
+		return -1;
+	}
+	return 0;
 }
 
 static int f1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
@@ -307,13 +327,7 @@ static int f1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 	const int64_t OH = H > 0 ? (H - 1) / k->s[0] + 1 : 0, OW = W > 0 ? (W - 1) / k->s[1] + 1 : 0;
 	const int64_t dims[4] = {N, K, OH, OW};
 	float *px, *pw, *pb = NULL, *py;
-	if (kt_data(x.v, &px, err, n, "X") || kt_data(w.v, &pw, err, n, "W") || (b.v && kt_data(b.v, &pb, err, n, "B")) ||
-	    kt_output(ctx, 0, dims, 4, &py, err, n, "output Y"))
-		return -1;
-	if (!py) {
-		kt_seterr(err, n, "output Y is required");
-		return -1;
-	}
+	if (fu_forward_data(ctx, &x, &w, &b, dims, &px, &pw, &pb, &py, err, n)) return -1;
 	if (N == 0 || K == 0 || OH * OW == 0) return 0;
 	F1Job j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .s0 = k->s[0], .s1 = k->s[1],
 	           .x = px, .w = pw, .b = pb, .y = py};
@@ -418,6 +432,14 @@ static int ng_columns(SlatOrtKernelContext *ctx, NGJob *j, int64_t images, void 
 	return rc;
 }
 
+// ng_kernel_shape checks that W [K, C, KH, KW] has the kernel_shape attribute's KH×KW.
+static int ng_kernel_shape(const FuKernel *k, const KtTensor *w, char *err, size_t n) {
+	if (w->dims[2] == k->ks[0] && w->dims[3] == k->ks[1]) return 0;
+	kt_seterr(err, n, "W's kernel %lldx%lld is not kernel_shape %lldx%lld", (long long)w->dims[2],
+	          (long long)w->dims[3], (long long)k->ks[0], (long long)k->ks[1]);
+	return -1;
+}
+
 static int ng_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 	KtTensor dy, w;
 	if (kt_input(ctx, 0, 1, &dy, err, n, "dY") || kt_input(ctx, 1, 1, &w, err, n, "W")) return -1;
@@ -425,11 +447,7 @@ static int ng_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		kt_seterr(err, n, "want dY [N, K, OH, OW] and W [K, C, KH, KW] with the same K");
 		return -1;
 	}
-	if (w.dims[2] != k->ks[0] || w.dims[3] != k->ks[1]) {
-		kt_seterr(err, n, "W's kernel %lldx%lld is not kernel_shape %lldx%lld", (long long)w.dims[2],
-		          (long long)w.dims[3], (long long)k->ks[0], (long long)k->ks[1]);
-		return -1;
-	}
+	if (ng_kernel_shape(k, &w, err, n)) return -1;
 	const int64_t N = dy.dims[0], K = dy.dims[1], C = w.dims[1], H = k->hw[0], W = k->hw[1];
 	const int64_t OH = dy.dims[2], OW = dy.dims[3];
 	const int64_t eh = H + k->p[0] + k->p[2] - k->ks[0], ew = W + k->p[1] + k->p[3] - k->ks[1];
@@ -511,9 +529,7 @@ static void nf_image(void *p, size_t img) {
 		// Y[k][oh0·OW + o] = Σ_q W[k, q]·col[q][o], q = (c·KH + i)·KW + jj
 		fu_gemm(y + oh0 * j->OW, OHW, j->K, col, Q, len, len, j->w, Q, 1);
 	}
-	if (j->b)
-		for (int64_t k = 0; k < j->K; k++)
-			for (int64_t o = 0; o < OHW; o++) y[k * OHW + o] += j->b[k];
+	fu_bias(y, j->K, OHW, j->b);
 }
 
 static int nf_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
@@ -525,11 +541,7 @@ static int nf_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		kt_seterr(err, n, "want X [N, C, H, W] and W [K, C, KH, KW] with the same C");
 		return -1;
 	}
-	if (w.dims[2] != k->ks[0] || w.dims[3] != k->ks[1]) {
-		kt_seterr(err, n, "W's kernel %lldx%lld is not kernel_shape %lldx%lld", (long long)w.dims[2],
-		          (long long)w.dims[3], (long long)k->ks[0], (long long)k->ks[1]);
-		return -1;
-	}
+	if (ng_kernel_shape(k, &w, err, n)) return -1;
 	const int64_t N = x.dims[0], C = x.dims[1], H = x.dims[2], W = x.dims[3], K = w.dims[0];
 	if (b.v && (b.rank != 1 || b.dims[0] != K)) {
 		kt_seterr(err, n, "B must be [K] = [%lld]", (long long)K);
@@ -544,13 +556,7 @@ static int nf_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 	const int64_t OH = eh / k->s[0] + 1, OW = ew / k->s[1] + 1;
 	const int64_t dims[4] = {N, K, OH, OW};
 	float *px, *pw, *pb = NULL, *py;
-	if (kt_data(x.v, &px, err, n, "X") || kt_data(w.v, &pw, err, n, "W") || (b.v && kt_data(b.v, &pb, err, n, "B")) ||
-	    kt_output(ctx, 0, dims, 4, &py, err, n, "output Y"))
-		return -1;
-	if (!py) {
-		kt_seterr(err, n, "output Y is required");
-		return -1;
-	}
+	if (fu_forward_data(ctx, &x, &w, &b, dims, &px, &pw, &pb, &py, err, n)) return -1;
 	if (N == 0 || K == 0) return 0;
 	if (C == 0) { // an empty sum: the bias alone
 		for (int64_t i = 0; i < N * K * OH * OW; i++) py[i] = pb ? pb[(i / (OH * OW)) % K] : 0;
