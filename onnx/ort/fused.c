@@ -355,9 +355,10 @@ static int f1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 //
 // summed over k, oh, ow, i, j. oneDNN ran these narrow shapes 2–20× slower
 // than ONNX Runtime's ConvTranspose, which ran them on one thread. Here each
-// image is one task on the intra-op pool: the columns Wᵀ·dY ([C·KH·KW,
-// OH·OW], fu_gemm; summation over k in order) and then, for each (c, i, j)
-// in order, its column row added onto dX's shifted grid (col2im).
+// image is one task on the intra-op pool, a few output rows at a time
+// (ng_columns): their columns Wᵀ·dY ([C·KH·KW, rows·OW], fu_gemm; summation
+// over k in order) and then, for each (c, i, j) in order, its column row
+// added onto dX's shifted grid (col2im).
 
 typedef struct {
 	int64_t C, K, H, W, OH, OW, KH, KW, s0, s1, p0, p1;
@@ -371,6 +372,16 @@ typedef struct {
 } NGJob;
 
 #define NG_STACK 8192
+
+// ng_span gives the output columns [*ow0, *ow1) whose input column
+// ow·s1 − p1 + jj lies inside [0, W) (empty: *ow0 == *ow1).
+static void ng_span(const NGJob *j, int64_t jj, int64_t *ow0, int64_t *ow1) {
+	const int64_t off = jj - j->p1;
+	*ow0 = off < 0 ? (-off + j->s1 - 1) / j->s1 : 0;
+	*ow1 = j->W - 1 - off >= 0 ? (j->W - 1 - off) / j->s1 + 1 : 0;
+	if (*ow1 > j->OW) *ow1 = j->OW;
+	if (*ow0 > *ow1) *ow0 = *ow1;
+}
 
 FU_CLONES __attribute__((optimize("tree-vectorize")))
 static void ng_image(void *p, size_t img) {
@@ -390,13 +401,10 @@ static void ng_image(void *p, size_t img) {
 				for (int64_t jj = 0; jj < j->KW; jj++) {
 					const float *row = col + ((c * j->KH + i) * j->KW + jj) * len;
 					float *plane = dx + c * HW;
-					// ow with 0 ≤ ow·s1 − p1 + jj < W
 					const int64_t off = jj - j->p1;
-					int64_t ow0 = 0, ow1 = 0;
-					if (off < 0) ow0 = (-off + j->s1 - 1) / j->s1;
-					if (j->W - 1 - off >= 0) ow1 = (j->W - 1 - off) / j->s1 + 1;
-					if (ow1 > j->OW) ow1 = j->OW;
-					if (ow0 >= ow1) continue;
+					int64_t ow0, ow1;
+					ng_span(j, jj, &ow0, &ow1);
+					if (ow0 == ow1) continue;
 					for (int64_t r = 0; r < nr; r++) {
 						const int64_t ih = (oh0 + r) * j->s0 - j->p0 + i;
 						if (ih < 0 || ih >= j->H) continue;
@@ -504,11 +512,8 @@ static void nf_image(void *p, size_t img) {
 				for (int64_t jj = 0; jj < j->KW; jj++) {
 					float *row = col + ((c * j->KH + i) * j->KW + jj) * len;
 					const int64_t off = jj - j->p1;
-					int64_t ow0 = 0, ow1 = 0;
-					if (off < 0) ow0 = (-off + j->s1 - 1) / j->s1;
-					if (j->W - 1 - off >= 0) ow1 = (j->W - 1 - off) / j->s1 + 1;
-					if (ow1 > j->OW) ow1 = j->OW;
-					if (ow0 > ow1) ow0 = ow1;
+					int64_t ow0, ow1;
+					ng_span(j, jj, &ow0, &ow1);
 					for (int64_t r = 0; r < nr; r++) {
 						float *dst = row + r * j->OW;
 						const int64_t ih = (oh0 + r) * j->s0 - j->p0 + i;
@@ -589,13 +594,21 @@ typedef struct {
 
 static int fu_kind(const SlatOrtCustomOp *op) { return ((const FuOp *)op)->kind; }
 
-// fu_ints reads a required attribute of two positive int64s.
-static int fu_ints(const SlatOrtKernelInfo *info, const char *name, int64_t *out, char *err, size_t n) {
-	size_t size = 2;
+// fu_array reads the required int64 array attribute name into out (room
+// for want values) and reports whether it holds exactly want values.
+static int fu_array(const SlatOrtKernelInfo *info, const char *name, int64_t *out, size_t want, char *err, size_t n) {
+	size_t size = want;
 	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfoGetAttributeArray_int64, SlatOrtStatus *, const SlatOrtKernelInfo *,
 	                       const char *, int64_t *, size_t *)(info, name, out, &size);
 	if (kt_take(s, err, n, name)) return -1;
-	if (size != 2 || out[0] < 1 || out[1] < 1) {
+	return size == want ? 0 : 1;
+}
+
+// fu_ints reads a required attribute of two positive int64s.
+static int fu_ints(const SlatOrtKernelInfo *info, const char *name, int64_t *out, char *err, size_t n) {
+	int rc = fu_array(info, name, out, 2, err, n);
+	if (rc < 0) return -1;
+	if (rc > 0 || out[0] < 1 || out[1] < 1) {
 		kt_seterr(err, n, "attribute %s must be two positive values", name);
 		return -1;
 	}
@@ -604,11 +617,9 @@ static int fu_ints(const SlatOrtKernelInfo *info, const char *name, int64_t *out
 
 // fu_pads reads the required attribute pads: four values in [0, 1<<20).
 static int fu_pads(const SlatOrtKernelInfo *info, int64_t *out, char *err, size_t n) {
-	size_t size = 4;
-	SlatOrtStatus *s = FUF(SLAT_ORT_KernelInfoGetAttributeArray_int64, SlatOrtStatus *, const SlatOrtKernelInfo *,
-	                       const char *, int64_t *, size_t *)(info, "pads", out, &size);
-	if (kt_take(s, err, n, "pads")) return -1;
-	if (size != 4) {
+	int rc = fu_array(info, "pads", out, 4, err, n);
+	if (rc < 0) return -1;
+	if (rc > 0) {
 		kt_seterr(err, n, "attribute pads must be four values (top, left, bottom, right)");
 		return -1;
 	}
