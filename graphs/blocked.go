@@ -9,46 +9,100 @@ import (
 
 // The blocked layout between kernels. oneDNN's convolutions compute in
 // nChw16c (channels in blocks of 16, innermost) and, on plain NCHW
-// tensors, reorder every activation in and every result out: about a third
-// of the time spent in oneDNN on the convnet (docs/performance.md). A batch
-// norm that sits between two convolution kernels — its input the output of
-// a ConvForward, its (ReLU-fused) output read only by convolutions, and in
-// the backward its output gradient the result of a ConvGradInput and its
-// input gradient read only by convolutions — can keep all of those tensors
-// in nChw16c: the batch-norm kernels run on that layout directly (attribute
-// blocked = 1) and the convolution kernels skip the reorders on those
-// sides (attribute blocked, a bit per activation role). In a pre-activation
-// residual block that is the inner batch norm, between its two
-// convolutions. Nothing outside the kernels ever sees a blocked tensor: the
-// rule only blocks tensors whose every producer and consumer is one of
-// these kernels, and never a graph output.
+// tensors, reorder every activation in and every result out. blockLayouts
+// keeps tensors in nChw16c wherever that saves reorders: the convolution
+// kernels take a bit per activation (attribute blocked), the batch-norm
+// kernels one flag for all of theirs, TapClip a bit per tensor, and an
+// elementwise Add of equal shapes works on either layout as long as its
+// inputs and output share it. A batch norm or an Add couples its tensors:
+// they are blocked together or not at all, so in a residual network a
+// stage's residual stream, its batch norms' inputs and outputs and their
+// gradients form one group. Each group is decided by counting reorders:
+// left plain, every convolution kernel that touches one of its tensors
+// reorders it; blocked, a Relayout node converts each tensor that an
+// operator without a blocked form writes (to nChw16c) or reads, or that is a
+// graph output (to NCHW, once per tensor). A group is blocked when that
+// costs fewer conversions. All of a group's tensors have one shape, so the
+// counts compare like with like. Nothing outside the kernels ever sees a
+// blocked tensor: graph outputs keep their names and NCHW.
 
-// Bits of the convolution kernels' "blocked" attribute: input 0, input 1,
-// output 0 in nChw16c.
+// Bits of the kernels' "blocked" attribute: input 0, input 1, output 0 in
+// nChw16c (the batch-norm kernels use 1 for all their tensors).
 const (
 	blockedIn0 int64 = 1 << iota
 	blockedIn1
 	blockedOut
 )
 
-type slotRef struct{ node, slot int }
+// A layoutSlot says how one input or output of a node may hold a blocked
+// tensor.
+type layoutSlot int
 
-// blockInnerBN sets the blocked attributes on g's kernel nodes for every
-// batch norm that qualifies (see above; shape gives a tensor's shape, C must
-// be a multiple of 16).
-func blockInnerBN(g *onnxpb.GraphProto, shape func(string) []int64) {
+const (
+	slotPlain   layoutSlot = iota // NCHW only
+	slotShape                     // only the shape is read: either layout
+	slotBit                       // its own bit of the attribute blocked
+	slotCoupled                   // one layout for all the node's coupled slots
+)
+
+// layoutRule gives slot i of node n (an output if out): its kind, its bit
+// (slotBit), and whether the kernel reorders that tensor itself when it is
+// NCHW (the oneDNN convolutions do; the others have a loop for each layout).
+func layoutRule(n *onnxpb.NodeProto, out bool, i int) (kind layoutSlot, bit int64, reorders bool) {
+	if n.GetDomain() == "" && (n.GetOpType() == "Add" || n.GetOpType() == "Sum") {
+		return slotCoupled, 0, false
+	}
+	if n.GetDomain() != onnx.KernelDomain {
+		return slotPlain, 0, false
+	}
+	switch op := n.GetOpType(); {
+	case op == onnx.ConvForward && !out && i == 0, op == onnx.ConvGradInput && !out && i == 0,
+		op == onnx.ConvGradWeight && !out && i == 0:
+		return slotBit, blockedIn0, true
+	case op == onnx.ConvGradWeight && !out && i == 1:
+		return slotBit, blockedIn1, true
+	case (op == onnx.ConvForward || op == onnx.ConvGradInput) && out && i == 0:
+		return slotBit, blockedOut, true
+	case op == onnx.ConvGradInput && !out && i == 2:
+		return slotShape, 0, false
+	case op == onnx.TapClip && i == 0:
+		if out {
+			return slotBit, blockedOut, false
+		}
+		return slotBit, blockedIn0, false
+	case op == onnx.TapClip && !out && i == 1:
+		return slotBit, blockedIn1, false
+	case op == onnx.BatchNormTrain && i == 0:
+		return slotCoupled, 0, false
+	case op == onnx.BatchNormTrainGrad && (out && i == 0 || !out && (i <= 1 || i >= 5)):
+		return slotCoupled, 0, false // dY, X, Y, acc; dX
+	}
+	return slotPlain, 0, false
+}
+
+// slotRef names input or output slot of node.
+type slotRef struct {
+	node, slot int
+	out        bool
+}
+
+// blockLayouts chooses the blocked tensors of b's graph (see above), sets
+// the kernel nodes' blocked attributes and inserts the Relayout nodes. shape
+// gives a tensor's shape (nil if unknown).
+func blockLayouts(b *onnx.Builder, shape func(string) []int64) {
+	g := b.Graph()
 	nodes := g.GetNode()
 	prod := map[string]slotRef{}
 	cons := map[string][]slotRef{}
 	for i, n := range nodes {
 		for j, o := range n.GetOutput() {
 			if o != "" {
-				prod[o] = slotRef{i, j}
+				prod[o] = slotRef{i, j, true}
 			}
 		}
 		for j, in := range n.GetInput() {
 			if in != "" {
-				cons[in] = append(cons[in], slotRef{i, j})
+				cons[in] = append(cons[in], slotRef{i, j, false})
 			}
 		}
 	}
@@ -56,85 +110,183 @@ func blockInnerBN(g *onnxpb.GraphProto, shape func(string) []int64) {
 	for _, o := range g.GetOutput() {
 		output[o.GetName()] = true
 	}
-	is := func(r slotRef, op string, slot int) bool {
-		n := nodes[r.node]
-		return n.GetDomain() == onnx.KernelDomain && n.GetOpType() == op && r.slot == slot
-	}
-	input := func(n *onnxpb.NodeProto, i int) string {
-		if i < len(n.GetInput()) {
-			return n.GetInput()[i]
-		}
-		return ""
-	}
-	bits := map[int]int64{}
-	bn := map[int]bool{}
+	// An Add couples its tensors only when it does not broadcast: on a
+	// blocked tensor, broadcasting would pair the wrong elements.
+	broadcasts := map[int]bool{}
 	for i, n := range nodes {
-		if n.GetDomain() != onnx.KernelDomain || n.GetOpType() != onnx.BatchNormTrain {
-			continue
-		}
-		x, y := input(n, 0), n.GetOutput()[0]
-		if s := shape(x); len(s) != 4 || s[1]%16 != 0 || output[x] || output[y] {
-			continue
-		}
-		if p, ok := prod[x]; !ok || !is(p, onnx.ConvForward, 0) {
-			continue
-		}
-		ok := true
-		var grads []int
-		for _, c := range cons[x] {
-			switch {
-			case c.node == i && c.slot == 0:
-			case is(c, onnx.BatchNormTrainGrad, 1):
-				grads = append(grads, c.node)
-			default:
-				ok = false
+		if n.GetDomain() == "" && (n.GetOpType() == "Add" || n.GetOpType() == "Sum") {
+			o := shape(n.GetOutput()[0])
+			for _, in := range n.GetInput() {
+				broadcasts[i] = broadcasts[i] || o == nil || !slices.Equal(shape(in), o)
 			}
 		}
-		for _, c := range cons[y] {
-			ok = ok && (is(c, onnx.ConvForward, 0) || is(c, onnx.ConvGradWeight, 0) ||
-				is(c, onnx.BatchNormTrainGrad, 5) && slices.Contains(grads, c.node))
+	}
+	rule := func(r slotRef) (layoutSlot, int64, bool) {
+		if broadcasts[r.node] {
+			return slotPlain, 0, false
 		}
-		for _, gi := range grads {
-			gn := nodes[gi]
-			dy, dx := input(gn, 0), gn.GetOutput()[0]
-			p, has := prod[dy]
-			ok = ok && input(gn, 6) == "" && has && is(p, onnx.ConvGradInput, 0) && !output[dy] && !output[dx]
-			for _, c := range cons[dy] {
-				ok = ok && c.node == gi && c.slot == 0
-			}
-			for _, c := range cons[dx] {
-				ok = ok && (is(c, onnx.ConvGradInput, 0) || is(c, onnx.ConvGradWeight, 1))
-			}
+		return layoutRule(nodes[r.node], r.out, r.slot)
+	}
+	// producer gives the rule of t's producing slot (plain for graph inputs
+	// and initializers).
+	producer := func(t string) (layoutSlot, bool) {
+		p, has := prod[t]
+		if !has {
+			return slotPlain, false
 		}
+		k, _, reorders := rule(p)
+		return k, reorders
+	}
+
+	// Union the tensors each node couples; every tensor that some slot could
+	// hold blocked is a candidate.
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(t string) string {
+		p, ok := parent[t]
 		if !ok {
+			parent[t] = t
+			return t
+		}
+		if p == t {
+			return t
+		}
+		r := find(p)
+		parent[t] = r
+		return r
+	}
+	var cand []string
+	for i, n := range nodes {
+		var coupled []string
+		visit := func(t string, out bool, j int) {
+			k, _, _ := rule(slotRef{i, j, out})
+			if t == "" || k != slotBit && k != slotCoupled {
+				return
+			}
+			if _, seen := parent[t]; !seen {
+				cand = append(cand, t)
+				find(t)
+			}
+			if k == slotCoupled {
+				coupled = append(coupled, t)
+			}
+		}
+		for j, t := range n.GetInput() {
+			visit(t, false, j)
+		}
+		for j, t := range n.GetOutput() {
+			visit(t, true, j)
+		}
+		for _, t := range coupled[min(1, len(coupled)):] {
+			if a, b := find(coupled[0]), find(t); a != b {
+				parent[b] = a
+			}
+		}
+	}
+
+	// Count each group's conversions both ways. A group's tensors share one
+	// shape; the gradients whose shapes the deriver did not record take it
+	// from the others.
+	type tally struct {
+		ok             bool
+		shape          []int64
+		plain, blocked int // conversions if left plain, if blocked
+	}
+	groups := map[string]*tally{}
+	for _, t := range cand {
+		r := find(t)
+		gr := groups[r]
+		if gr == nil {
+			gr = &tally{ok: true}
+			groups[r] = gr
+		}
+		if s := shape(t); s != nil {
+			gr.ok = gr.ok && (gr.shape == nil || slices.Equal(s, gr.shape))
+			gr.shape = s
+		}
+		switch k, reorders := producer(t); {
+		case k == slotPlain:
+			gr.blocked++ // written NCHW: converted once
+		case reorders:
+			gr.plain++
+		}
+		plainReader := output[t]
+		for _, c := range cons[t] {
+			switch k, _, reorders := rule(c); {
+			case k == slotPlain:
+				plainReader = true
+			case reorders:
+				gr.plain++
+			}
+		}
+		if plainReader {
+			gr.blocked++
+		}
+	}
+
+	bits := map[int]int64{}
+	after := map[int][]*onnxpb.NodeProto{} // Relayouts to insert after node i (-1: before all)
+	relayout := func(at int, from, to string, toBlocked int64) {
+		// NodeIn appends; the node list is rebuilt below with it in place.
+		nd := b.NodeIn(onnx.KernelDomain, onnx.Relayout, []string{from}, []string{to}, onnx.AttrInt("to_blocked", toBlocked))
+		after[at] = append(after[at], nd)
+	}
+	// mark renames slot r to the blocked tensor tb and sets its node's bit
+	// (the batch-norm kernels' flag is 1; an Add takes no attribute).
+	mark := func(r slotRef, tb string) {
+		k, bit, _ := rule(r)
+		n := nodes[r.node]
+		if r.out {
+			n.Output[r.slot] = tb
+		} else {
+			n.Input[r.slot] = tb
+		}
+		switch {
+		case k == slotBit:
+			bits[r.node] |= bit
+		case k == slotCoupled && n.GetDomain() == onnx.KernelDomain:
+			bits[r.node] = 1
+		}
+	}
+	for _, gr := range groups {
+		s := gr.shape
+		gr.ok = gr.ok && len(s) == 4 && s[1] > 0 && s[1]%16 == 0
+	}
+	for _, t := range cand {
+		gr := groups[find(t)]
+		if !gr.ok || gr.blocked >= gr.plain {
 			continue
 		}
-		bn[i] = true
-		bits[prod[x].node] |= blockedOut
-		for _, c := range cons[y] {
-			if c.slot == 0 { // ConvForward's or ConvGradWeight's X
-				bits[c.node] |= blockedIn0
+		tb := b.Fresh(t + ".nChw16c")
+		plainReader := output[t]
+		for _, c := range cons[t] {
+			if k, _, _ := rule(c); k == slotPlain {
+				plainReader = true
+			} else {
+				mark(c, tb)
 			}
 		}
-		for _, gi := range grads {
-			bn[gi] = true
-			gn := nodes[gi]
-			bits[prod[input(gn, 0)].node] |= blockedOut
-			for _, c := range cons[gn.GetOutput()[0]] {
-				if c.slot == 0 { // ConvGradInput's dY
-					bits[c.node] |= blockedIn0
-				} else { // ConvGradWeight's dY
-					bits[c.node] |= blockedIn1
-				}
+		p, has := prod[t]
+		switch k, _ := producer(t); {
+		case k != slotPlain:
+			mark(p, tb)
+			if plainReader {
+				relayout(p.node, tb, t, 0)
 			}
+		case has:
+			relayout(p.node, t, tb, 1)
+		default: // a graph input or initializer
+			relayout(-1, t, tb, 1)
 		}
 	}
-	for i := range nodes {
-		switch {
-		case bn[i]:
-			nodes[i].Attribute = append(nodes[i].Attribute, onnx.AttrInt("blocked", 1))
-		case bits[i] != 0:
-			nodes[i].Attribute = append(nodes[i].Attribute, onnx.AttrInt("blocked", bits[i]))
+	out := make([]*onnxpb.NodeProto, 0, len(nodes))
+	out = append(out, after[-1]...)
+	for i, n := range nodes {
+		if b := bits[i]; b != 0 {
+			n.Attribute = append(n.Attribute, onnx.AttrInt("blocked", b))
 		}
+		out = append(out, n)
+		out = append(out, after[i]...)
 	}
+	g.Node = out
 }

@@ -322,7 +322,7 @@ func (d *deriver) build() (*onnx.Model, error) {
 	d.obj.outputs(d)
 	d.b.Graph().Output = d.outs
 	if d.spec.Kernels {
-		blockInnerBN(d.b.Graph(), d.shapeOrNil)
+		blockLayouts(d.b, d.tensorShape())
 	}
 	d.setMetadata()
 	m := d.b.Model()
@@ -823,6 +823,27 @@ func (d *deriver) takeGrad(s string) string {
 		return cs[0]
 	}
 	return ""
+}
+
+// tensorShape returns a lookup of the static shapes the deriver knows of
+// the derived graph's tensors: the forward tensors' and their gradients'
+// (the totals and the contributions no kernel took), nil for the rest.
+func (d *deriver) tensorShape() func(string) []int64 {
+	grads := map[string][]int64{}
+	for s, t := range d.total {
+		grads[t] = d.shapeOrNil(s)
+	}
+	for s, cs := range d.grads {
+		for _, c := range cs {
+			grads[c] = d.shapeOrNil(s)
+		}
+	}
+	return func(t string) []int64 {
+		if s := d.shapeOrNil(t); s != nil {
+			return s
+		}
+		return grads[t]
+	}
 }
 
 // wants reports whether forward tensor s needs a gradient.

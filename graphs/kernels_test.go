@@ -53,10 +53,11 @@ func TestKernelsMatchPlain(t *testing.T) {
 		narrowFwd int
 		bns       int // BatchNormalization nodes (all in the kernel in the training kinds)
 		fused     int // Relus fused into them (training kinds)
-		blocked   int // batch norms kept in nChw16c between two convolutions (training kinds)
+		blocked   int // batch norms kept in nChw16c (training kinds; blocked.go)
+		relayouts int // Relayout nodes where blocked tensors meet NCHW ones
 	}
 	cases := []tc{
-		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, narrowFwd: 1, bns: 7, fused: 7, blocked: 3},
+		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, narrowFwd: 1, bns: 7, fused: 7, blocked: 6, relayouts: 6},
 		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, narrow: 1, narrowFwd: 2, bns: 4, fused: 2},
 		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, narrow: 2, narrowFwd: 2, bns: 4, fused: 2},
 		// a tap on a BN output keeps its Relu apart (and its tensor)
@@ -65,29 +66,46 @@ func TestKernelsMatchPlain(t *testing.T) {
 		{name: "edge/eval", m: edge, batch: 4, kind: graphs.Eval, narrow: 2, narrowFwd: 2, bns: 4},
 	}
 	for _, z := range []struct {
-		name                                    string
-		m                                       *onnx.Model
-		batch                                   int
-		convs, dxs, narrow, bns, fused, blocked int
+		name                         string
+		m                            *onnx.Model
+		batch                        int
+		convs, dxs, narrow, bns, fus int
+		// blocked batch norms and Relayouts in the train and attack kinds
+		blocked, relayouts [2]int
 	}{
 		// ConvGradInput: the 3×3 Convs between 16-multiple channel counts
 		// (not the stems, not the 1×1 shortcuts); ConvGradInputNarrow:
 		// the stems (1 input channel), whose input gradient only the
 		// attack and eval kinds take (grad.x), and the fixture's second
-		// convolution (from 4 channels) in every kind
-		{"convnet", convnet, 4, 9, 6, 1, 7, 7, 3},
-		{"preactresnet18", preact, 2, 20, 16, 1, 17, 17, 8},
-		{"wrn-28-10", wrn, 2, 27, 24, 1, 25, 25, 12},
-		{"mlp", mlp, 4, 0, 0, 0, 0, 0, 0},
-		{"torch fixture", fixture, 3, 1, 0, 2, 2, 2, 0},
+		// convolution (from 4 channels) in every kind.
+		//
+		// Blocked: every batch norm of the residual networks but convnet's
+		// first stage in its attack kind, where blocking costs as many
+		// conversions as it saves (5: the stem's output, grad.stem and
+		// grad.stage1, the 1×1 shortcut's input and input gradient).
+		// Relayouts: preactresnet18's attack kind converts the stem's
+		// output, grad.conv1 and grad.layer1, the last batch norm's output
+		// and input gradient, and the input and output of each of the three
+		// 1×1 shortcuts and of their input gradients (17); its train kind
+		// has no grad outputs, and its first tap takes the stem's NCHW
+		// output into a blocked h (14).
+		{"convnet", convnet, 4, 9, 6, 1, 7, 7, [2]int{6, 3}, [2]int{6, 0}},
+		{"preactresnet18", preact, 2, 20, 16, 1, 17, 17, [2]int{17, 17}, [2]int{14, 17}},
+		{"wrn-28-10", wrn, 2, 27, 24, 1, 25, 25, [2]int{25, 25}, [2]int{10, 13}},
+		{"mlp", mlp, 4, 0, 0, 0, 0, 0, [2]int{}, [2]int{}},
+		{"torch fixture", fixture, 3, 1, 0, 2, 2, 2, [2]int{}, [2]int{}},
 	} {
-		for _, k := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval} {
+		for i, k := range []graphs.Kind{graphs.Train, graphs.Attack, graphs.Eval} {
 			narrow := z.narrow
 			if k == graphs.Train && narrow > 0 {
 				narrow-- // no grad.x
 			}
-			cases = append(cases, tc{name: z.name + "/" + string(k), m: z.m, batch: z.batch, kind: k, nchwc: true,
-				convs: z.convs, dxs: z.dxs, narrow: narrow, narrowFwd: z.narrow, bns: z.bns, fused: z.fused, blocked: z.blocked})
+			c := tc{name: z.name + "/" + string(k), m: z.m, batch: z.batch, kind: k, nchwc: true,
+				convs: z.convs, dxs: z.dxs, narrow: narrow, narrowFwd: z.narrow, bns: z.bns, fused: z.fus}
+			if i < 2 {
+				c.blocked, c.relayouts = z.blocked[i], z.relayouts[i]
+			}
+			cases = append(cases, c)
 		}
 	}
 	for _, c := range cases {
@@ -149,14 +167,13 @@ func TestKernelsMatchPlain(t *testing.T) {
 			if fwdRelu != wantFused || bwdRelu != wantFused {
 				t.Errorf("%d BatchNormTrain and %d BatchNormTrainGrad nodes with relu = 1, want %d each", fwdRelu, bwdRelu, wantFused)
 			}
-			// the inner batch norm of each residual block runs in nChw16c
-			// between its two convolutions (blocked.go)
-			wantBlocked := 0
-			if training {
-				wantBlocked = c.blocked
+			// batch norms run in nChw16c where that saves reorders, with
+			// Relayouts where blocked tensors meet NCHW ones (blocked.go)
+			if f, b := countBlocked(g, onnx.BatchNormTrain), countBlocked(g, onnx.BatchNormTrainGrad); f != c.blocked || b != c.blocked {
+				t.Errorf("%d BatchNormTrain and %d BatchNormTrainGrad nodes blocked, want %d each", f, b, c.blocked)
 			}
-			if f, b := countBlocked(g, onnx.BatchNormTrain), countBlocked(g, onnx.BatchNormTrainGrad); f != wantBlocked || b != wantBlocked {
-				t.Errorf("%d BatchNormTrain and %d BatchNormTrainGrad nodes blocked, want %d each", f, b, wantBlocked)
+			if got := countOps(g, onnx.KernelDomain, onnx.Relayout); got != c.relayouts {
+				t.Errorf("%d Relayout nodes, want %d", got, c.relayouts)
 			}
 			if training && countOps(g, "", "BatchNormalization") != 0 {
 				t.Errorf("a BatchNormalization node is left in a %s graph", c.kind)

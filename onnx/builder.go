@@ -186,8 +186,15 @@ const BatchNormTrainGrad = "BatchNormTrainGrad"
 // and delta (same shape, [N, C, spatial...] or [N, F]), output h =
 // Max(Min(pre + delta, hi), lo) with lo, hi pre's minimum and maximum per
 // (sample, channel) plane ([N, F]: per sample), bit-identical to those ONNX
-// ops. All float32.
+// ops. All float32. Attribute blocked: a bit mask of pre (1), delta (2) and
+// h (4) in nChw16c (see ConvForward).
 const TapClip = "TapClip"
+
+// Relayout is KernelDomain's layout conversion of an [N, C, H, W] float32
+// tensor, C a multiple of 16: input X, output Y, the same values in the
+// other layout: NCHW to nChw16c with attribute to_blocked = 1, back with 0
+// (see ConvForward).
+const Relayout = "Relayout"
 
 // Conv1x1 is KernelDomain's 1×1, pad-0, group-1 2-D convolution: inputs X
 // [N,C,H,W], W [K,C,1,1] and, optionally, B [K]; output Y [N,K,OH,OW];

@@ -288,7 +288,7 @@ func TestBatchNormTrainBlocked(t *testing.T) {
 			err = s.Run()
 			s.Close()
 		}
-		if err == nil || !strings.Contains(err.Error(), "attribute "+a+" must be 0 or 1, not 3") {
+		if err == nil || !strings.Contains(err.Error(), "attribute "+a+" must be in [0, 1], not 3") {
 			t.Errorf("%s = 3: %v", a, err)
 		}
 	}

@@ -495,24 +495,6 @@ typedef struct {
 	char name[160];
 } BnKernel;
 
-// bn_flag reads the 0/1 attribute name (missing: 0) into *v; -1 with why
-// set when it is anything else.
-static int bn_flag(const SlatOrtKernelInfo *info, const char *name, int *v, char *why, size_t n) {
-	int64_t x = 0;
-	SlatOrtStatus *s = BNF(SLAT_ORT_KernelInfoGetAttribute_int64, SlatOrtStatus *, const SlatOrtKernelInfo *,
-	                       const char *, int64_t *)(info, name, &x);
-	if (s) {
-		kt_release(s);
-		x = 0;
-	}
-	if (x != 0 && x != 1) {
-		snprintf(why, n, "attribute %s must be 0 or 1, not %lld", name, (long long)x);
-		return -1;
-	}
-	*v = (int)x;
-	return 0;
-}
-
 static SlatOrtStatus *bn_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info, void **out);
 static SlatOrtStatus *bn_compute(void *p, SlatOrtKernelContext *ctx);
 
@@ -536,7 +518,6 @@ static SlatOrtStatus *bn_create(const SlatOrtCustomOp *op, const void *api, cons
 		name[0] = 0;
 	}
 	float eps = 1e-5f;
-	int relu = 0;
 	if (!grad) {
 		s = BNF(SLAT_ORT_KernelInfoGetAttribute_float, SlatOrtStatus *, const SlatOrtKernelInfo *, const char *,
 		        float *)(info, "epsilon", &eps);
@@ -550,18 +531,19 @@ static SlatOrtStatus *bn_create(const SlatOrtCustomOp *op, const void *api, cons
 			return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 		}
 	}
-	int blocked = 0;
+	int64_t relu = 0, blocked = 0;
 	char why[128];
-	if (bn_flag(info, "relu", &relu, why, sizeof why) || bn_flag(info, "blocked", &blocked, why, sizeof why)) {
+	if (kt_attr_int(info, "relu", 1, &relu, why, sizeof why) ||
+	    kt_attr_int(info, "blocked", 1, &blocked, why, sizeof why)) {
 		snprintf(msg, sizeof msg, BN_DOMAIN " %s %s: %s", bn_opname(grad), name, why);
 		return kt_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
 	BnKernel *k = calloc(1, sizeof *k);
 	if (!k) return kt_status(SLAT_ORT_FAIL, BN_DOMAIN " batch normalization: out of memory");
-	k->blocked = blocked;
+	k->blocked = (int)blocked;
 	k->grad = grad;
 	k->eps = eps;
-	k->relu = relu;
+	k->relu = (int)relu;
 	snprintf(k->name, sizeof k->name, "%s", name);
 	*out = k;
 	return NULL;

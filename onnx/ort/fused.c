@@ -3,6 +3,7 @@
 // the session's intra-op pool:
 //
 //   TapClip(pre, delta) -> h
+//   Relayout(X) -> Y                       (below)
 //   Conv1x1(X, W[, B]) -> Y                (below)
 //   Conv1x1GradInput(dY, W[, acc]) -> dX   (below)
 //   ConvGradInputNarrow(dY, W) -> dX       (below)
@@ -16,7 +17,10 @@
 // ReduceMax, Add, Min, Max); here one plane at a time is read twice while
 // it is in cache and written once, and the planes are spread over ONNX
 // Runtime's intra-op pool. The float operations are the plain graph's, in
-// its order, so h is bit-identical to it.
+// its order, so h is bit-identical to it. Attribute blocked (bit 0: pre,
+// bit 1: delta, bit 2: h) says which of the [N, C, H, W] tensors are in
+// oneDNN's nChw16c layout (C a multiple of 16); the work is then split by
+// sample and block of 16 channels.
 
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +32,12 @@
 
 #define FU_DOMAIN "ai.slatrun"
 #define FUF(idx, ret, ...) ((ret(*)(__VA_ARGS__))slat_ort_table()[idx])
+
+// The 64-byte vector helpers are static and inlined; no vector crosses an
+// ABI boundary, so GCC's warning about AVX-512 arguments is moot.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones) && !defined(__clang__)
@@ -106,9 +116,10 @@ static void fu_bias(float *y, int64_t K, int64_t len, const float *b) {
 }
 
 typedef struct {
-	int64_t S; // plane length
+	int64_t S, C; // plane length; channels (the blocked form)
 	const float *pre, *delta;
 	float *h;
+	int blocked; // bit 0: pre, bit 1: delta, bit 2: h in nChw16c
 } TapJob;
 
 FU_CLONES __attribute__((optimize("tree-vectorize")))
@@ -129,18 +140,207 @@ static void tap_plane(void *p, size_t plane) {
 	}
 }
 
+// The 16 channels of block cb of sample n occupy floats [item·16·S,
+// (item+1)·16·S) of an [N, C, H, W] tensor (item = n·C/16 + cb) in both
+// layouts: channel lane l at position s is at l·S + s in NCHW and at
+// s·16 + l in nChw16c. The blocked kernels below work on tiles of 16
+// positions × 16 lanes, held as 16 vectors, one per position (the nChw16c
+// order); an NCHW tile is loaded as 16 lane rows and transposed in registers.
+
+typedef int32_t fu_i16 __attribute__((vector_size(64)));
+
+#if defined(__clang__)
+#define FU_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define FU_SHUF(a, b, ...) __builtin_shuffle(a, b, (fu_i16){__VA_ARGS__})
+#endif
+
+// Shuffle indices of the transpose's rounds: the low and high result of
+// each pair of rows (indices 16-31 name the second row's lanes).
+#define FU_L8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define FU_H8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define FU_L4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define FU_H4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define FU_L2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define FU_H2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define FU_L1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define FU_H1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+
+
+// fu_tr16 transposes the 16 × 16 tile r in place: four rounds, each
+// swapping the off-diagonal sub-blocks of size 8, 4, 2 and 1.
+#define FU_TR_ROUND(B, LO, HI)                                                                             \
+	_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)                                                  \
+		if (!(i & B)) {                                                                                    \
+			fu_v16 a = r[i], b = r[i + B];                                                                 \
+			r[i] = FU_SHUF(a, b, LO);                                                                      \
+			r[i + B] = FU_SHUF(a, b, HI);                                                                  \
+		}
+static inline __attribute__((always_inline)) void fu_tr16(fu_v16 r[16]) {
+	FU_TR_ROUND(8, FU_L8, FU_H8)
+	FU_TR_ROUND(4, FU_L4, FU_H4)
+	FU_TR_ROUND(2, FU_L2, FU_H2)
+	FU_TR_ROUND(1, FU_L1, FU_H1)
+}
+// fu_tile_load reads positions [i0, i0+16) of a 16-lane block (p, S floats
+// per lane row when plain) into r, one vector per position.
+static inline __attribute__((always_inline)) void fu_tile_load(fu_v16 r[16], const float *p, int blk, int64_t S,
+                                                               int64_t i0) {
+	if (blk) {
+		_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) r[i] = fu_load(p + (i0 + i) * 16);
+	} else {
+		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = fu_load(p + l * S + i0);
+		fu_tr16(r);
+	}
+}
+
+// fu_tile_store writes r (one vector per position) to positions [i0, i0+16).
+static inline __attribute__((always_inline)) void fu_tile_store(fu_v16 r[16], float *p, int blk, int64_t S,
+                                                                int64_t i0) {
+	if (blk) {
+		_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) fu_store(p + (i0 + i) * 16, r[i]);
+	} else {
+		fu_tr16(r);
+		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) fu_store(p + l * S + i0, r[l]);
+	}
+}
+
+// fu_at is element (lane l, position i) of a 16-lane block.
+static inline int64_t fu_at(int blk, int64_t S, int l, int64_t i) { return blk ? i * 16 + l : l * S + i; }
+
+// fu_sel picks a where m is set (a lane comparison's result), else b (a
+// macro: a vector argument of an inline function draws GCC's ABI note).
+// fu_sel(v < lo, v, lo) is tap_plane's v < lo ? v : lo, lane by lane.
+#define fu_sel(m, a, b) ((fu_v16)(((fu_i16)(a) & (m)) | ((fu_i16)(b) & ~(m))))
+
+// tap_block is tap_plane for the 16 channels of one block of one sample,
+// each tensor in its layout, with tap_plane's operations in its order per
+// lane (so the same floats). lo and hi are lane vectors updated position
+// by position. The clamp runs on the orientation of pre: one vector per
+// position when pre is blocked, one per lane (16 positions) when it is
+// NCHW, with delta's tile and h's transposed to match where needed.
+FU_CLONES
+static void tap_block(void *p, size_t item) {
+	const TapJob *j = p;
+	const int64_t S = j->S, o = (int64_t)item * 16 * S, S16 = S & ~(int64_t)15;
+	const int bp = j->blocked & 1, bd = j->blocked >> 1 & 1, bh = j->blocked >> 2 & 1;
+	const float *pre = j->pre + o, *d = j->delta + o;
+	float *h = j->h + o;
+	fu_v16 r[16];
+	float lo_[16], hi_[16];
+	for (int l = 0; l < 16; l++) lo_[l] = hi_[l] = pre[fu_at(bp, S, l, 0)];
+	fu_v16 lo = fu_load(lo_), hi = fu_load(hi_);
+	for (int64_t i0 = 0; i0 < S16; i0 += 16) {
+		fu_tile_load(r, pre, bp, S, i0);
+		_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
+			lo = fu_sel(r[i] < lo, r[i], lo);
+			hi = fu_sel(r[i] > hi, r[i], hi);
+		}
+	}
+	fu_store(lo_, lo);
+	fu_store(hi_, hi);
+	for (int64_t i = S16; i < S; i++)
+		for (int l = 0; l < 16; l++) {
+			float v = pre[fu_at(bp, S, l, i)];
+			lo_[l] = v < lo_[l] ? v : lo_[l];
+			hi_[l] = v > hi_[l] ? v : hi_[l];
+		}
+	lo = fu_load(lo_), hi = fu_load(hi_);
+	for (int64_t i0 = 0; i0 < S16; i0 += 16) {
+		if (bp) { // one vector per position
+			fu_tile_load(r, d, bd, S, i0);
+			_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
+				fu_v16 v = fu_load(pre + (i0 + i) * 16) + r[i];
+				v = fu_sel(v < hi, v, hi);
+				r[i] = fu_sel(v > lo, v, lo);
+			}
+			fu_tile_store(r, h, bh, S, i0);
+			continue;
+		}
+		// one vector per lane: delta's tile as lane rows
+		if (bd) {
+			_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) r[i] = fu_load(d + (i0 + i) * 16);
+			fu_tr16(r);
+		} else {
+			_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = fu_load(d + l * S + i0);
+		}
+		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) {
+			const fu_v16 lv = (fu_v16){0} + lo_[l], hv = (fu_v16){0} + hi_[l];
+			fu_v16 v = fu_load(pre + l * S + i0) + r[l];
+			v = fu_sel(v < hv, v, hv);
+			r[l] = fu_sel(v > lv, v, lv);
+		}
+		if (bh) {
+			fu_tr16(r);
+			_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) fu_store(h + (i0 + i) * 16, r[i]);
+		} else {
+			_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) fu_store(h + l * S + i0, r[l]);
+		}
+	}
+	for (int64_t i = S16; i < S; i++)
+		for (int l = 0; l < 16; l++) {
+			float v = pre[fu_at(bp, S, l, i)] + d[fu_at(bd, S, l, i)];
+			v = v < hi_[l] ? v : hi_[l];
+			h[fu_at(bh, S, l, i)] = v > lo_[l] ? v : lo_[l];
+		}
+}
+
+// ---------------------------------------------------------------------------
+//   Relayout(X) -> Y; attribute to_blocked
+//
+// The same [N, C, H, W] tensor (C a multiple of 16) in the other layout:
+// NCHW to oneDNN's nChw16c (to_blocked = 1) or back (0). The graph puts one
+// where a tensor kept blocked between kernels meets an operator that reads
+// or writes NCHW (graphs/blocked.go). One task per sample and block of 16
+// channels, a transpose of 16 × H·W floats within the same range, 16 × 16
+// at a time in registers.
+
+typedef struct {
+	int64_t S;
+	const float *x;
+	float *y;
+	int to_blocked;
+} RlJob;
+
+FU_CLONES
+static void rl_block(void *p, size_t item) {
+	const RlJob *j = p;
+	const int64_t S = j->S, o = (int64_t)item * 16 * S, S16 = S & ~(int64_t)15;
+	const int bx = !j->to_blocked, by = j->to_blocked;
+	const float *x = j->x + o;
+	float *y = j->y + o;
+	fu_v16 r[16];
+	for (int64_t i0 = 0; i0 < S16; i0 += 16) {
+		fu_tile_load(r, x, bx, S, i0);
+		fu_tile_store(r, y, by, S, i0);
+	}
+	for (int64_t i = S16; i < S; i++)
+		for (int l = 0; l < 16; l++) y[fu_at(by, S, l, i)] = x[fu_at(bx, S, l, i)];
+}
+
 // A kernel instance: its operator (FU_*), the attributes it read, and the
 // node's name for messages.
-enum { FU_TAPCLIP, FU_CONV1X1, FU_CONV1X1_GRAD, FU_NARROW_GRAD, FU_NARROW, FU_KINDS };
+enum { FU_TAPCLIP, FU_CONV1X1, FU_CONV1X1_GRAD, FU_NARROW_GRAD, FU_NARROW, FU_RELAYOUT, FU_KINDS };
 typedef struct {
 	int kind;
+	int64_t flag;        // TapClip: attribute blocked; Relayout: to_blocked
 	int64_t s[2], hw[2]; // strides; input_shape (the two input gradients)
 	int64_t ks[2], p[4]; // kernel_shape, pads (the narrow convolutions)
 	char name[160];
 } FuKernel;
 
+// fu_check_blocked checks that t can be held in nChw16c: [N, C, H, W] with
+// C a multiple of 16.
+static int fu_check_blocked(const KtTensor *t, char *err, size_t n, const char *what) {
+	if (t->rank != 4 || t->dims[1] % 16 != 0) {
+		kt_seterr(err, n, "%s is blocked (nChw16c) but is not [N, C, H, W] with C a multiple of 16 (rank %zu, %lld channels)",
+		          what, t->rank, (long long)(t->rank > 1 ? t->dims[1] : 0));
+		return -1;
+	}
+	return 0;
+}
+
 static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
-	(void)k;
 	KtTensor pre, delta;
 	if (kt_input(ctx, 0, 1, &pre, err, n, "pre") || kt_input(ctx, 1, 1, &delta, err, n, "delta")) return -1;
 	if (pre.rank < 2) {
@@ -151,6 +351,7 @@ static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size
 		kt_seterr(err, n, "delta must have pre's shape");
 		return -1;
 	}
+	if (k->flag && fu_check_blocked(&pre, err, n, "pre")) return -1;
 	int64_t planes = pre.dims[0], S = 1;
 	if (pre.rank == 2) {
 		S = pre.dims[1];
@@ -167,8 +368,25 @@ static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size
 		return -1;
 	}
 	if (planes == 0 || S == 0) return 0;
-	TapJob j = {.S = S, .pre = pp, .delta = pd, .h = ph};
+	TapJob j = {.S = S, .C = pre.dims[1], .pre = pp, .delta = pd, .h = ph, .blocked = (int)k->flag};
+	if (k->flag) return kt_parallel(ctx, tap_block, planes / 16, &j, err, n);
 	return kt_parallel(ctx, tap_plane, planes, &j, err, n);
+}
+
+static int rl_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
+	KtTensor x;
+	float *px, *py;
+	if (kt_input(ctx, 0, 1, &x, err, n, "X") || fu_check_blocked(&x, err, n, "X") || kt_data(x.v, &px, err, n, "X") ||
+	    kt_output(ctx, 0, x.dims, x.rank, &py, err, n, "output Y"))
+		return -1;
+	if (!py) {
+		kt_seterr(err, n, "output Y is required");
+		return -1;
+	}
+	const int64_t S = x.dims[2] * x.dims[3];
+	if (x.count == 0) return 0;
+	RlJob j = {.S = S, .x = px, .y = py, .to_blocked = (int)k->flag};
+	return kt_parallel(ctx, rl_block, x.dims[0] * (x.dims[1] / 16), &j, err, n);
 }
 
 // ---------------------------------------------------------------------------
@@ -585,6 +803,7 @@ static const struct {
 	[FU_CONV1X1_GRAD] = {"Conv1x1GradInput", 3, 2, p1_run},
 	[FU_NARROW_GRAD] = {"ConvGradInputNarrow", 2, 2, ng_run},
 	[FU_NARROW] = {"ConvNarrow", 3, 2, nf_run},
+	[FU_RELAYOUT] = {"Relayout", 1, 1, rl_run},
 };
 
 typedef struct {
@@ -650,7 +869,9 @@ static SlatOrtStatus *fu_create(const SlatOrtCustomOp *op, const void *api, cons
 		k->name[0] = 0;
 	}
 	char err[256];
-	if ((kind != FU_TAPCLIP && fu_ints(info, "strides", k->s, err, sizeof err)) ||
+	if ((kind == FU_TAPCLIP && kt_attr_int(info, "blocked", 7, &k->flag, err, sizeof err)) ||
+	    (kind == FU_RELAYOUT && kt_attr_int(info, "to_blocked", 1, &k->flag, err, sizeof err)) ||
+	    (kind != FU_TAPCLIP && kind != FU_RELAYOUT && fu_ints(info, "strides", k->s, err, sizeof err)) ||
 	    ((kind == FU_CONV1X1_GRAD || kind == FU_NARROW_GRAD) && fu_ints(info, "input_shape", k->hw, err, sizeof err)) ||
 	    ((kind == FU_NARROW_GRAD || kind == FU_NARROW) &&
 	     (fu_ints(info, "kernel_shape", k->ks, err, sizeof err) || fu_pads(info, k->p, err, sizeof err)))) {

@@ -1,12 +1,15 @@
 package ort
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/slatrun/slatrun/onnx"
+	"github.com/slatrun/slatrun/onnx/onnxpb"
 )
 
 // tapModel is SLAT's domain clip of pre + delta, either as the one TapClip
@@ -108,6 +111,130 @@ func TestTapClip(t *testing.T) {
 	}
 }
 
+// TestTapClipBlocked: with any of pre, delta and h in nChw16c (attribute
+// blocked, every combination), TapClip gives bit for bit what it gives on
+// NCHW tensors, on positions that fill whole tiles of 16 and on ones that
+// leave a tail, on 1 to 3 threads.
+func TestTapClipBlocked(t *testing.T) {
+	needKernels(t)
+	for ci, shape := range [][]int64{{3, 32, 5, 7}, {2, 16, 8, 8}, {1, 48, 1, 1}} {
+		n, c, hw := int(shape[0]), int(shape[1]), int(shape[2]*shape[3])
+		r := rand.New(rand.NewPCG(uint64(ci), 12))
+		ref, err := NewSession(tapModel(shape, true), Options{Threads: 1, Kernels: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pre, delta := ref.Float("pre"), ref.Float("delta")
+		fill(r, pre)
+		for i := range delta {
+			delta[i] = 0.7 * float32(r.NormFloat64())
+		}
+		if err := ref.Run(); err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Clone(ref.Float("h"))
+		ref.Close()
+		for bits := int64(1); bits < 8; bits++ {
+			t.Run(fmt.Sprintf("%v/blocked=%d", shape, bits), func(t *testing.T) {
+				b := onnx.NewBuilder("tap")
+				b.Input("pre", onnx.Float, shape...)
+				b.Input("delta", onnx.Float, shape...)
+				b.NodeIn(KernelDomain, onnx.TapClip, []string{"pre", "delta"}, []string{"h"}, onnx.AttrInt("blocked", bits))
+				b.Output("h", onnx.Float, shape...)
+				s, err := NewSession(b.Model(), Options{Threads: 1 + int(bits)%3, Kernels: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				in := func(v []float32, blocked bool) []float32 {
+					if blocked {
+						return toBlocked(v, n, c, hw)
+					}
+					return v
+				}
+				copy(s.Float("pre"), in(pre, bits&1 != 0))
+				copy(s.Float("delta"), in(delta, bits&2 != 0))
+				if err := s.Run(); err != nil {
+					t.Fatal(err)
+				}
+				got := s.Float("h")
+				if bits&4 != 0 {
+					got = fromBlocked(got, n, c, hw)
+				}
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("h[%d] = %g, NCHW gives %g", i, got[i], want[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestRelayout: Relayout moves an [N, C, H, W] tensor into nChw16c and
+// back bit for bit (the test's own index arithmetic says where each value
+// goes), on whole tiles of 16 positions and with a tail, on 1 to 3
+// threads; and refuses what it cannot hold blocked.
+func TestRelayout(t *testing.T) {
+	needKernels(t)
+	model := func(shape []int64, to int64) *onnx.Model {
+		b := onnx.NewBuilder("relayout")
+		b.Input("x", onnx.Float, shape...)
+		b.NodeIn(KernelDomain, onnx.Relayout, []string{"x"}, []string{"y"}, onnx.AttrInt("to_blocked", to))
+		b.Output("y", onnx.Float, shape...)
+		return b.Model()
+	}
+	for ci, shape := range [][]int64{{2, 32, 4, 4}, {3, 16, 5, 7}, {1, 64, 28, 28}, {2, 16, 1, 1}} {
+		for threads := 1; threads <= 3; threads++ {
+			t.Run(fmt.Sprintf("%v/%dt", shape, threads), func(t *testing.T) {
+				n, c, hw := int(shape[0]), int(shape[1]), int(shape[2]*shape[3])
+				r := rand.New(rand.NewPCG(uint64(ci), uint64(threads)))
+				x := make([]float32, n*c*hw)
+				fill(r, x)
+				for to, want := range map[int64][]float32{1: toBlocked(x, n, c, hw), 0: fromBlocked(x, n, c, hw)} {
+					s, err := NewSession(model(shape, to), Options{Threads: threads, Kernels: true})
+					if err != nil {
+						t.Fatal(err)
+					}
+					copy(s.Float("x"), x)
+					err = s.Run()
+					got := slices.Clone(s.Float("y"))
+					s.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := range want {
+						if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+							t.Fatalf("to_blocked = %d: y[%d] = %g, want %g", to, i, got[i], want[i])
+						}
+					}
+				}
+			})
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		shape []int64
+		to    int64
+		want  string
+	}{
+		{"channels not a multiple of 16", []int64{2, 8, 4, 4}, 1, "C a multiple of 16"},
+		{"rank 3", []int64{2, 16, 16}, 0, "[N, C, H, W]"},
+		{"to_blocked 2", []int64{2, 16, 4, 4}, 2, "attribute to_blocked must be in [0, 1], not 2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := NewSession(model(c.shape, c.to), Options{Threads: 1, Kernels: true})
+			if err == nil {
+				err = s.Run()
+				s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), "Relayout") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want Relayout and %q", err, c.want)
+			}
+		})
+	}
+}
+
 func TestTapClipErrors(t *testing.T) {
 	needKernels(t)
 	for _, c := range []struct {
@@ -117,12 +244,21 @@ func TestTapClipErrors(t *testing.T) {
 	}{
 		{"rank 1", []int64{6}, []int64{6}, "rank >= 2"},
 		{"shapes differ", []int64{2, 3, 4, 4}, []int64{2, 3, 4, 5}, "delta must have pre's shape"},
+		{"blocked, 8 channels", []int64{2, 8, 4, 4}, []int64{2, 8, 4, 4}, "pre is blocked (nChw16c) but is not [N, C, H, W] with C a multiple of 16"},
+		{"blocked 8", []int64{2, 16, 4, 4}, []int64{2, 16, 4, 4}, "attribute blocked must be in [0, 7], not 8"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := onnx.NewBuilder("tap")
 			b.Input("pre", onnx.Float, c.pre...)
 			b.Input("delta", onnx.Float, c.delta...)
-			b.NodeIn(KernelDomain, onnx.TapClip, []string{"pre", "delta"}, []string{"h"})
+			var attrs []*onnxpb.AttributeProto
+			switch {
+			case strings.HasPrefix(c.name, "blocked 8"):
+				attrs = append(attrs, onnx.AttrInt("blocked", 8))
+			case strings.HasPrefix(c.name, "blocked"):
+				attrs = append(attrs, onnx.AttrInt("blocked", 5))
+			}
+			b.NodeIn(KernelDomain, onnx.TapClip, []string{"pre", "delta"}, []string{"h"}, attrs...)
 			b.Output("h", onnx.Float, c.pre...)
 			s, err := NewSession(b.Model(), Options{Threads: 1, Kernels: true})
 			if err == nil {

@@ -47,6 +47,9 @@ int kt_output(SlatOrtKernelContext *ctx, size_t i, const int64_t *dims, size_t r
               const char *what);
 // kt_same_shape reports whether a and b have the same shape.
 int kt_same_shape(const KtTensor *a, const KtTensor *b);
+// kt_attr_int reads the optional int64 attribute name (0 when absent) into
+// *v; values outside [0, max] are an error.
+int kt_attr_int(const SlatOrtKernelInfo *info, const char *name, int64_t max, int64_t *v, char *err, size_t n);
 // kt_parallel runs fn(job, i) for i < count on the session's intra-op pool.
 int kt_parallel(SlatOrtKernelContext *ctx, void (*fn)(void *, size_t), int64_t count, void *job, char *err, size_t n);
 

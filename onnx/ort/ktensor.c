@@ -39,6 +39,24 @@ int kt_take(SlatOrtStatus *s, char *err, size_t n, const char *what) {
 
 
 
+// kt_attr_int reads the optional int64 attribute name into *v: 0 when the
+// node does not have it, an error when it is outside [0, max].
+int kt_attr_int(const SlatOrtKernelInfo *info, const char *name, int64_t max, int64_t *v, char *err, size_t n) {
+	int64_t x = 0;
+	SlatOrtStatus *s = KTF(SLAT_ORT_KernelInfoGetAttribute_int64, SlatOrtStatus *, const SlatOrtKernelInfo *,
+	                       const char *, int64_t *)(info, name, &x);
+	if (s) {
+		kt_release(s);
+		x = 0;
+	}
+	if (x < 0 || x > max) {
+		kt_seterr(err, n, "attribute %s must be in [0, %lld], not %lld", name, (long long)max, (long long)x);
+		return -1;
+	}
+	*v = x;
+	return 0;
+}
+
 // kt_shape reads a float tensor's shape (rank at most KT_MAXRANK).
 int kt_shape(KtTensor *t, char *err, size_t n, const char *what) {
 	SlatOrtTensorInfo *ti = NULL;
