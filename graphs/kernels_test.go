@@ -51,10 +51,11 @@ func TestKernelsMatchPlain(t *testing.T) {
 		narrow int      // input gradients expected in ConvGradInputNarrow (convolutions from ≤ 4 channels)
 		// forwards expected in ConvNarrow (the same convolutions, every kind)
 		narrowFwd int
-		bns       int // BatchNormalization nodes (all in the kernel in the training kinds)
-		fused     int // Relus fused into them (training kinds)
-		blocked   int // batch norms kept in nChw16c (training kinds; blocked.go)
-		relayouts int // Relayout nodes where blocked tensors meet NCHW ones
+		bns       int  // BatchNormalization nodes (all in the kernel in the training kinds)
+		fused     int  // Relus fused into them (training kinds)
+		blocked   int  // batch norms kept in nChw16c (training kinds; blocked.go)
+		relayouts int  // Relayout nodes where blocked tensors meet NCHW ones
+		direct    bool // oneDNN's direct algorithm only (ort.Options.DirectConv)
 	}
 	cases := []tc{
 		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, narrowFwd: 1, bns: 7, fused: 7, blocked: 6, relayouts: 6},
@@ -108,6 +109,14 @@ func TestKernelsMatchPlain(t *testing.T) {
 			cases = append(cases, c)
 		}
 	}
+	// Winograd is the default; the direct algorithm on two of them too
+	for _, c := range cases {
+		if c.name == "preactresnet18/train" || c.name == "convnet/attack" {
+			c.name += " direct"
+			c.direct = true
+			cases = append(cases, c)
+		}
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			block := 0
@@ -124,7 +133,7 @@ func TestKernelsMatchPlain(t *testing.T) {
 			if strings.HasPrefix(c.name, "convnet/") {
 				threads = 3
 			}
-			g := matchGraphs(t, c.m, plain, ort.Options{Threads: 1}, kern, ort.Options{Threads: threads, Kernels: true})
+			g := matchGraphs(t, c.m, plain, ort.Options{Threads: 1}, kern, ort.Options{Threads: threads, Kernels: true, DirectConv: c.direct})
 			training := c.kind != graphs.Eval
 
 			n := countOps(g, onnx.KernelDomain, onnx.ConvGradWeight)

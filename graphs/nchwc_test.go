@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/slatrun/slatrun/graphs"
+	"github.com/slatrun/slatrun/graphs/contract"
 	"github.com/slatrun/slatrun/graphs/zoo"
 	"github.com/slatrun/slatrun/onnx"
 	"github.com/slatrun/slatrun/onnx/ort"
@@ -69,6 +70,16 @@ func countOps(m *onnx.Model, dom, op string) int {
 // output agrees to 1e-4 of its largest value (with a floor of 1e-7, and of
 // 1e-6 of the largest value of any output for an output that is zero but for
 // rounding). It returns the second graph.
+//
+// Two correct implementations agree only as far as the inputs let rounding
+// differences through, so it first checks that the inputs are well
+// conditioned: the first graph, run again on images moved by 1e-6 of their
+// value, must stay within that tolerance. The latent perturbations are
+// small (0.001) for that reason: at 0.1 the narrow test models' domain
+// clips saturated whole planes, a batch norm over two samples then divided
+// by their tiny spread, and moving the images by 1e-6 moved
+// preactresnet18's grad.layer1.1.conv1.weight by 7.6%; at 0.01,
+// wrn-28-10's grad.block1.3.conv2.weight by 6.6e-4 of its scale.
 func matchGraphs(t *testing.T, m *onnx.Model, specA graphs.Spec, optsA ort.Options, specB graphs.Spec, optsB ort.Options) *onnx.Model {
 	t.Helper()
 	ga, err := graphs.Derive(m, specA)
@@ -114,7 +125,7 @@ func matchGraphs(t *testing.T, m *onnx.Model, specA graphs.Spec, optsA ort.Optio
 			copy(a.Float(name), known[name])
 		case strings.HasPrefix(name, "delta."):
 			for i := range a.Float(name) {
-				a.Float(name)[i] = 0.1 * float32(r.NormFloat64())
+				a.Float(name)[i] = 0.001 * float32(r.NormFloat64())
 			}
 		default:
 			for i := range a.Float(name) {
@@ -123,8 +134,6 @@ func matchGraphs(t *testing.T, m *onnx.Model, specA graphs.Spec, optsA ort.Optio
 		}
 		copy(b.Float(name), a.Float(name))
 	}
-	run(t, a)
-	run(t, b)
 	largest := func(v []float32) float64 {
 		m := 0.0
 		for _, x := range v {
@@ -132,15 +141,33 @@ func matchGraphs(t *testing.T, m *onnx.Model, specA graphs.Spec, optsA ort.Optio
 		}
 		return m
 	}
-	top := 0.0 // the largest |value| of any output
-	for _, name := range a.Outputs() {
-		top = math.Max(top, largest(a.Float(name)))
-	}
-	for _, name := range a.Outputs() {
-		va, vb := a.Float(name), b.Float(name)
-		if va == nil {
-			continue
+	outs := func(s *ort.Session) map[string][]float32 {
+		o := map[string][]float32{}
+		for _, name := range s.Outputs() {
+			if v := s.Float(name); v != nil {
+				o[name] = append([]float32(nil), v...)
+			}
 		}
+		return o
+	}
+	// the conditioning check: a's outputs on images moved by 1e-6
+	x := a.Float(contract.Input)
+	saved := append([]float32(nil), x...)
+	rn := rand.New(rand.NewSource(3))
+	for i := range x {
+		x[i] *= 1 + 1e-6*float32(rn.NormFloat64())
+	}
+	run(t, a)
+	moved := outs(a)
+	copy(x, saved)
+	run(t, a)
+	run(t, b)
+	oa, ob := outs(a), outs(b)
+	top := 0.0 // the largest |value| of any output
+	for _, v := range oa {
+		top = math.Max(top, largest(v))
+	}
+	for name, va := range oa {
 		scale := largest(va)
 		tol := 1e-4 * (scale + 1e-3)
 		if scale < 1e-5*top {
@@ -149,7 +176,10 @@ func matchGraphs(t *testing.T, m *onnx.Model, specA graphs.Spec, optsA ort.Optio
 			// size of the graph's values, which each form rounds differently
 			tol = math.Max(tol, 1e-6*top)
 		}
-		if d := maxDiff(va, vb); d > tol {
+		if d := maxDiff(va, moved[name]); d > tol {
+			t.Fatalf("%s: images moved by 1e-6 of their value move it by %.3g (largest |value| %.3g): the inputs are too ill-conditioned to compare two implementations", name, d, scale)
+		}
+		if d := maxDiff(va, ob[name]); d > tol {
 			t.Errorf("%s: the graphs differ by %.3g (largest |value| %.3g; of any output %.3g)", name, d, scale, top)
 		}
 	}

@@ -498,7 +498,7 @@ type configFile struct {
 	Threads     int               `json:"threads"`
 	Spinning    bool              `json:"spinning"`
 	NCHWcBlock  int               `json:"nchwc_block"` // 0: plain NCHW convolutions
-	Kernels     string            `json:"kernels"`     // onednn: slatrun's oneDNN kernels; ort: ONNX Runtime's only
+	Kernels     string            `json:"kernels"`     // onednn (onednn-direct: no Winograd): slatrun's oneDNN kernels; ort: ONNX Runtime's only
 	Graphs      map[string]string `json:"graphs_sha256"`
 	Forward     string            `json:"forward_sha256"`
 	Data        configData        `json:"data"`
@@ -542,9 +542,13 @@ func (t *Trainer) write(name string, data []byte) error {
 }
 
 // kernelsName names the kernel set the sessions of opts run: "onednn" when
-// the derived graphs use slatrun's oneDNN kernels, "ort" otherwise.
+// the derived graphs use slatrun's oneDNN kernels ("onednn-direct" with
+// Options.DirectConv), "ort" otherwise.
 func kernelsName(opts ort.Options) string {
-	if opts.OneDNN() {
+	switch {
+	case opts.OneDNN() && opts.DirectConv:
+		return "onednn-direct"
+	case opts.OneDNN():
 		return "onednn"
 	}
 	return "ort"

@@ -10,13 +10,14 @@
 #
 #   tools/bench.sh [--model convnet|preactresnet18] [--methods LIST] [--batch 128]
 #                  [--steps N] [--warmup W] [--threads T] [--rounds R] [--out FILE]
-#                  [--kernels onednn|ort|both]
+#                  [--kernels onednn|onednn-direct|ort|both|all]
 #
 # Defaults: convnet, standard,fgsm-rs,slat,pgd-7, batch 128, 10 steps after
 # 3 warm-up, 1 thread, 3 rounds. preactresnet18 steps take seconds each;
 # use e.g. --steps 3 --warmup 1 --rounds 2 there. --kernels both runs
 # slatrun twice a round, with its oneDNN kernels and with ONNX Runtime's
-# own only (default: onednn, slatrun's default). The raw JSON lines of
+# own only, all three times adding the oneDNN kernels without Winograd
+# (onednn-direct) (default: onednn, slatrun's default). The raw JSON lines of
 # every round go to --out (default: a temporary file, named at the end).
 # Extra slatrun bench flags can be passed in $SLATRUN_BENCH_FLAGS (e.g.
 # "--spinning"). PyTorch comes from /usr/bin/python3 (Debian's python3-torch).
@@ -40,9 +41,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$kernels" in
-  onednn|ort) sets=("$kernels") ;;
+  onednn|onednn-direct|ort) sets=("$kernels") ;;
   both) sets=(onednn ort) ;;
-  *) echo "bench.sh: --kernels $kernels: want onednn, ort or both" >&2; exit 2 ;;
+  all) sets=(onednn onednn-direct ort) ;;
+  *) echo "bench.sh: --kernels $kernels: want onednn, onednn-direct, ort, both or all" >&2; exit 2 ;;
 esac
 py=/usr/bin/python3
 [ -x "$py" ] || { echo "bench.sh: $py is missing (the peer needs Debian's python3-torch)" >&2; exit 1; }
@@ -78,13 +80,13 @@ r0 = rows[0]
 rounds = len({r["round"] for r in rows})
 print("# %s, batch %d, threads %d, %d rounds (medians over rounds of each run's median ms/step)"
       % (r0["model"], r0["batch"], r0["threads"], rounds))
-print("%-9s %-7s %10s %10s %8s %9s %9s %8s %9s %9s %8s %6s %7s %8s" % ("method", "kernels", "ours_ms", "torch_ms",
+print("%-9s %-13s %10s %10s %8s %9s %9s %8s %9s %9s %8s %6s %7s %8s" % ("method", "kernels", "ours_ms", "torch_ms",
       "ours/pt", "ours_cpu", "torch_cpu", "cpu_o/pt", "attack_ms", "train_ms", "go_ms", "go_%", "allocs", "img/s"))
 for m in methods:
     p, pc = med("pytorch", m, "median_ms"), med("pytorch", m, "cpu_median_ms")
     for side in ours:
         o, oc = med(side, m, "median_ms"), med(side, m, "cpu_median_ms")
-        print("%-9s %-7s %10.1f %10.1f %8.3f %9.1f %9.1f %8.3f %9.1f %9.1f %8.2f %6.2f %7g %8.1f" % (m, side[8:], o, p,
+        print("%-9s %-13s %10.1f %10.1f %8.3f %9.1f %9.1f %8.3f %9.1f %9.1f %8.2f %6.2f %7g %8.1f" % (m, side[8:], o, p,
               o / p, oc, pc, oc / pc, med(side, m, "attack_ms"), med(side, m, "train_ms"),
               med(side, m, "go_ms"), med(side, m, "go_pct"), med(side, m, "allocs_per_step"),
               r0["batch"] / o * 1e3))

@@ -1,6 +1,7 @@
 package ort
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -320,6 +321,67 @@ func TestConvGradInputDeterministic(t *testing.T) {
 	for j := range outs[0] {
 		if math.Float32bits(outs[0][j]) != math.Float32bits(outs[1][j]) {
 			t.Fatalf("dX[%d]: %g in one session, %g in another", j, outs[0][j], outs[1][j])
+		}
+	}
+}
+
+// TestConvWinograd: the convolution kernels of a Winograd shape (3×3,
+// stride 1, pads 1, channels in blocks of 16) pick oneDNN's Winograd
+// implementation by default and its direct one with DirectConv, and both
+// match the float64 definition to 1e-4: the forward, the input gradient and
+// the weight gradient (with the bias's), on 1 and 2 threads (the batch in
+// parts), batches whose images straddle Winograd's 4×4 tiles unevenly.
+func TestConvWinograd(t *testing.T) {
+	needKernels(t)
+	for ci, cc := range []convCase{
+		{name: "16to32_12x12", n: 3, c: 16, h: 12, w: 12, k: 32, kh: 3, kw: 3, stride: [2]int{1, 1}, dil: [2]int{1, 1}, pads: [4]int{1, 1, 1, 1}, bias: true},
+		{name: "32to16_7x9_2threads", n: 5, c: 32, h: 7, w: 9, k: 16, kh: 3, kw: 3, stride: [2]int{1, 1}, dil: [2]int{1, 1}, pads: [4]int{1, 1, 1, 1}, bias: true, threads: 2},
+	} {
+		for _, direct := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/direct=%v", cc.name, direct), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(uint64(ci), 17))
+				opts := Options{Threads: max(cc.threads, 1), Kernels: true, DirectConv: direct}
+				oh, ow := cc.out()
+				x := make([]float32, cc.n*cc.c*cc.h*cc.w)
+				w := make([]float32, cc.k*cc.c*cc.kh*cc.kw)
+				b := make([]float32, cc.k)
+				dy := make([]float32, cc.n*cc.k*oh*ow)
+				for _, v := range [][]float32{x, w, b, dy} {
+					fill(r, v)
+				}
+				// each model alone in its session, so that the primitive the
+				// last Run built is its convolution's
+				check := func(m *onnx.Model, inputs map[string][]float32, out string, want []float64) {
+					t.Helper()
+					s, err := NewSession(m, opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s.Close()
+					for name, v := range inputs {
+						copy(s.Float(name), v)
+					}
+					if err := s.Run(); err != nil {
+						t.Fatal(err)
+					}
+					if wino := strings.Contains(KernelsInfo(), "wino"); wino == direct {
+						t.Errorf("%s: implementation %q with DirectConv %v", out, KernelsInfo(), direct)
+					}
+					closeTo(t, out+" vs float64 reference", s.Float(out), want, 1e-4)
+				}
+				y := make([]float64, len(dy))
+				for i := range y {
+					y[i] = float64(b[(i/(oh*ow))%cc.k])
+				}
+				cc.refConv(func(xi, wi, yi int) { y[yi] += float64(x[xi]) * float64(w[wi]) })
+				check(cc.forwardModel(), map[string][]float32{"x": x, "w": w, "b": b}, "y", y)
+				dx := make([]float64, len(x))
+				cc.refConv(func(xi, wi, yi int) { dx[xi] += float64(w[wi]) * float64(dy[yi]) })
+				check(cc.gradInputModel(shapeFromX), map[string][]float32{"x": x, "w": w, "dy": dy}, "dx", dx)
+				dw, db := cc.refGrad(x, dy)
+				check(cc.gradModel(), map[string][]float32{"x": x, "dy": dy}, "dw", dw)
+				check(cc.gradModel(), map[string][]float32{"x": x, "dy": dy}, "db", db)
+			})
 		}
 	}
 }

@@ -289,6 +289,7 @@ typedef struct {
 	SlatOrtCustomOp op; // first, so an OrtCustomOp* is a SlatOp*
 	int kind;           // CK_*
 	int threads;        // ONNX Runtime intra-op threads of the session; 0: its default
+	int winograd;       // Winograd for the shapes that allow it (ck_winograd_shape)
 } SlatOp;
 
 // A part is the convolution of rows [n0, n0+nb) of the batch, with its own
@@ -315,6 +316,7 @@ typedef struct {
 	int64_t ks[2], stride[2], dil[2], pl[2], pr[2]; // dil in oneDNN's form (ONNX − 1)
 	int64_t in_hw[2];                               // ConvGradInput's input_shape; 0: none
 	int blocked;                                    // bit j: role j's tensor is in nChw16c (attribute "blocked")
+	int winograd;                                   // 3×3 stride-1 shapes in Winograd (the domain's choice)
 	char name[160];
 	pthread_mutex_t mu;
 	// Cached for the last shapes seen (key: X, W, Y dims).
@@ -323,20 +325,25 @@ typedef struct {
 	CkPart *part;
 } ConvK;
 
-static void ck_clear(ConvK *k) {
-	for (int p = 0; p < k->nparts; p++) {
-		CkPart *c = &k->part[p];
-		if (c->conv) dn.prim_destroy(c->conv);
-		for (int j = 0; j < 3; j++) {
-			if (c->r[j]) dn.prim_destroy(c->r[j]);
-			if (c->u[j]) dn.mem_destroy(c->u[j]);
-			if (c->i[j]) dn.mem_destroy(c->i[j]);
-		}
-		if (c->u_b) dn.mem_destroy(c->u_b);
-		if (c->scratch) dn.mem_destroy(c->scratch);
-		if (c->stream) dn.stream_destroy(c->stream);
-		free(c->acc);
+// ck_clear_part releases part c's primitives, memories and stream.
+static void ck_clear_part(CkPart *c) {
+	if (c->conv) dn.prim_destroy(c->conv);
+	for (int j = 0; j < 3; j++) {
+		if (c->r[j]) dn.prim_destroy(c->r[j]);
+		if (c->u[j]) dn.mem_destroy(c->u[j]);
+		if (c->i[j]) dn.mem_destroy(c->i[j]);
 	}
+	if (c->u_b) dn.mem_destroy(c->u_b);
+	if (c->scratch) dn.mem_destroy(c->scratch);
+	if (c->stream) dn.stream_destroy(c->stream);
+	free(c->acc);
+	const int64_t n0 = c->n0, nb = c->nb;
+	memset(c, 0, sizeof *c);
+	c->n0 = n0, c->nb = nb;
+}
+
+static void ck_clear(ConvK *k) {
+	for (int p = 0; p < k->nparts; p++) ck_clear_part(&k->part[p]);
 	free(k->part);
 	k->part = NULL;
 	k->nparts = 0;
@@ -455,6 +462,7 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 	}
 	k->kind = kind;
 	k->parts = ((const SlatOp *)op)->threads;
+	k->winograd = ((const SlatOp *)op)->winograd;
 	if (k->parts <= 0) { // ONNX Runtime's default pool: one thread per core
 		long c = sysconf(_SC_NPROCESSORS_ONLN);
 		k->parts = c > 0 ? (int)c : 1;
@@ -515,7 +523,7 @@ static int ck_reorder(const slat_dnnl_md *src, const slat_dnnl_md *dst, slat_dnn
 // ck_build_part creates part c's primitive, reorders and stream for
 // dims[T_X], dims[T_W], dims[T_Y] (all NCHW / OIHW, checked by the caller;
 // the batch is the part's). On failure the caller clears every part.
-static int ck_build_part(const ConvK *k, CkPart *c, int64_t dims[3][4], char *err, size_t n) {
+static int ck_build_part(const ConvK *k, CkPart *c, int64_t dims[3][4], int alg, char *err, size_t n) {
 	const int kind = k->kind;
 	slat_dnnl_md u[3], a[3], u_b;
 	slat_dnnl_conv_desc fdesc, bdesc;
@@ -535,7 +543,7 @@ static int ck_build_part(const ConvK *k, CkPart *c, int64_t dims[3][4], char *er
 	DNNL_TRY(dn.attr_create(&attr), "dnnl_primitive_attr_create");
 	DNNL_TRY(dn.attr_set_scratchpad_mode(attr, SLAT_dnnl_scratchpad_mode_user),
 	         "dnnl_primitive_attr_set_scratchpad_mode");
-	DNNL_TRY(dn.conv_fwd_desc_init(&fdesc, SLAT_dnnl_forward_training, SLAT_dnnl_convolution_direct, &a[T_X], &a[T_W],
+	DNNL_TRY(dn.conv_fwd_desc_init(&fdesc, SLAT_dnnl_forward_training, alg, &a[T_X], &a[T_W],
 	                               bias, &a[T_Y], k->stride, k->dil, k->pl, k->pr),
 	         "dnnl_dilated_convolution_forward_desc_init");
 	// The forward primitive descriptor: the primitive itself for ConvForward,
@@ -544,11 +552,11 @@ static int ck_build_part(const ConvK *k, CkPart *c, int64_t dims[3][4], char *er
 	         "dnnl_primitive_desc_create(convolution forward)");
 	slat_dnnl_pd pd = fpd;
 	if (kind == CK_GRAD_WEIGHT) {
-		DNNL_TRY(dn.conv_bww_desc_init(&bdesc, SLAT_dnnl_convolution_direct, &a[T_X], &a[T_W], bias, &a[T_Y],
+		DNNL_TRY(dn.conv_bww_desc_init(&bdesc, alg, &a[T_X], &a[T_W], bias, &a[T_Y],
 		                               k->stride, k->dil, k->pl, k->pr),
 		         "dnnl_dilated_convolution_backward_weights_desc_init");
 	} else if (kind == CK_GRAD_INPUT) {
-		DNNL_TRY(dn.conv_bwd_desc_init(&bdesc, SLAT_dnnl_convolution_direct, &a[T_X], &a[T_W], &a[T_Y], k->stride,
+		DNNL_TRY(dn.conv_bwd_desc_init(&bdesc, alg, &a[T_X], &a[T_W], &a[T_Y], k->stride,
 		                               k->dil, k->pl, k->pr),
 		         "dnnl_dilated_convolution_backward_data_desc_init");
 	}
@@ -607,6 +615,18 @@ fail:
 	return -1;
 }
 
+// ck_winograd_shape reports whether a convolution of k's geometry with
+// dims can run in oneDNN's Winograd F(4×4, 3×3) kernels: a 3×3 kernel,
+// stride 1, no dilation, pads of at most 1, and input and output channels
+// in whole blocks of 16.
+static int ck_winograd_shape(const ConvK *k, int64_t dims[3][4]) {
+	if (k->ks[0] != 3 || k->ks[1] != 3 || k->stride[0] != 1 || k->stride[1] != 1 || k->dil[0] || k->dil[1])
+		return 0;
+	for (int i = 0; i < 2; i++)
+		if (k->pl[i] > 1 || k->pr[i] > 1) return 0;
+	return dims[T_W][0] % 16 == 0 && dims[T_W][1] % 16 == 0;
+}
+
 // ck_build splits the batch dims[T_X][0] into k->parts parts (at most one
 // per row; the first N mod parts get one row more) and builds each. Every
 // part is built for, and run on, one thread: the session's intra-op pool
@@ -631,7 +651,14 @@ static int ck_build(ConvK *k, int64_t dims[3][4], char *err, size_t n) {
 		int64_t pd[3][4];
 		memcpy(pd, dims, sizeof pd);
 		pd[T_X][0] = pd[T_Y][0] = c->nb;
-		if (ck_build_part(k, c, pd, err, n)) goto fail;
+		// Winograd where it applies; where oneDNN has no implementation
+		// for the shape (or fails otherwise), the direct algorithm.
+		int built = 0;
+		if (k->winograd && ck_winograd_shape(k, dims)) {
+			built = ck_build_part(k, c, pd, SLAT_dnnl_convolution_winograd, err, n) == 0;
+			if (!built) ck_clear_part(c);
+		}
+		if (!built && ck_build_part(k, c, pd, SLAT_dnnl_convolution_direct, err, n)) goto fail;
 		if (k->kind == CK_GRAD_WEIGHT && p > 0) {
 			c->acc = malloc((size_t)(wn + dims[T_W][0]) * sizeof(float));
 			if (!c->acc) {
@@ -939,7 +966,7 @@ static SlatOrtStatus *ck_compute(void *p, SlatOrtKernelContext *ctx) {
 // ---------------------------------------------------------------------------
 // Domains
 
-int slat_domain_new(int threads, void **out, char *err, size_t n) {
+int slat_domain_new(int threads, int winograd, void **out, char *err, size_t n) {
 	if (!ort_api) {
 		seterr(err, n, "OrtApi not bound");
 		return -1;
@@ -964,6 +991,7 @@ int slat_domain_new(int threads, void **out, char *err, size_t n) {
 		SlatOp *op = &ops[kind];
 		op->kind = kind;
 		op->threads = threads;
+		op->winograd = winograd;
 		op->op.version = SLAT_ORT_CUSTOM_OP_VERSION;
 		op->op.GetName = ck_name;
 		op->op.GetExecutionProviderType = ck_ep;

@@ -59,7 +59,14 @@ var kern struct {
 	desc    string
 	notice  sync.Once
 	mu      sync.Mutex
-	domains map[int]unsafe.Pointer // by thread count; never released
+	domains map[domainKey]unsafe.Pointer // never released
+}
+
+// domainKey tells the kernel domains apart: each is made for one intra-op
+// thread count and one convolution algorithm choice.
+type domainKey struct {
+	threads int
+	direct  bool
 }
 
 func cErr(buf []C.char) string { return C.GoString(&buf[0]) }
@@ -111,7 +118,7 @@ func loadKernels() {
 	}
 	kern.ok = true
 	kern.desc = C.GoString(C.slat_dnnl_describe())
-	kern.domains = map[int]unsafe.Pointer{}
+	kern.domains = map[domainKey]unsafe.Pointer{}
 }
 
 // apiVersionString returns ONNX Runtime's version as read through the
@@ -140,10 +147,11 @@ func sessionOptionsPtr(so *ortgo.SessionOptions) unsafe.Pointer {
 
 // addKernels registers KernelDomain in so for a session with the given
 // intra-op thread count (0: ONNX Runtime's default, and OpenMP's default for
-// oneDNN). If the kernels are unavailable it writes the notice once and
+// oneDNN), its convolutions in oneDNN's direct algorithm only when direct
+// is set (Options.DirectConv). If the kernels are unavailable it writes the notice once and
 // returns nil: graphs that need them then fail to load with ONNX Runtime's
 // own error, and graph builders should check Kernels first.
-func addKernels(so *ortgo.SessionOptions, threads int) error {
+func addKernels(so *ortgo.SessionOptions, threads int, direct bool) error {
 	ok, why := Kernels()
 	if !ok {
 		kern.notice.Do(func() {
@@ -156,13 +164,18 @@ func addKernels(so *ortgo.SessionOptions, threads int) error {
 	kern.mu.Lock()
 	defer kern.mu.Unlock()
 	buf := make([]C.char, 512)
-	dom, have := kern.domains[threads]
+	key := domainKey{threads, direct}
+	dom, have := kern.domains[key]
 	if !have {
 		var p unsafe.Pointer
-		if C.slat_domain_new(C.int(threads), &p, &buf[0], C.size_t(len(buf))) != 0 {
+		winograd := C.int(1)
+		if direct {
+			winograd = 0
+		}
+		if C.slat_domain_new(C.int(threads), winograd, &p, &buf[0], C.size_t(len(buf))) != 0 {
 			return fmt.Errorf("ort: kernels: %s", cErr(buf))
 		}
-		kern.domains[threads] = p
+		kern.domains[key] = p
 		dom = p
 	}
 	ptr := sessionOptionsPtr(so)

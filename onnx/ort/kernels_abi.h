@@ -134,6 +134,7 @@ typedef struct { int arg; slat_dnnl_mem memory; } slat_dnnl_exec_arg;
 #define SLAT_dnnl_nChw16c 69 // dnnl_aBcd16b
 #define SLAT_dnnl_forward_training 64
 #define SLAT_dnnl_convolution_direct 1
+#define SLAT_dnnl_convolution_winograd 2
 #define SLAT_dnnl_cpu 1
 #define SLAT_dnnl_stream_default_flags 1
 #define SLAT_dnnl_query_impl_info_str 8

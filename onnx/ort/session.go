@@ -55,6 +55,13 @@ type Options struct {
 	// Threads threads. Where they are unavailable the session is made
 	// without them and a one-line notice is written once (KernelNotice).
 	Kernels bool
+	// DirectConv keeps every convolution kernel on oneDNN's direct
+	// algorithm. By default those of a 3×3 kernel, stride 1, no dilation,
+	// pads of at most 1 and channel counts in whole blocks of 16 run in
+	// oneDNN's Winograd F(4×4, 3×3) kernels: about twice as fast here, with
+	// rounding differences of about 1e-5 of an output's scale instead of
+	// about 1e-7 (docs/kernels.md, "Winograd").
+	DirectConv bool
 }
 
 // Session is an ONNX Runtime session with its input and output tensors bound
@@ -132,7 +139,7 @@ func sessionOptions(o Options) (*ortgo.SessionOptions, error) {
 	switch provider {
 	case ProviderCPU:
 		if o.Kernels {
-			if err := addKernels(so, o.Threads); err != nil {
+			if err := addKernels(so, o.Threads, o.DirectConv); err != nil {
 				return fail(err)
 			}
 		}
