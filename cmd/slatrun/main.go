@@ -177,7 +177,7 @@ func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&r.spinning, "spinning", false, "let idle ONNX Runtime threads spin (faster on an otherwise idle machine)")
 	fs.BoolVar(&r.nchwc, "nchwc", true, "CPU: run eligible convolutions in ONNX Runtime's blocked NCHWc kernels (--nchwc=false: plain NCHW)")
 	r.kernels = "onednn"
-	fs.Var(&enumValue{p: &r.kernels, allowed: []string{"onednn", "onednn-direct", "ort"}}, "kernels", "CPU training kernels: onednn (slatrun's oneDNN kernels where oneDNN is installed, 3x3 stride-1 convolutions in Winograd F(4x4,3x3); see slatrun version), onednn-direct (the same, every convolution in oneDNN's direct algorithm: rounding closer to PyTorch's) or ort (ONNX Runtime's own only)")
+	fs.Var(&enumValue{p: &r.kernels, allowed: []string{"onednn", "onednn-direct", "ort"}}, "kernels", "CPU training kernels: onednn (slatrun's oneDNN kernels where oneDNN is installed, 3x3 stride-1 convolutions of 64 channels or more in Winograd F(4x4,3x3); see slatrun version), onednn-direct (the same, every convolution in oneDNN's direct algorithm: rounding closer to PyTorch's) or ort (ONNX Runtime's own only)")
 	limit(fs, nonNegative, "device", "threads")
 }
 

@@ -33,7 +33,7 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "nchwc         unavailable: plain NCHW convolutions\n")
 	}
 	if ok, why := ort.Kernels(); ok {
-		fmt.Fprintf(stdout, "kernels       oneDNN training kernels on the CPU (%s), 3x3 stride-1 convolutions in Winograd F(4x4,3x3) (--kernels onednn-direct: direct only; --kernels ort: ONNX Runtime's own)\n", ort.KernelsInfo())
+		fmt.Fprintf(stdout, "kernels       oneDNN training kernels on the CPU (%s), 3x3 stride-1 convolutions of 64+ channels in Winograd F(4x4,3x3) (--kernels onednn-direct: direct only; --kernels ort: ONNX Runtime's own)\n", ort.KernelsInfo())
 	} else {
 		fmt.Fprintf(stdout, "kernels       ONNX Runtime's own only: %s\n", why)
 	}

@@ -616,15 +616,22 @@ fail:
 }
 
 // ck_winograd_shape reports whether a convolution of k's geometry with
-// dims can run in oneDNN's Winograd F(4×4, 3×3) kernels: a 3×3 kernel,
-// stride 1, no dilation, pads of at most 1, and input and output channels
-// in whole blocks of 16.
+// dims runs in oneDNN's Winograd F(4×4, 3×3) kernels: a 3×3 kernel, stride
+// 1, no dilation, pads of at most 1, and input and output channels in whole
+// blocks of 16, at least CK_WINO_MIN_CHANNELS of each. Below that the
+// transforms cost more than they save: at batch 128, 1 thread, 16 channels
+// at 28×28 and 32 at 14×14 ran as fast or faster direct (the weight gradient
+// 4.2 against 4.8 ms and 2.5 against 3.4), 64 channels and more 1.4–3.3×
+// faster in Winograd (BenchmarkConvWinograd, docs/kernels.md).
+#define CK_WINO_MIN_CHANNELS 64
 static int ck_winograd_shape(const ConvK *k, int64_t dims[3][4]) {
 	if (k->ks[0] != 3 || k->ks[1] != 3 || k->stride[0] != 1 || k->stride[1] != 1 || k->dil[0] || k->dil[1])
 		return 0;
 	for (int i = 0; i < 2; i++)
 		if (k->pl[i] > 1 || k->pr[i] > 1) return 0;
-	return dims[T_W][0] % 16 == 0 && dims[T_W][1] % 16 == 0;
+	for (int i = 0; i < 2; i++)
+		if (dims[T_W][i] % 16 != 0 || dims[T_W][i] < CK_WINO_MIN_CHANNELS) return 0;
+	return 1;
 }
 
 // ck_build splits the batch dims[T_X][0] into k->parts parts (at most one
