@@ -43,7 +43,7 @@ func (t *Trainer) stepSLAT() error {
 	if uniform {
 		perturb.SLATInputFrom(t.delta, a.gradX, t.x, t.r.Eps, t.r.inputFrac)
 	} else {
-		t.halves.input(t.delta, a.gradX, t.x, t.r.Eps, t.r.inputFrac)
+		perturb.SLATInput(t.delta, a.gradX, t.x, t.r.Eps, t.r.inputFrac)
 	}
 	perturb.Add(tr.x, t.x, t.delta)
 	for i, g := range a.taps {
@@ -52,7 +52,7 @@ func (t *Trainer) stepSLAT() error {
 				return fmt.Errorf("orchestrator: tap %s: %w", t.taps[i], err)
 			}
 		} else {
-			t.halves.latent(tr.taps[i], g, t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
+			perturb.SLATLatent(tr.taps[i], g, t.r.LatentEta, t.r.LatentStep, t.r.LatentRadius)
 		}
 		// Σ|g| from the graph (ReduceL1 on ONNX Runtime's threads): in Go
 		// it was a third of the step's Go side

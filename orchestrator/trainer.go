@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/slatrun/slatrun/dataset"
@@ -126,7 +125,6 @@ type Trainer struct {
 	metrics *metricsLog // nil without Out
 	info    StepInfo    // given to Hooks.OnStep
 	times   StepTimes   // of Step (bench.go)
-	halves  *halves     // host steps split over two cores; nil on one thread
 	closed  bool
 }
 
@@ -379,9 +377,6 @@ func (t *Trainer) setup() error {
 		t.step = t.stepFree
 	case slat:
 		t.step = t.stepSLAT
-		if threads := cfg.Runtime.Threads; threads >= 2 || threads == 0 && runtime.NumCPU() >= 2 {
-			t.halves = newHalves()
-		}
 	case trades:
 		t.step = t.stepTRADES
 	case gradalign:
@@ -453,7 +448,6 @@ func (t *Trainer) Close() error {
 		return nil
 	}
 	t.closed = true
-	t.halves.close()
 	var errs []error
 	for _, s := range []*session{t.attack, t.kl, t.hvp, t.train} {
 		if s != nil {
