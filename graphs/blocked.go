@@ -13,8 +13,8 @@ import (
 // keeps tensors in nChw16c wherever that saves reorders: the convolution
 // kernels take a bit per activation (attribute blocked), the batch-norm
 // kernels one flag for all of theirs, TapClip a bit per tensor, and an
-// elementwise Add of equal shapes works on either layout as long as its
-// inputs and output share it. A batch norm or an Add couples its tensors:
+// elementwise Add or Sum of equal shapes works on either layout as long as
+// its inputs and output share it. A batch norm or an Add couples its tensors:
 // they are blocked together or not at all, so in a residual network a
 // stage's residual stream, its batch norms' inputs and outputs and their
 // gradients form one group. Each group is decided by counting reorders:
@@ -110,8 +110,8 @@ func blockLayouts(b *onnx.Builder, shape func(string) []int64) {
 	for _, o := range g.GetOutput() {
 		output[o.GetName()] = true
 	}
-	// An Add couples its tensors only when it does not broadcast: on a
-	// blocked tensor, broadcasting would pair the wrong elements.
+	// An Add or Sum couples its tensors only when it does not broadcast: on
+	// a blocked tensor, broadcasting would pair the wrong elements.
 	broadcasts := map[int]bool{}
 	for i, n := range nodes {
 		if n.GetDomain() == "" && (n.GetOpType() == "Add" || n.GetOpType() == "Sum") {
