@@ -307,3 +307,73 @@ func countBlocked(g *onnx.Model, op string) int {
 	}
 	return n
 }
+
+// TestBlockedBroadcastAdd: an Add that broadcasts (a per-channel constant
+// on a 16-channel activation) never sees a blocked tensor — the layout
+// pass gives it an NCHW copy — while an Add of equal shapes next to it
+// works on the blocked tensors directly; the graphs compute what the plain
+// ones compute.
+func TestBlockedBroadcastAdd(t *testing.T) {
+	if ok, why := ort.Kernels(); !ok {
+		t.Skip(why)
+	}
+	r := rand.New(rand.NewSource(7))
+	b := onnx.NewBuilder("bcast")
+	b.Input("x", onnx.Float, -1, 16, 6, 6)
+	floats := func(name string, scale float32, shape ...int64) string {
+		v := make([]float32, onnx.NumElements(shape))
+		for i := range v {
+			v[i] = float32(r.NormFloat64()) * scale
+		}
+		return b.Floats(name, shape, v)
+	}
+	conv := func(x, out string) {
+		b.Node("Conv", []string{x, floats(out+".weight", 0.2, 16, 16, 3, 3)}, []string{out}, onnx.AttrInts("pads", 1, 1, 1, 1))
+	}
+	// c1 feeds two convolutions, so blocking it pays even with the
+	// broadcasting Add reading an NCHW copy
+	conv("x", "c1")
+	b.Node("Add", []string{"c1", floats("shift", 0.5, 1, 16, 1, 1)}, []string{"a"})
+	conv("a", "c2")
+	conv("c1", "c3")
+	b.Node("Add", []string{"c2", "c3"}, []string{"s"})
+	conv("s", "c4")
+	pool := b.Op("Flatten", []string{b.Op("GlobalAveragePool", []string{"c4"})})
+	b.Node("Gemm", []string{pool, floats("fc.weight", 0.3, 16, 4)}, []string{"logits"})
+	b.Output("logits", onnx.Float, -1, 4)
+	b.SetMetadata("slatrun.taps", "")
+	m := b.Model()
+	for _, kind := range []graphs.Kind{graphs.Train, graphs.Attack} {
+		t.Run(string(kind), func(t *testing.T) {
+			plain := graphs.Spec{Kind: kind, Batch: 3, Taps: []string{}}
+			kern := plain
+			kern.Kernels = true
+			g := matchGraphs(t, m, plain, ort.Options{Threads: 1}, kern, ort.Options{Threads: 2, Kernels: true})
+			blockedAdds := 0
+			for _, n := range g.Graph().GetNode() {
+				if n.GetOpType() != "Add" || n.GetDomain() != "" || len(n.GetInput()) != 2 {
+					continue
+				}
+				in := n.GetInput()
+				switch {
+				case in[0] == "c1" || strings.HasPrefix(in[0], "c1."):
+					if in[0] != "c1" {
+						t.Errorf("the broadcasting Add reads %q, want the NCHW c1", in[0])
+					}
+				case strings.HasSuffix(in[0], ".nChw16c") && strings.HasSuffix(in[1], ".nChw16c"):
+					blockedAdds++
+				}
+			}
+			if blockedAdds != 1 {
+				t.Errorf("%d Adds of equal shapes on blocked tensors, want 1 (c2 + c3)", blockedAdds)
+			}
+			copied := false
+			for _, n := range g.Graph().GetNode() {
+				copied = copied || n.GetOpType() == onnx.Relayout && n.GetInput()[0] == "c1.nChw16c" && n.GetOutput()[0] == "c1"
+			}
+			if !copied {
+				t.Errorf("c1 should be blocked, with an NCHW copy for the broadcasting Add")
+			}
+		})
+	}
+}
