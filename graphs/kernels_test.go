@@ -260,13 +260,7 @@ func bnEdgeModel() *onnx.Model {
 	r := rand.New(rand.NewSource(5))
 	b := onnx.NewBuilder("bnedge")
 	b.Input("x", onnx.Float, -1, 3, 6, 6)
-	floats := func(name string, scale float32, shape ...int64) string {
-		v := make([]float32, onnx.NumElements(shape))
-		for i := range v {
-			v[i] = float32(r.NormFloat64()) * scale
-		}
-		return b.Floats(name, shape, v)
-	}
+	floats := randomFloats(b, r)
 	bn := func(x, out string, c int64) {
 		vr := make([]float32, c)
 		for i := range vr {
@@ -290,6 +284,18 @@ func bnEdgeModel() *onnx.Model {
 	b.Output("logits", onnx.Float, -1, 4)
 	b.SetMetadata("slatrun.taps", "r1")
 	return b.Model()
+}
+
+// randomFloats returns a function that adds a float constant of the given
+// shape to b, normal values times scale drawn from r, and returns its name.
+func randomFloats(b *onnx.Builder, r *rand.Rand) func(name string, scale float32, shape ...int64) string {
+	return func(name string, scale float32, shape ...int64) string {
+		v := make([]float32, onnx.NumElements(shape))
+		for i := range v {
+			v[i] = float32(r.NormFloat64()) * scale
+		}
+		return b.Floats(name, shape, v)
+	}
 }
 
 // countBlocked counts g's KernelDomain nodes of op with attribute blocked set.
@@ -320,13 +326,7 @@ func TestBlockedBroadcastAdd(t *testing.T) {
 	r := rand.New(rand.NewSource(7))
 	b := onnx.NewBuilder("bcast")
 	b.Input("x", onnx.Float, -1, 16, 6, 6)
-	floats := func(name string, scale float32, shape ...int64) string {
-		v := make([]float32, onnx.NumElements(shape))
-		for i := range v {
-			v[i] = float32(r.NormFloat64()) * scale
-		}
-		return b.Floats(name, shape, v)
-	}
+	floats := randomFloats(b, r)
 	conv := func(x, out string) {
 		b.Node("Conv", []string{x, floats(out+".weight", 0.2, 16, 16, 3, 3)}, []string{out}, onnx.AttrInts("pads", 1, 1, 1, 1))
 	}
