@@ -137,6 +137,16 @@ func blockLayouts(b *onnx.Builder, shape func(string) []int64) {
 		k, _, reorders := rule(p)
 		return k, reorders
 	}
+	// readPlain reports whether an operator without a blocked form reads t
+	// or t is a graph output: blocked, it then needs an NCHW copy.
+	readPlain := func(t string) bool {
+		for _, c := range cons[t] {
+			if k, _, _ := rule(c); k == slotPlain {
+				return true
+			}
+		}
+		return output[t]
+	}
 
 	// Union the tensors each node couples; every tensor that some slot could
 	// hold blocked is a candidate.
@@ -210,16 +220,12 @@ func blockLayouts(b *onnx.Builder, shape func(string) []int64) {
 		case reorders:
 			gr.plain++
 		}
-		plainReader := output[t]
 		for _, c := range cons[t] {
-			switch k, _, reorders := rule(c); {
-			case k == slotPlain:
-				plainReader = true
-			case reorders:
+			if _, _, reorders := rule(c); reorders {
 				gr.plain++
 			}
 		}
-		if plainReader {
+		if readPlain(t) {
 			gr.blocked++
 		}
 	}
@@ -258,11 +264,9 @@ func blockLayouts(b *onnx.Builder, shape func(string) []int64) {
 			continue
 		}
 		tb := b.Fresh(t + ".nChw16c")
-		plainReader := output[t]
+		copyBack := readPlain(t)
 		for _, c := range cons[t] {
-			if k, _, _ := rule(c); k == slotPlain {
-				plainReader = true
-			} else {
+			if k, _, _ := rule(c); k != slotPlain {
 				mark(c, tb)
 			}
 		}
@@ -270,7 +274,7 @@ func blockLayouts(b *onnx.Builder, shape func(string) []int64) {
 		switch k, _ := producer(t); {
 		case k != slotPlain:
 			mark(p, tb)
-			if plainReader {
+			if copyBack {
 				relayout(p.node, tb, t, 0)
 			}
 		case has:
@@ -282,8 +286,8 @@ func blockLayouts(b *onnx.Builder, shape func(string) []int64) {
 	out := make([]*onnxpb.NodeProto, 0, len(nodes))
 	out = append(out, after[-1]...)
 	for i, n := range nodes {
-		if b := bits[i]; b != 0 {
-			n.Attribute = append(n.Attribute, onnx.AttrInt("blocked", b))
+		if bit := bits[i]; bit != 0 {
+			n.Attribute = append(n.Attribute, onnx.AttrInt("blocked", bit))
 		}
 		out = append(out, n)
 		out = append(out, after[i]...)

@@ -116,7 +116,7 @@ static void fu_bias(float *y, int64_t K, int64_t len, const float *b) {
 }
 
 typedef struct {
-	int64_t S, C; // plane length; channels (the blocked form)
+	int64_t S; // plane length
 	const float *pre, *delta;
 	float *h;
 	int blocked; // bit 0: pre, bit 1: delta, bit 2: h in nChw16c
@@ -182,25 +182,28 @@ static inline __attribute__((always_inline)) void fu_tr16(fu_v16 r[16]) {
 	FU_TR_ROUND(2, FU_L2, FU_H2)
 	FU_TR_ROUND(1, FU_L1, FU_H1)
 }
-// fu_tile_load reads positions [i0, i0+16) of a 16-lane block (p, S floats
-// per lane row when plain) into r, one vector per position.
+// fu_tile_load reads positions [i0, i0+16) of a 16-lane block (p; S floats
+// per lane row when plain) into r: one vector per position when pos is set,
+// one per lane (16 positions) when not, transposed when the tensor's layout
+// holds the other.
 static inline __attribute__((always_inline)) void fu_tile_load(fu_v16 r[16], const float *p, int blk, int64_t S,
-                                                               int64_t i0) {
+                                                               int64_t i0, int pos) {
 	if (blk) {
 		_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) r[i] = fu_load(p + (i0 + i) * 16);
 	} else {
 		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = fu_load(p + l * S + i0);
-		fu_tr16(r);
 	}
+	if (blk != pos) fu_tr16(r);
 }
 
-// fu_tile_store writes r (one vector per position) to positions [i0, i0+16).
+// fu_tile_store writes r (oriented as pos says, as for fu_tile_load) to
+// positions [i0, i0+16).
 static inline __attribute__((always_inline)) void fu_tile_store(fu_v16 r[16], float *p, int blk, int64_t S,
-                                                                int64_t i0) {
+                                                                int64_t i0, int pos) {
+	if (blk != pos) fu_tr16(r);
 	if (blk) {
 		_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) fu_store(p + (i0 + i) * 16, r[i]);
 	} else {
-		fu_tr16(r);
 		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) fu_store(p + l * S + i0, r[l]);
 	}
 }
@@ -231,7 +234,7 @@ static void tap_block(void *p, size_t item) {
 	for (int l = 0; l < 16; l++) lo_[l] = hi_[l] = pre[fu_at(bp, S, l, 0)];
 	fu_v16 lo = fu_load(lo_), hi = fu_load(hi_);
 	for (int64_t i0 = 0; i0 < S16; i0 += 16) {
-		fu_tile_load(r, pre, bp, S, i0);
+		fu_tile_load(r, pre, bp, S, i0, 1);
 		_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
 			lo = fu_sel(r[i] < lo, r[i], lo);
 			hi = fu_sel(r[i] > hi, r[i], hi);
@@ -247,35 +250,22 @@ static void tap_block(void *p, size_t item) {
 		}
 	lo = fu_load(lo_), hi = fu_load(hi_);
 	for (int64_t i0 = 0; i0 < S16; i0 += 16) {
+		fu_tile_load(r, d, bd, S, i0, bp); // delta in pre's orientation
 		if (bp) { // one vector per position
-			fu_tile_load(r, d, bd, S, i0);
 			_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) {
 				fu_v16 v = fu_load(pre + (i0 + i) * 16) + r[i];
 				v = fu_sel(v < hi, v, hi);
 				r[i] = fu_sel(v > lo, v, lo);
 			}
-			fu_tile_store(r, h, bh, S, i0);
-			continue;
+		} else { // one vector per lane
+			_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) {
+				const fu_v16 lv = (fu_v16){0} + lo_[l], hv = (fu_v16){0} + hi_[l];
+				fu_v16 v = fu_load(pre + l * S + i0) + r[l];
+				v = fu_sel(v < hv, v, hv);
+				r[l] = fu_sel(v > lv, v, lv);
+			}
 		}
-		// one vector per lane: delta's tile as lane rows
-		if (bd) {
-			_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) r[i] = fu_load(d + (i0 + i) * 16);
-			fu_tr16(r);
-		} else {
-			_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = fu_load(d + l * S + i0);
-		}
-		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) {
-			const fu_v16 lv = (fu_v16){0} + lo_[l], hv = (fu_v16){0} + hi_[l];
-			fu_v16 v = fu_load(pre + l * S + i0) + r[l];
-			v = fu_sel(v < hv, v, hv);
-			r[l] = fu_sel(v > lv, v, lv);
-		}
-		if (bh) {
-			fu_tr16(r);
-			_Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) fu_store(h + (i0 + i) * 16, r[i]);
-		} else {
-			_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) fu_store(h + l * S + i0, r[l]);
-		}
+		fu_tile_store(r, h, bh, S, i0, bp);
 	}
 	for (int64_t i = S16; i < S; i++)
 		for (int l = 0; l < 16; l++) {
@@ -311,8 +301,8 @@ static void rl_block(void *p, size_t item) {
 	float *y = j->y + o;
 	fu_v16 r[16];
 	for (int64_t i0 = 0; i0 < S16; i0 += 16) {
-		fu_tile_load(r, x, bx, S, i0);
-		fu_tile_store(r, y, by, S, i0);
+		fu_tile_load(r, x, bx, S, i0, bx);
+		fu_tile_store(r, y, by, S, i0, bx);
 	}
 	for (int64_t i = S16; i < S; i++)
 		for (int l = 0; l < 16; l++) y[fu_at(by, S, l, i)] = x[fu_at(bx, S, l, i)];
@@ -368,7 +358,7 @@ static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size
 		return -1;
 	}
 	if (planes == 0 || S == 0) return 0;
-	TapJob j = {.S = S, .C = pre.dims[1], .pre = pp, .delta = pd, .h = ph, .blocked = (int)k->flag};
+	TapJob j = {.S = S, .pre = pp, .delta = pd, .h = ph, .blocked = (int)k->flag};
 	if (k->flag) return kt_parallel(ctx, tap_block, planes / 16, &j, err, n);
 	return kt_parallel(ctx, tap_plane, planes, &j, err, n);
 }

@@ -432,13 +432,9 @@ static SlatOrtStatus *ck_create(const SlatOrtCustomOp *op, const void *api, cons
 			return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 		}
 	}
-	int64_t blocked = 0;
-	s = ORTF(SLAT_ORT_KernelInfoGetAttribute_int64, SlatOrtStatus *, const SlatOrtKernelInfo *, const char *,
-	         int64_t *)(info, "blocked", &blocked);
-	ort_release_status(s); // missing: every tensor in plain NCHW
-	if (blocked < 0 || blocked > 7) {
-		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: attribute blocked %lld: want a bit mask of inputs 0, 1 and output 0 (0-7)",
-		         opname, name, (long long)blocked);
+	int64_t blocked = 0; // a bit mask of inputs 0, 1 and output 0; missing: all NCHW
+	if (kt_attr_int(info, "blocked", 7, &blocked, err, sizeof err)) {
+		snprintf(msg, sizeof msg, SLAT_DOMAIN " %s %s: %s (a bit mask of inputs 0, 1 and output 0)", opname, name, err);
 		return ort_create_status(SLAT_ORT_INVALID_ARGUMENT, msg);
 	}
 	for (int j = 0; j < 3; j++) {
