@@ -496,7 +496,7 @@ func TestSLATLatentLanes(t *testing.T) {
 			g = append(g, a, b)
 		}
 	}
-	for _, n := range []int{len(g), len(g) - 1, 1, 0, -3} { // -3: g[1:], not 8-byte aligned
+	for _, n := range []int{len(g), len(g) - 1, 33, 32, 31, 1, 0, -3} { // -3: g[1:], not 8-byte aligned
 		g := g
 		if n < 0 {
 			g, n = g[1:], len(g)-1
@@ -509,6 +509,53 @@ func TestSLATLatentLanes(t *testing.T) {
 			for i := range got {
 				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 					t.Fatalf("n=%d step=%v: SLATLatent(%v) = %v, SignStep gives %v", n, step, g[i], got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestSLATInputLanes checks SLATInput element by element, bit for bit,
+// against the rule written out here with Go's min and max, on every pair of
+// special gradient and pixel values (pixels outside [0, 1] and NaN
+// included), at lengths and offsets that cover the 16-wide vector loop,
+// its tail and unaligned slices, for positive budgets and for the zero
+// ones the vector loop leaves to Go.
+func TestSLATInputLanes(t *testing.T) {
+	sub := math.Float32frombits(1) // smallest subnormal
+	negZero := float32(math.Copysign(0, -1))
+	gs := []float32{0, negZero, 1, -1, sub, -sub, inf, -inf, nan, 3e38, -1e-30}
+	xs := []float32{0, negZero, 1, 0.5, 0.99, 0.01, sub, 1.5, -0.25, inf, -inf, nan}
+	var g, x []float32
+	for _, a := range gs {
+		for _, b := range xs {
+			g, x = append(g, a), append(x, b)
+		}
+	}
+	rule := func(x, g, eps, step float32) float32 {
+		s := float32(0)
+		switch {
+		case g > 0:
+			s = step
+		case g < 0:
+			s = -step
+		}
+		return min(max(s, max(-eps, 0-x)), min(eps, 1-x))
+	}
+	same := func(a, b float32) bool {
+		return math.Float32bits(a) == math.Float32bits(b) || a != a && b != b
+	}
+	for _, off := range []int{0, 1, 3} {
+		for _, n := range []int{len(g) - off, 47, 16, 15, 0} {
+			for _, tc := range []struct{ eps, frac float32 }{{8.0 / 255, 0.9}, {0.1, 1.5}, {inf, 0.5}, {0, 0.9}, {0.1, 0}} {
+				gv, xv := g[off:off+n], x[off:off+n]
+				d := make([]float32, n)
+				perturb.SLATInput(d, gv, xv, tc.eps, tc.frac)
+				for i := range d {
+					if want := rule(xv[i], gv[i], tc.eps, tc.frac*tc.eps); !same(d[i], want) {
+						t.Fatalf("offset %d, n %d, ε %v, stepFrac %v: g = %v, x = %v: δ = %v (%#x), want %v (%#x)",
+							off, n, tc.eps, tc.frac, gv[i], xv[i], d[i], math.Float32bits(d[i]), want, math.Float32bits(want))
+					}
 				}
 			}
 		}

@@ -58,7 +58,7 @@ func SLATInput(delta, gx, x []float32, eps, stepFrac float32) {
 	mustNonNeg("SLATInput", "stepFrac", stepFrac)
 	step := stepFrac * eps
 	gx, x = gx[:len(delta)], x[:len(delta)]
-	for i := range delta {
+	for i := slatInputVec(delta, gx, x, step, eps); i < len(delta); i++ {
 		delta[i] = box01(x[i], signStep(gx[i], step), eps)
 	}
 }
@@ -93,14 +93,15 @@ func SLATLatent(delta, g []float32, eta, step, radius float32) {
 }
 
 // signFill sets δ = step·sign(g) element-wise (signStep; step ≥ 0);
-// len(g) ≥ len(δ).
+// len(g) ≥ len(δ). The whole tap is 1.6M elements per step on convnet, so
+// this is most of SLAT's Go side: AVX2 where there is some (signFillVec),
+// then two lanes per uint64 (signStep2), then one at a time.
 func signFill(delta, g []float32, step float32) {
 	g = g[:len(delta)]
+	v := signFillVec(delta, g, step)
+	delta, g = delta[v:], g[v:]
 	i := 0
 	if n := len(delta) / 2; n > 0 && (uintptr(unsafe.Pointer(&delta[0]))|uintptr(unsafe.Pointer(&g[0])))%8 == 0 {
-		// Two lanes per uint64 (signStep2): the whole tap is 1.6M
-		// elements per step on convnet, so this loop is most of SLAT's
-		// Go-side time.
 		d2 := unsafe.Slice((*uint64)(unsafe.Pointer(&delta[0])), n)
 		g2 := unsafe.Slice((*uint64)(unsafe.Pointer(&g[0])), n)[:len(d2)]
 		s := uint64(math.Float32bits(step)) * 0x100000001
