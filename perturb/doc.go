@@ -1,5 +1,5 @@
 // Package perturb is the perturbation arithmetic of slatrun's attacks and
-// trainers, done on the host in plain Go: sign steps, L∞ and L2 projections,
+// trainers, done on the host in Go: sign steps, L∞ and L2 projections,
 // the [0,1] pixel box, uniform random starts, the one-step rules of FGSM,
 // FGSM-RS, N-FGSM, PGD and Free-m, and the two host-side rules of a SLAT step
 // (SLATInput for the input, SLATLatent for each latent tap). DomainClip is the
@@ -18,7 +18,10 @@
 // Nothing here allocates, and the functions a training step calls once per
 // minibatch (LinfStep, SLATInput, SLATLatent, FGSMRS, ...) are single fused
 // passes without data-dependent branches, so that random gradient signs cost
-// no branch mispredictions.
+// no branch mispredictions. SLAT's two (SLATInput, and the sign step of
+// SLATLatent) run as AVX2 assembly on amd64 processors that have it, bit
+// for bit the Go loops' results, which do the work elsewhere and under the
+// purego build tag.
 //
 // Conventions, after the reference code: sign(0) = 0, so a zero gradient
 // leaves its element where it was; sign(NaN) = 0 as well. After a function
