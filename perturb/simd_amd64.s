@@ -28,6 +28,12 @@ GLOBL onebits<>(SB), RODATA|NOPTR, $4
 	VPANDN   t2, t1, t1   \
 	VPAND    t1, out, out
 
+// SIGNCONSTS loads the constants SIGNSTEP reads besides the step.
+#define SIGNCONSTS \
+	VBROADCASTSS magbits<>(SB), Y5 \
+	VBROADCASTSS infbits<>(SB), Y4 \
+	VPXOR        Y6, Y6, Y6
+
 // func signFillAVX2(delta, grad *float32, n int, step float32)
 // n is a positive multiple of 32.
 TEXT ·signFillAVX2(SB), NOSPLIT, $0-28
@@ -35,9 +41,7 @@ TEXT ·signFillAVX2(SB), NOSPLIT, $0-28
 	MOVQ         grad+8(FP), SI
 	MOVQ         n+16(FP), CX
 	VBROADCASTSS step+24(FP), Y7
-	VBROADCASTSS magbits<>(SB), Y5
-	VBROADCASTSS infbits<>(SB), Y4
-	VPXOR        Y6, Y6, Y6
+	SIGNCONSTS
 
 signloop:
 	VMOVDQU (SI), Y0
@@ -82,10 +86,8 @@ TEXT ·slatInputAVX2(SB), NOSPLIT, $0-40
 	MOVQ         n+24(FP), CX
 	VBROADCASTSS step+32(FP), Y7
 	VBROADCASTSS r+36(FP), Y2
-	VBROADCASTSS magbits<>(SB), Y5
-	VBROADCASTSS infbits<>(SB), Y4
+	SIGNCONSTS
 	VBROADCASTSS onebits<>(SB), Y1
-	VPXOR        Y6, Y6, Y6
 	VSUBPS       Y2, Y6, Y3 // −r
 
 boxloop:
