@@ -12,7 +12,8 @@ import (
 // tensors, reorder every activation in and every result out. blockLayouts
 // keeps tensors in nChw16c wherever that saves reorders: the convolution
 // kernels take a bit per activation (attribute blocked), the batch-norm
-// kernels one flag for all of theirs, TapClip a bit per tensor, and an
+// kernels one flag for all of theirs, TapClip and the 1×1 kernels a bit per
+// tensor (Conv1x1GradInput's acc takes bit 1, W's elsewhere), and an
 // elementwise Add or Sum of equal shapes works on either layout as long as
 // its inputs and output share it. A batch norm or an Add couples its tensors:
 // they are blocked together or not at all, so in a residual network a
@@ -69,6 +70,13 @@ func layoutRule(n *onnxpb.NodeProto, out bool, i int) (kind layoutSlot, bit int6
 		return slotBit, blockedOut, true
 	case op == onnx.ConvGradInput && !out && i == 2:
 		return slotShape, 0, false
+	case (op == onnx.Conv1x1 || op == onnx.Conv1x1GradInput) && i == 0:
+		if out {
+			return slotBit, blockedOut, false
+		}
+		return slotBit, blockedIn0, false
+	case op == onnx.Conv1x1GradInput && !out && i == 2:
+		return slotBit, blockedIn1, false // acc takes W's bit: W is never blocked
 	case op == onnx.TapClip && i == 0:
 		if out {
 			return slotBit, blockedOut, false

@@ -58,7 +58,7 @@ func TestKernelsMatchPlain(t *testing.T) {
 		direct    bool // oneDNN's direct algorithm only (ort.Options.DirectConv)
 	}
 	cases := []tc{
-		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, narrowFwd: 1, bns: 7, fused: 7, blocked: 7, relayouts: 10},
+		{name: "convnet/train plain conv", m: convnet, batch: 4, kind: graphs.Train, convs: 9, dxs: 6, narrowFwd: 1, bns: 7, fused: 7, blocked: 7, relayouts: 2},
 		{name: "edge/train", m: edge, batch: 4, kind: graphs.Train, convs: 2, narrow: 1, narrowFwd: 2, bns: 4, fused: 2},
 		{name: "edge/attack", m: edge, batch: 4, kind: graphs.Attack, narrow: 2, narrowFwd: 2, bns: 4, fused: 2},
 		// a tap on a BN output keeps its Relu apart (and its tensor)
@@ -80,24 +80,16 @@ func TestKernelsMatchPlain(t *testing.T) {
 		// attack and eval kinds take (grad.x), and the fixture's second
 		// convolution (from 4 channels) in every kind.
 		//
-		// Blocked: every batch norm of the residual networks but the two
-		// in convnet's attack kind that read stage 2's and stage 3's
-		// residual streams, where blocking would cost more conversions
-		// than it saves. Its first stage costs as many as it saves (5:
-		// the stem's output, grad.stem and grad.stage1, the 1×1
-		// shortcut's input and input gradient) and, holding batch norms,
-		// is blocked; so is the train kind's last batch norm (4: its
-		// output and input gradient, the pooling's gradient, the
-		// shortcut's input gradient).
-		// Relayouts: preactresnet18's attack kind converts the stem's
-		// output, grad.conv1 and grad.layer1, the last batch norm's output
-		// and input gradient, and the input and output of each of the three
-		// 1×1 shortcuts and of their input gradients (17); its train kind
-		// has no grad outputs, and its first tap takes the stem's NCHW
-		// output into a blocked h (14).
-		{"convnet", convnet, 4, 9, 6, 1, 7, 7, [2]int{7, 5}, [2]int{10, 5}},
-		{"preactresnet18", preact, 2, 20, 16, 1, 17, 17, [2]int{17, 17}, [2]int{14, 17}},
-		{"wrn-28-10", wrn, 2, 27, 24, 1, 25, 25, [2]int{25, 25}, [2]int{10, 13}},
+		// Blocked: every batch norm of the residual networks, in both
+		// training kinds. Relayouts: the attack kinds convert the stem's
+		// output (ConvNarrow writes NCHW), the two grad outputs, and the
+		// last batch norm's output and input gradient (the pooling and its
+		// gradient are NCHW): 5; the train kinds only the last two (their
+		// first tap takes the stem's NCHW output into a blocked h). The 1×1
+		// shortcuts' kernels read and write either layout.
+		{"convnet", convnet, 4, 9, 6, 1, 7, 7, [2]int{7, 7}, [2]int{2, 5}},
+		{"preactresnet18", preact, 2, 20, 16, 1, 17, 17, [2]int{17, 17}, [2]int{2, 5}},
+		{"wrn-28-10", wrn, 2, 27, 24, 1, 25, 25, [2]int{25, 25}, [2]int{2, 5}},
 		{"mlp", mlp, 4, 0, 0, 0, 0, 0, [2]int{}, [2]int{}},
 		{"torch fixture", fixture, 3, 1, 0, 2, 2, 2, [2]int{}, [2]int{}},
 	} {

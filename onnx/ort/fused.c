@@ -292,13 +292,12 @@ typedef struct {
 	int to_blocked;
 } RlJob;
 
+// fu_relayout moves one 16-channel block of S positions from x to y in the
+// other layout (to nChw16c when to_blocked is set, else back to NCHW).
 FU_CLONES
-static void rl_block(void *p, size_t item) {
-	const RlJob *j = p;
-	const int64_t S = j->S, o = (int64_t)item * 16 * S, S16 = S & ~(int64_t)15;
-	const int bx = !j->to_blocked, by = j->to_blocked;
-	const float *x = j->x + o;
-	float *y = j->y + o;
+static void fu_relayout(const float *x, float *y, int64_t S, int to_blocked) {
+	const int64_t S16 = S & ~(int64_t)15;
+	const int bx = !to_blocked, by = to_blocked;
 	fu_v16 r[16];
 	for (int64_t i0 = 0; i0 < S16; i0 += 16) {
 		fu_tile_load(r, x, bx, S, i0, bx);
@@ -308,12 +307,33 @@ static void rl_block(void *p, size_t item) {
 		for (int l = 0; l < 16; l++) y[fu_at(by, S, l, i)] = x[fu_at(bx, S, l, i)];
 }
 
+// fu_relayout_image moves C channels (a multiple of 16) of S positions.
+static void fu_relayout_image(const float *x, float *y, int64_t C, int64_t S, int to_blocked) {
+	for (int64_t cb = 0; cb < C / 16; cb++) fu_relayout(x + cb * 16 * S, y + cb * 16 * S, S, to_blocked);
+}
+
+// fu_blocked_channels fails unless the tensors whose bits of blocked are in
+// mask have a channel count c that nChw16c can hold.
+static int fu_blocked_channels(int64_t blocked, int64_t mask, int64_t c, char *err, size_t n, const char *what) {
+	if ((blocked & mask) && c % 16 != 0) {
+		kt_seterr(err, n, "%s is blocked (nChw16c) but has %lld channels, not a multiple of 16", what, (long long)c);
+		return -1;
+	}
+	return 0;
+}
+
+static void rl_block(void *p, size_t item) {
+	const RlJob *j = p;
+	const int64_t o = (int64_t)item * 16 * j->S;
+	fu_relayout(j->x + o, j->y + o, j->S, j->to_blocked);
+}
+
 // A kernel instance: its operator (FU_*), the attributes it read, and the
 // node's name for messages.
 enum { FU_TAPCLIP, FU_CONV1X1, FU_CONV1X1_GRAD, FU_NARROW_GRAD, FU_NARROW, FU_RELAYOUT, FU_KINDS };
 typedef struct {
 	int kind;
-	int64_t flag;        // TapClip: attribute blocked; Relayout: to_blocked
+	int64_t flag;        // TapClip, Conv1x1, Conv1x1GradInput: attribute blocked; Relayout: to_blocked
 	int64_t s[2], hw[2]; // strides; input_shape (the two input gradients)
 	int64_t ks[2], p[4]; // kernel_shape, pads (the narrow convolutions)
 	char name[160];
@@ -392,23 +412,93 @@ static int rl_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 // shortcuts, cost more than the convolution; here each image is one task on
 // the intra-op pool: Wᵀ times dY's [K, OH·OW] rows (fu_gemm) into a
 // contiguous [C, OH·OW] buffer, then spread into dX's strided grid.
+// Attribute blocked (bit 0: dY, bit 1: acc, bit 2: dX; channels a multiple
+// of 16) says which tensors are in nChw16c: a blocked dY is moved into NCHW
+// in the task's buffer first, a blocked dX gets the same sums at the same
+// places, so the result is the NCHW one's, bit for bit.
 
 typedef struct {
 	int64_t C, K, H, W, OH, OW, s0, s1;
+	int blocked;
+	int64_t scratch; // floats per task
 	const float *dy, *w, *acc;
 	float *dx;
-	float *tmp; // per task: C·OH·OW floats, when the stack buffer is too small
+	float *tmp; // per task: scratch floats, when the stack buffer is too small
 } P1Job;
 
-#define P1_STACK 4096
+// P1_STACK is the floats of a task's buffer on its stack (64 KB): convnet's shortcuts,
+// blocked, need up to 9408; larger buffers come from one malloc per run.
+#define P1_STACK 16384
+
+// p1_spread_block adds (with acc; else sets) 16 rows of OH·OW sums (t)
+// onto the stride grid of one nChw16c block of dX (blk): 16 positions at a
+// time, transposed in registers into one vector per position.
+FU_CLONES
+static void p1_spread_block(const P1Job *j, const float *t, float *blk) {
+	const int64_t OHW = j->OH * j->OW, OHW16 = OHW & ~(int64_t)15;
+	int64_t oh = 0, ow = 0; // position i's
+	fu_v16 r[16];
+	for (int64_t i = 0; i < OHW16; i += 16) {
+		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = fu_load(t + l * OHW + i);
+		fu_tr16(r);
+		for (int q = 0; q < 16; q++) {
+			float *e = blk + (oh * j->s0 * j->W + ow * j->s1) * 16;
+			fu_store(e, j->acc ? fu_load(e) + r[q] : r[q]);
+			if (++ow == j->OW) ow = 0, oh++;
+		}
+	}
+	for (int64_t i = OHW16; i < OHW; i++) {
+		float *e = blk + (oh * j->s0 * j->W + ow * j->s1) * 16;
+		for (int l = 0; l < 16; l++) e[l] = j->acc ? e[l] + t[l * OHW + i] : t[l * OHW + i];
+		if (++ow == j->OW) ow = 0, oh++;
+	}
+}
+
+// p1_spread_blocked is p1_image's last step when acc or dX is blocked:
+// dX = acc (moved into dX's layout) or 0, then tmp[c][oh·OW + ow] added at
+// (c, oh·s0, ow·s1) — set, without acc, as in NCHW.
+static void p1_spread_blocked(const P1Job *j, const float *tmp, size_t img) {
+	const int64_t C = j->C, HW = j->H * j->W, OHW = j->OH * j->OW, o = (int64_t)img * C * HW;
+	const int ba = j->blocked >> 1 & 1, bd = j->blocked >> 2 & 1;
+	float *dx = j->dx + o;
+	if (!j->acc)
+		memset(dx, 0, (size_t)(C * HW) * sizeof(float));
+	else if (ba == bd)
+		memcpy(dx, j->acc + o, (size_t)(C * HW) * sizeof(float));
+	else
+		fu_relayout_image(j->acc + o, dx, C, HW, bd);
+	for (int64_t cb = 0; cb < C / 16; cb++) {
+		const float *t = tmp + cb * 16 * OHW;
+		float *blk = dx + cb * 16 * HW;
+		if (bd) {
+			p1_spread_block(j, t, blk);
+			continue;
+		}
+		for (int l = 0; l < 16; l++)
+			for (int64_t oh = 0; oh < j->OH; oh++)
+				for (int64_t ow = 0; ow < j->OW; ow++) {
+					float *e = blk + l * HW + oh * j->s0 * j->W + ow * j->s1;
+					*e = j->acc ? *e + t[l * OHW + oh * j->OW + ow] : t[l * OHW + oh * j->OW + ow];
+				}
+	}
+}
 
 static void p1_image(void *p, size_t img) {
 	const P1Job *j = p;
 	const int64_t C = j->C, K = j->K, HW = j->H * j->W, OHW = j->OH * j->OW;
 	float stack[P1_STACK];
-	float *tmp = C * OHW <= P1_STACK ? stack : j->tmp + (int64_t)img * C * OHW;
+	float *tmp = j->scratch <= P1_STACK ? stack : j->tmp + (int64_t)img * j->scratch;
+	const float *dy = j->dy + (int64_t)img * K * OHW;
+	if (j->blocked & 1) {
+		fu_relayout_image(dy, tmp + C * OHW, K, OHW, 0);
+		dy = tmp + C * OHW;
+	}
 	// tmp[c][i] = Σ_k W[k, c]·dY[k][i]
-	fu_gemm(tmp, OHW, C, j->dy + (int64_t)img * K * OHW, K, OHW, OHW, j->w, 1, C);
+	fu_gemm(tmp, OHW, C, dy, K, OHW, OHW, j->w, 1, C);
+	if (j->blocked & 6) {
+		p1_spread_blocked(j, tmp, img);
+		return;
+	}
 	for (int64_t c = 0; c < C; c++) {
 		const float *t = tmp + c * OHW;
 		float *row = j->dx + ((int64_t)img * C + c) * HW;
@@ -445,7 +535,10 @@ static int p1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		kt_seterr(err, n, "acc must be dX's shape [N, C, H, W]");
 		return -1;
 	}
-	P1Job j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .s0 = k->s[0], .s1 = k->s[1]};
+	if (fu_blocked_channels(k->flag, 1, K, err, n, "dY") || fu_blocked_channels(k->flag, 6, C, err, n, "acc or dX"))
+		return -1;
+	P1Job j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .s0 = k->s[0], .s1 = k->s[1],
+	           .blocked = (int)k->flag, .scratch = C * OH * OW + (k->flag & 1 ? K * OH * OW : 0)};
 	float *pdy, *pw, *pacc = NULL, *pdx;
 	if (kt_data(dy.v, &pdy, err, n, "dY") || kt_data(w.v, &pw, err, n, "W") ||
 	    (acc.v && kt_data(acc.v, &pacc, err, n, "acc")) || kt_output(ctx, 0, dims, 4, &pdx, err, n, "output dX"))
@@ -456,8 +549,8 @@ static int p1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 	}
 	if (N == 0 || C == 0 || H * W == 0) return 0;
 	j.dy = pdy, j.w = pw, j.acc = pacc, j.dx = pdx;
-	if (C * OH * OW > P1_STACK) {
-		j.tmp = malloc((size_t)(N * C * OH * OW) * sizeof(float));
+	if (j.scratch > P1_STACK) {
+		j.tmp = malloc((size_t)(N * j.scratch) * sizeof(float));
 		if (!j.tmp) {
 			kt_seterr(err, n, "out of memory");
 			return -1;
@@ -478,30 +571,63 @@ static int p1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 // than the convolution. Each image is one task on the intra-op pool: X's
 // strided grid is gathered into a contiguous [C, OH·OW] buffer, then Y is
 // W times it (fu_gemm; summation over c in channel order), then the bias.
+// Attribute blocked (bit 0: X, bit 2: Y; channels a multiple of 16) says
+// which are in nChw16c: the gather reads a blocked X in place, a blocked Y
+// is computed in NCHW in the task's buffer and moved, so the result is the
+// NCHW one's, bit for bit.
 
 typedef struct {
 	int64_t C, K, H, W, OH, OW, s0, s1;
+	int blocked;
+	int64_t scratch; // floats per task
 	const float *x, *w, *b;
 	float *y;
-	float *tmp; // per task: C·OH·OW floats, when the stack buffer is too small
+	float *tmp; // per task: scratch floats, when the stack buffer is too small
 } F1Job;
+
+// f1_gather_blocked gathers the stride grid of one nChw16c block of X
+// (blk) into 16 contiguous rows of OH·OW (dst): 16 positions' vectors at a
+// time, transposed in registers.
+FU_CLONES
+static void f1_gather_blocked(const F1Job *j, const float *blk, float *dst) {
+	const int64_t OHW = j->OH * j->OW, OHW16 = OHW & ~(int64_t)15;
+	int64_t oh = 0, ow = 0; // position i's
+	fu_v16 r[16];
+	for (int64_t i = 0; i < OHW16; i += 16) {
+		for (int q = 0; q < 16; q++) {
+			r[q] = fu_load(blk + (oh * j->s0 * j->W + ow * j->s1) * 16);
+			if (++ow == j->OW) ow = 0, oh++;
+		}
+		fu_tr16(r);
+		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) fu_store(dst + l * OHW + i, r[l]);
+	}
+	for (int64_t i = OHW16; i < OHW; i++) {
+		const float *src = blk + (oh * j->s0 * j->W + ow * j->s1) * 16;
+		for (int l = 0; l < 16; l++) dst[l * OHW + i] = src[l];
+		if (++ow == j->OW) ow = 0, oh++;
+	}
+}
 
 static void f1_image(void *p, size_t img) {
 	const F1Job *j = p;
 	const int64_t C = j->C, K = j->K, HW = j->H * j->W, OHW = j->OH * j->OW;
 	float stack[P1_STACK];
-	float *tmp = C * OHW <= P1_STACK ? stack : j->tmp + (int64_t)img * C * OHW;
+	float *tmp = j->scratch <= P1_STACK ? stack : j->tmp + (int64_t)img * j->scratch;
 	const float *x = j->x + (int64_t)img * C * HW;
-	for (int64_t c = 0; c < C; c++)
-		for (int64_t oh = 0; oh < j->OH; oh++) {
-			const float *src = x + c * HW + oh * j->s0 * j->W;
-			float *dst = tmp + c * OHW + oh * j->OW;
-			for (int64_t ow = 0; ow < j->OW; ow++) dst[ow] = src[ow * j->s1];
-		}
+	if (j->blocked & 1)
+		for (int64_t cb = 0; cb < C / 16; cb++) f1_gather_blocked(j, x + cb * 16 * HW, tmp + cb * 16 * OHW);
+	else
+		for (int64_t c = 0; c < C; c++)
+			for (int64_t oh = 0; oh < j->OH; oh++) {
+				const float *src = x + c * HW + oh * j->s0 * j->W;
+				float *dst = tmp + c * OHW + oh * j->OW;
+				for (int64_t ow = 0; ow < j->OW; ow++) dst[ow] = src[ow * j->s1];
+			}
 	// Y[k][i] = Σ_c W[k, c]·tmp[c][i] (+ B[k])
-	float *y = j->y + (int64_t)img * K * OHW;
-	fu_gemm(y, OHW, K, tmp, C, OHW, OHW, j->w, C, 1);
-	fu_bias(y, K, OHW, j->b);
+	float *y = j->y + (int64_t)img * K * OHW, *yp = j->blocked & 4 ? tmp + C * OHW : y;
+	fu_gemm(yp, OHW, K, tmp, C, OHW, OHW, j->w, C, 1);
+	fu_bias(yp, K, OHW, j->b);
+	if (yp != y) fu_relayout_image(yp, y, K, OHW, 1);
 }
 
 // fu_forward_data fetches a forward convolution's X, W and optional B data
@@ -532,15 +658,17 @@ static int f1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		kt_seterr(err, n, "B must be [K] = [%lld]", (long long)K);
 		return -1;
 	}
+	if (fu_blocked_channels(k->flag, 1, C, err, n, "X") || fu_blocked_channels(k->flag, 4, K, err, n, "Y")) return -1;
 	const int64_t OH = H > 0 ? (H - 1) / k->s[0] + 1 : 0, OW = W > 0 ? (W - 1) / k->s[1] + 1 : 0;
 	const int64_t dims[4] = {N, K, OH, OW};
 	float *px, *pw, *pb = NULL, *py;
 	if (fu_forward_data(ctx, &x, &w, &b, dims, &px, &pw, &pb, &py, err, n)) return -1;
 	if (N == 0 || K == 0 || OH * OW == 0) return 0;
 	F1Job j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .s0 = k->s[0], .s1 = k->s[1],
+	           .blocked = (int)k->flag, .scratch = C * OH * OW + (k->flag & 4 ? K * OH * OW : 0),
 	           .x = px, .w = pw, .b = pb, .y = py};
-	if (C * OH * OW > P1_STACK) {
-		j.tmp = malloc((size_t)(N * C * OH * OW) * sizeof(float));
+	if (j.scratch > P1_STACK) {
+		j.tmp = malloc((size_t)(N * j.scratch) * sizeof(float));
 		if (!j.tmp) {
 			kt_seterr(err, n, "out of memory");
 			return -1;
@@ -840,6 +968,16 @@ static int fu_pads(const SlatOrtKernelInfo *info, int64_t *out, char *err, size_
 	return 0;
 }
 
+// fu_no_weight_bit fails when Conv1x1's attribute blocked sets bit 1, which
+// would name W (only X and Y may be blocked).
+static int fu_no_weight_bit(int64_t blocked, char *err, size_t n) {
+	if (blocked & 2) {
+		kt_seterr(err, n, "attribute blocked: bit 1 names W, a weight tensor (only X and Y may be blocked)");
+		return -1;
+	}
+	return 0;
+}
+
 static SlatOrtStatus *fu_create(const SlatOrtCustomOp *op, const void *api, const SlatOrtKernelInfo *info,
                                 void **out) {
 	(void)api;
@@ -859,7 +997,9 @@ static SlatOrtStatus *fu_create(const SlatOrtCustomOp *op, const void *api, cons
 		k->name[0] = 0;
 	}
 	char err[256];
-	if ((kind == FU_TAPCLIP && kt_attr_int(info, "blocked", 7, &k->flag, err, sizeof err)) ||
+	if (((kind == FU_TAPCLIP || kind == FU_CONV1X1_GRAD) && kt_attr_int(info, "blocked", 7, &k->flag, err, sizeof err)) ||
+	    (kind == FU_CONV1X1 && (kt_attr_int(info, "blocked", 5, &k->flag, err, sizeof err) ||
+	                            fu_no_weight_bit(k->flag, err, sizeof err))) ||
 	    (kind == FU_RELAYOUT && kt_attr_int(info, "to_blocked", 1, &k->flag, err, sizeof err)) ||
 	    (kind != FU_TAPCLIP && kind != FU_RELAYOUT && fu_ints(info, "strides", k->s, err, sizeof err)) ||
 	    ((kind == FU_CONV1X1_GRAD || kind == FU_NARROW_GRAD) && fu_ints(info, "input_shape", k->hw, err, sizeof err)) ||

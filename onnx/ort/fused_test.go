@@ -287,7 +287,7 @@ func TestConv1x1GradInput(t *testing.T) {
 		{3, 5, 3, 7, 9, 2, 3, true, 2},
 		{4, 32, 16, 28, 28, 2, 2, true, 3},
 		{1, 2, 2, 5, 5, 1, 2, false, 1},
-		{2, 3, 2, 70, 70, 1, 1, true, 2}, // OH·OW above the stack buffer
+		{2, 3, 4, 70, 70, 1, 1, true, 2}, // C·OH·OW above the stack buffer
 	} {
 		oh, ow := (c.h-1)/c.s0+1, (c.w-1)/c.s1+1
 		b := onnx.NewBuilder("p1")
@@ -420,7 +420,7 @@ func TestConv1x1(t *testing.T) {
 		{2, 4, 6, 8, 8, 2, 2, false, 1},
 		{3, 3, 5, 7, 9, 2, 3, true, 2},
 		{4, 16, 32, 28, 28, 2, 2, false, 3},
-		{2, 8, 3, 40, 40, 1, 1, true, 2}, // C·OH·OW above the stack buffer
+		{2, 8, 3, 48, 48, 1, 1, true, 2}, // C·OH·OW above the stack buffer
 	} {
 		oh, ow := (c.h-1)/c.s0+1, (c.w-1)/c.s1+1
 		build := func(kernel bool) *onnx.Model {
@@ -488,6 +488,156 @@ func TestConv1x1(t *testing.T) {
 		closeTo(t, "y vs Conv", s.Float("y"), ref, 1e-5)
 		s.Close()
 		p.Close()
+	}
+}
+
+// TestConv1x1Blocked: Conv1x1 and Conv1x1GradInput with every combination
+// of blocked tensors give the NCHW kernels' results bit for bit (the test's
+// toBlocked and fromBlocked say where each value goes), with position tails
+// (OH·OW not a multiple of 16), task buffers above the stack's, 1 to 3
+// threads; a blocked tensor whose channels are not a multiple of 16, or a
+// bit naming Conv1x1's W, is refused.
+func TestConv1x1Blocked(t *testing.T) {
+	needKernels(t)
+	type dims struct{ n, c, k, h, w, s int64 } // X [n, c, h, w], Y [n, k, oh, ow]
+	run := func(t *testing.T, m *onnx.Model, threads int, in map[string][]float32, out string) []float32 {
+		t.Helper()
+		s, err := NewSession(m, Options{Threads: threads, Kernels: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		for name, v := range in {
+			copy(s.Float(name), v)
+		}
+		if err := s.Run(); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(s.Float(out))
+	}
+	same := func(t *testing.T, what string, got, want []float32) {
+		t.Helper()
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s[%d] = %g, NCHW gives %g", what, i, got[i], want[i])
+			}
+		}
+	}
+	lay := func(v []float32, blocked bool, n, c, hw int64) []float32 {
+		if blocked {
+			return toBlocked(v, int(n), int(c), int(hw))
+		}
+		return v
+	}
+	unlay := func(v []float32, blocked bool, n, c, hw int64) []float32 {
+		if blocked {
+			return fromBlocked(v, int(n), int(c), int(hw))
+		}
+		return v
+	}
+	// the last: (C + K)·OH·OW above the stack buffer
+	for ci, d := range []dims{{2, 16, 32, 9, 9, 2}, {3, 32, 16, 28, 28, 2}, {2, 32, 64, 14, 14, 2}, {1, 16, 16, 6, 6, 1}, {2, 64, 64, 32, 32, 2}} {
+		r := rand.New(rand.NewPCG(uint64(ci), 19))
+		oh, ow := (d.h-1)/d.s+1, (d.w-1)/d.s+1
+		hw, ohw := d.h*d.w, oh*ow
+		x, w, b := make([]float32, d.n*d.c*hw), make([]float32, d.k*d.c), make([]float32, d.k)
+		dy, acc := make([]float32, d.n*d.k*ohw), make([]float32, d.n*d.c*hw)
+		for _, v := range [][]float32{x, w, b, dy, acc} {
+			fill(r, v)
+		}
+		fwd := func(bits int64) *onnx.Model {
+			mb := onnx.NewBuilder("f1")
+			mb.Input("x", onnx.Float, d.n, d.c, d.h, d.w)
+			mb.Input("w", onnx.Float, d.k, d.c, 1, 1)
+			mb.Input("b", onnx.Float, d.k)
+			mb.NodeIn(KernelDomain, onnx.Conv1x1, []string{"x", "w", "b"}, []string{"y"},
+				onnx.AttrInts("strides", d.s, d.s), onnx.AttrInt("blocked", bits))
+			mb.Output("y", onnx.Float, d.n, d.k, oh, ow)
+			return mb.Model()
+		}
+		want := run(t, fwd(0), 1, map[string][]float32{"x": x, "w": w, "b": b}, "y")
+		for _, bits := range []int64{1, 4, 5} {
+			t.Run(fmt.Sprintf("Conv1x1/%d/blocked=%d", ci, bits), func(t *testing.T) {
+				got := run(t, fwd(bits), 1+int(bits)%3, map[string][]float32{"x": lay(x, bits&1 != 0, d.n, d.c, hw), "w": w, "b": b}, "y")
+				same(t, "y", unlay(got, bits&4 != 0, d.n, d.k, ohw), want)
+			})
+		}
+		grad := func(bits int64, withAcc bool) *onnx.Model {
+			mb := onnx.NewBuilder("p1")
+			mb.Input("dy", onnx.Float, d.n, d.k, oh, ow)
+			mb.Input("w", onnx.Float, d.k, d.c, 1, 1)
+			in := []string{"dy", "w"}
+			if withAcc {
+				mb.Input("acc", onnx.Float, d.n, d.c, d.h, d.w)
+				in = append(in, "acc")
+			}
+			mb.NodeIn(KernelDomain, onnx.Conv1x1GradInput, in, []string{"dx"}, onnx.AttrInts("strides", d.s, d.s),
+				onnx.AttrInts("input_shape", d.h, d.w), onnx.AttrInt("blocked", bits))
+			mb.Output("dx", onnx.Float, d.n, d.c, d.h, d.w)
+			return mb.Model()
+		}
+		for _, withAcc := range []bool{false, true} {
+			in := map[string][]float32{"dy": dy, "w": w}
+			if withAcc {
+				in["acc"] = acc
+			}
+			want := run(t, grad(0, withAcc), 1, in, "dx")
+			for bits := int64(1); bits < 8; bits++ {
+				if bits&2 != 0 && !withAcc {
+					continue
+				}
+				t.Run(fmt.Sprintf("Conv1x1GradInput/%d/acc=%v/blocked=%d", ci, withAcc, bits), func(t *testing.T) {
+					in := map[string][]float32{"dy": lay(dy, bits&1 != 0, d.n, d.k, ohw), "w": w}
+					if withAcc {
+						in["acc"] = lay(acc, bits&2 != 0, d.n, d.c, hw)
+					}
+					got := run(t, grad(bits, withAcc), 1+int(bits)%3, in, "dx")
+					same(t, "dx", unlay(got, bits&4 != 0, d.n, d.c, hw), want)
+				})
+			}
+		}
+	}
+	for _, c := range []struct {
+		name string
+		m    *onnx.Model
+		want string
+	}{
+		{"Conv1x1 X of 8 channels", func() *onnx.Model {
+			mb := onnx.NewBuilder("f1")
+			mb.Input("x", onnx.Float, 1, 8, 4, 4)
+			mb.Input("w", onnx.Float, 16, 8, 1, 1)
+			mb.NodeIn(KernelDomain, onnx.Conv1x1, []string{"x", "w"}, []string{"y"}, onnx.AttrInts("strides", 2, 2), onnx.AttrInt("blocked", 1))
+			mb.Output("y", onnx.Float, 1, 16, 2, 2)
+			return mb.Model()
+		}(), "X is blocked (nChw16c) but has 8 channels"},
+		{"Conv1x1 W bit", func() *onnx.Model {
+			mb := onnx.NewBuilder("f1")
+			mb.Input("x", onnx.Float, 1, 16, 4, 4)
+			mb.Input("w", onnx.Float, 16, 16, 1, 1)
+			mb.NodeIn(KernelDomain, onnx.Conv1x1, []string{"x", "w"}, []string{"y"}, onnx.AttrInts("strides", 2, 2), onnx.AttrInt("blocked", 2))
+			mb.Output("y", onnx.Float, 1, 16, 2, 2)
+			return mb.Model()
+		}(), "bit 1 names W"},
+		{"Conv1x1GradInput dY of 8 channels", func() *onnx.Model {
+			mb := onnx.NewBuilder("p1")
+			mb.Input("dy", onnx.Float, 1, 8, 2, 2)
+			mb.Input("w", onnx.Float, 8, 16, 1, 1)
+			mb.NodeIn(KernelDomain, onnx.Conv1x1GradInput, []string{"dy", "w"}, []string{"dx"}, onnx.AttrInts("strides", 2, 2),
+				onnx.AttrInts("input_shape", 4, 4), onnx.AttrInt("blocked", 1))
+			mb.Output("dx", onnx.Float, 1, 16, 4, 4)
+			return mb.Model()
+		}(), "dY is blocked (nChw16c) but has 8 channels"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := NewSession(c.m, Options{Threads: 1, Kernels: true})
+			if err == nil {
+				err = s.Run()
+				s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
 	}
 }
 
