@@ -312,6 +312,48 @@ static void fu_relayout_image(const float *x, float *y, int64_t C, int64_t S, in
 	for (int64_t cb = 0; cb < C / 16; cb++) fu_relayout(x + cb * 16 * S, y + cb * 16 * S, S, to_blocked);
 }
 
+// fu_grid moves values between the stride grid of one nChw16c block (blk:
+// positions (oh·s0, ow·s1), row pitch W) and 16 contiguous rows of OH·OW
+// (rows): gathers the grid into the rows, or, with to_grid, sets the grid
+// to the rows (adds them, with add); it writes only rows when gathering,
+// only blk with to_grid. 16 positions at a time, transposed in registers.
+FU_CLONES
+static void fu_grid(float *blk, float *rows, int64_t OH, int64_t OW, int64_t s0, int64_t s1, int64_t W, int to_grid,
+                    int add) {
+	const int64_t OHW = OH * OW, OHW16 = OHW & ~(int64_t)15;
+	int64_t oh = 0, ow = 0; // position i's
+	fu_v16 r[16];
+	for (int64_t i = 0; i < OHW16; i += 16) {
+		if (to_grid) {
+			_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = fu_load(rows + l * OHW + i);
+			fu_tr16(r);
+		}
+		for (int q = 0; q < 16; q++) {
+			float *e = blk + (oh * s0 * W + ow * s1) * 16;
+			if (!to_grid)
+				r[q] = fu_load(e);
+			else
+				fu_store(e, add ? fu_load(e) + r[q] : r[q]);
+			if (++ow == OW) ow = 0, oh++;
+		}
+		if (!to_grid) {
+			fu_tr16(r);
+			_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) fu_store(rows + l * OHW + i, r[l]);
+		}
+	}
+	for (int64_t i = OHW16; i < OHW; i++) {
+		float *e = blk + (oh * s0 * W + ow * s1) * 16;
+		for (int l = 0; l < 16; l++) {
+			float *v = rows + l * OHW + i;
+			if (!to_grid)
+				*v = e[l];
+			else
+				e[l] = add ? e[l] + *v : *v;
+		}
+		if (++ow == OW) ow = 0, oh++;
+	}
+}
+
 // fu_blocked_channels fails unless the tensors whose bits of blocked are in
 // mask have a channel count c that nChw16c can hold.
 static int fu_blocked_channels(int64_t blocked, int64_t mask, int64_t c, char *err, size_t n, const char *what) {
@@ -430,30 +472,6 @@ typedef struct {
 // blocked, need up to 9408; larger buffers come from one malloc per run.
 #define P1_STACK 16384
 
-// p1_spread_block adds (with acc; else sets) 16 rows of OH·OW sums (t)
-// onto the stride grid of one nChw16c block of dX (blk): 16 positions at a
-// time, transposed in registers into one vector per position.
-FU_CLONES
-static void p1_spread_block(const P1Job *j, const float *t, float *blk) {
-	const int64_t OHW = j->OH * j->OW, OHW16 = OHW & ~(int64_t)15;
-	int64_t oh = 0, ow = 0; // position i's
-	fu_v16 r[16];
-	for (int64_t i = 0; i < OHW16; i += 16) {
-		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) r[l] = fu_load(t + l * OHW + i);
-		fu_tr16(r);
-		for (int q = 0; q < 16; q++) {
-			float *e = blk + (oh * j->s0 * j->W + ow * j->s1) * 16;
-			fu_store(e, j->acc ? fu_load(e) + r[q] : r[q]);
-			if (++ow == j->OW) ow = 0, oh++;
-		}
-	}
-	for (int64_t i = OHW16; i < OHW; i++) {
-		float *e = blk + (oh * j->s0 * j->W + ow * j->s1) * 16;
-		for (int l = 0; l < 16; l++) e[l] = j->acc ? e[l] + t[l * OHW + i] : t[l * OHW + i];
-		if (++ow == j->OW) ow = 0, oh++;
-	}
-}
-
 // p1_spread_blocked is p1_image's last step when acc or dX is blocked:
 // dX = acc (moved into dX's layout) or 0, then tmp[c][oh·OW + ow] added at
 // (c, oh·s0, ow·s1) — set, without acc, as in NCHW.
@@ -471,7 +489,7 @@ static void p1_spread_blocked(const P1Job *j, const float *tmp, size_t img) {
 		const float *t = tmp + cb * 16 * OHW;
 		float *blk = dx + cb * 16 * HW;
 		if (bd) {
-			p1_spread_block(j, t, blk);
+			fu_grid(blk, (float *)t, j->OH, j->OW, j->s0, j->s1, j->W, 1, j->acc != NULL);
 			continue;
 		}
 		for (int l = 0; l < 16; l++)
@@ -585,29 +603,6 @@ typedef struct {
 	float *tmp; // per task: scratch floats, when the stack buffer is too small
 } F1Job;
 
-// f1_gather_blocked gathers the stride grid of one nChw16c block of X
-// (blk) into 16 contiguous rows of OH·OW (dst): 16 positions' vectors at a
-// time, transposed in registers.
-FU_CLONES
-static void f1_gather_blocked(const F1Job *j, const float *blk, float *dst) {
-	const int64_t OHW = j->OH * j->OW, OHW16 = OHW & ~(int64_t)15;
-	int64_t oh = 0, ow = 0; // position i's
-	fu_v16 r[16];
-	for (int64_t i = 0; i < OHW16; i += 16) {
-		for (int q = 0; q < 16; q++) {
-			r[q] = fu_load(blk + (oh * j->s0 * j->W + ow * j->s1) * 16);
-			if (++ow == j->OW) ow = 0, oh++;
-		}
-		fu_tr16(r);
-		_Pragma("GCC unroll 16") for (int l = 0; l < 16; l++) fu_store(dst + l * OHW + i, r[l]);
-	}
-	for (int64_t i = OHW16; i < OHW; i++) {
-		const float *src = blk + (oh * j->s0 * j->W + ow * j->s1) * 16;
-		for (int l = 0; l < 16; l++) dst[l * OHW + i] = src[l];
-		if (++ow == j->OW) ow = 0, oh++;
-	}
-}
-
 static void f1_image(void *p, size_t img) {
 	const F1Job *j = p;
 	const int64_t C = j->C, K = j->K, HW = j->H * j->W, OHW = j->OH * j->OW;
@@ -615,7 +610,8 @@ static void f1_image(void *p, size_t img) {
 	float *tmp = j->scratch <= P1_STACK ? stack : j->tmp + (int64_t)img * j->scratch;
 	const float *x = j->x + (int64_t)img * C * HW;
 	if (j->blocked & 1)
-		for (int64_t cb = 0; cb < C / 16; cb++) f1_gather_blocked(j, x + cb * 16 * HW, tmp + cb * 16 * OHW);
+		for (int64_t cb = 0; cb < C / 16; cb++)
+			fu_grid((float *)x + cb * 16 * HW, tmp + cb * 16 * OHW, j->OH, j->OW, j->s0, j->s1, j->W, 0, 0);
 	else
 		for (int64_t c = 0; c < C; c++)
 			for (int64_t oh = 0; oh < j->OH; oh++) {

@@ -597,36 +597,27 @@ func TestConv1x1Blocked(t *testing.T) {
 			}
 		}
 	}
+	// one is a stride-2 model of op from in (X or dY) and w to out (Y or dX)
+	one := func(op string, in, w, out []int64, bits int64) *onnx.Model {
+		mb := onnx.NewBuilder("one")
+		mb.Input("in", onnx.Float, in...)
+		mb.Input("w", onnx.Float, w...)
+		attrs := []*onnxpb.AttributeProto{onnx.AttrInts("strides", 2, 2), onnx.AttrInt("blocked", bits)}
+		if op == onnx.Conv1x1GradInput {
+			attrs = append(attrs, onnx.AttrInts("input_shape", out[2], out[3]))
+		}
+		mb.NodeIn(KernelDomain, op, []string{"in", "w"}, []string{"out"}, attrs...)
+		mb.Output("out", onnx.Float, out...)
+		return mb.Model()
+	}
 	for _, c := range []struct {
 		name string
 		m    *onnx.Model
 		want string
 	}{
-		{"Conv1x1 X of 8 channels", func() *onnx.Model {
-			mb := onnx.NewBuilder("f1")
-			mb.Input("x", onnx.Float, 1, 8, 4, 4)
-			mb.Input("w", onnx.Float, 16, 8, 1, 1)
-			mb.NodeIn(KernelDomain, onnx.Conv1x1, []string{"x", "w"}, []string{"y"}, onnx.AttrInts("strides", 2, 2), onnx.AttrInt("blocked", 1))
-			mb.Output("y", onnx.Float, 1, 16, 2, 2)
-			return mb.Model()
-		}(), "X is blocked (nChw16c) but has 8 channels"},
-		{"Conv1x1 W bit", func() *onnx.Model {
-			mb := onnx.NewBuilder("f1")
-			mb.Input("x", onnx.Float, 1, 16, 4, 4)
-			mb.Input("w", onnx.Float, 16, 16, 1, 1)
-			mb.NodeIn(KernelDomain, onnx.Conv1x1, []string{"x", "w"}, []string{"y"}, onnx.AttrInts("strides", 2, 2), onnx.AttrInt("blocked", 2))
-			mb.Output("y", onnx.Float, 1, 16, 2, 2)
-			return mb.Model()
-		}(), "bit 1 names W"},
-		{"Conv1x1GradInput dY of 8 channels", func() *onnx.Model {
-			mb := onnx.NewBuilder("p1")
-			mb.Input("dy", onnx.Float, 1, 8, 2, 2)
-			mb.Input("w", onnx.Float, 8, 16, 1, 1)
-			mb.NodeIn(KernelDomain, onnx.Conv1x1GradInput, []string{"dy", "w"}, []string{"dx"}, onnx.AttrInts("strides", 2, 2),
-				onnx.AttrInts("input_shape", 4, 4), onnx.AttrInt("blocked", 1))
-			mb.Output("dx", onnx.Float, 1, 16, 4, 4)
-			return mb.Model()
-		}(), "dY is blocked (nChw16c) but has 8 channels"},
+		{"Conv1x1 X of 8 channels", one(onnx.Conv1x1, []int64{1, 8, 4, 4}, []int64{16, 8, 1, 1}, []int64{1, 16, 2, 2}, 1), "X is blocked (nChw16c) but has 8 channels"},
+		{"Conv1x1 W bit", one(onnx.Conv1x1, []int64{1, 16, 4, 4}, []int64{16, 16, 1, 1}, []int64{1, 16, 2, 2}, 2), "bit 1 names W"},
+		{"Conv1x1GradInput dY of 8 channels", one(onnx.Conv1x1GradInput, []int64{1, 8, 2, 2}, []int64{8, 16, 1, 1}, []int64{1, 16, 4, 4}, 1), "dY is blocked (nChw16c) but has 8 channels"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := NewSession(c.m, Options{Threads: 1, Kernels: true})
