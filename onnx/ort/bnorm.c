@@ -471,17 +471,6 @@ done:
 	return rc;
 }
 
-// bn_check_blocked checks that X can be blocked: [N, C, H, W], C a multiple
-// of 16.
-static int bn_check_blocked(const KtTensor *x, char *err, size_t n) {
-	if (x->rank != 4 || x->dims[1] % 16 != 0) {
-		kt_seterr(err, n, "blocked (nChw16c) tensors must be [N, C, H, W] with C a multiple of 16, not rank %zu with %lld channels",
-		          x->rank, (long long)(x->rank > 1 ? x->dims[1] : 0));
-		return -1;
-	}
-	return 0;
-}
-
 static int bn_is_vec(const KtTensor *t, int64_t c) { return t->rank == 1 && t->dims[0] == c; }
 
 // ---------------------------------------------------------------------------
@@ -574,7 +563,7 @@ static int bn_fwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 		return -1;
 	int64_t C, S;
 	if (bn_channels(&x, &C, &S, err, n)) return -1;
-	if (k->blocked && bn_check_blocked(&x, err, n)) return -1;
+	if (k->blocked && kt_check_blocked(x.dims, x.rank, "X", err, n)) return -1;
 	if (!bn_is_vec(&g, C) || !bn_is_vec(&b, C)) {
 		kt_seterr(err, n, "scale and bias must be [C] = [%lld]", (long long)C);
 		return -1;
@@ -622,7 +611,7 @@ static int bn_bwd_run(const BnKernel *k, SlatOrtKernelContext *ctx, char *err, s
 		return -1;
 	int64_t C, S;
 	if (bn_channels(&x, &C, &S, err, n)) return -1;
-	if (k->blocked && bn_check_blocked(&x, err, n)) return -1;
+	if (k->blocked && kt_check_blocked(x.dims, x.rank, "X", err, n)) return -1;
 	if (!kt_same_shape(&dy, &x) || (y.v && !kt_same_shape(&y, &x)) || (acc.v && !kt_same_shape(&acc, &x))) {
 		kt_seterr(err, n, "dY%s%s must have X's shape", k->relu ? ", Y" : "", acc.v ? ", acc" : "");
 		return -1;

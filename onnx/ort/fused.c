@@ -354,16 +354,6 @@ static void fu_grid(float *blk, float *rows, int64_t OH, int64_t OW, int64_t s0,
 	}
 }
 
-// fu_blocked_channels fails unless the tensors whose bits of blocked are in
-// mask have a channel count c that nChw16c can hold.
-static int fu_blocked_channels(int64_t blocked, int64_t mask, int64_t c, char *err, size_t n, const char *what) {
-	if ((blocked & mask) && c % 16 != 0) {
-		kt_seterr(err, n, "%s is blocked (nChw16c) but has %lld channels, not a multiple of 16", what, (long long)c);
-		return -1;
-	}
-	return 0;
-}
-
 static void rl_block(void *p, size_t item) {
 	const RlJob *j = p;
 	const int64_t o = (int64_t)item * 16 * j->S;
@@ -381,17 +371,6 @@ typedef struct {
 	char name[160];
 } FuKernel;
 
-// fu_check_blocked checks that t can be held in nChw16c: [N, C, H, W] with
-// C a multiple of 16.
-static int fu_check_blocked(const KtTensor *t, char *err, size_t n, const char *what) {
-	if (t->rank != 4 || t->dims[1] % 16 != 0) {
-		kt_seterr(err, n, "%s is blocked (nChw16c) but is not [N, C, H, W] with C a multiple of 16 (rank %zu, %lld channels)",
-		          what, t->rank, (long long)(t->rank > 1 ? t->dims[1] : 0));
-		return -1;
-	}
-	return 0;
-}
-
 static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 	KtTensor pre, delta;
 	if (kt_input(ctx, 0, 1, &pre, err, n, "pre") || kt_input(ctx, 1, 1, &delta, err, n, "delta")) return -1;
@@ -403,7 +382,7 @@ static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size
 		kt_seterr(err, n, "delta must have pre's shape");
 		return -1;
 	}
-	if (k->flag && fu_check_blocked(&pre, err, n, "pre")) return -1;
+	if (k->flag && kt_check_blocked(pre.dims, pre.rank, "pre", err, n)) return -1;
 	int64_t planes = pre.dims[0], S = 1;
 	if (pre.rank == 2) {
 		S = pre.dims[1];
@@ -428,7 +407,7 @@ static int tap_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size
 static int rl_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 	KtTensor x;
 	float *px, *py;
-	if (kt_input(ctx, 0, 1, &x, err, n, "X") || fu_check_blocked(&x, err, n, "X") || kt_data(x.v, &px, err, n, "X") ||
+	if (kt_input(ctx, 0, 1, &x, err, n, "X") || kt_check_blocked(x.dims, x.rank, "X", err, n) || kt_data(x.v, &px, err, n, "X") ||
 	    kt_output(ctx, 0, x.dims, x.rank, &py, err, n, "output Y"))
 		return -1;
 	if (!py) {
@@ -553,7 +532,8 @@ static int p1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		kt_seterr(err, n, "acc must be dX's shape [N, C, H, W]");
 		return -1;
 	}
-	if (fu_blocked_channels(k->flag, 1, K, err, n, "dY") || fu_blocked_channels(k->flag, 6, C, err, n, "acc or dX"))
+	if ((k->flag & 1 && kt_check_blocked(dy.dims, 4, "dY", err, n)) ||
+	    (k->flag & 6 && kt_check_blocked(dims, 4, "acc or dX", err, n)))
 		return -1;
 	P1Job j = {.C = C, .K = K, .H = H, .W = W, .OH = OH, .OW = OW, .s0 = k->s[0], .s1 = k->s[1],
 	           .blocked = (int)k->flag, .scratch = C * OH * OW + (k->flag & 1 ? K * OH * OW : 0)};
@@ -654,9 +634,10 @@ static int f1_run(const FuKernel *k, SlatOrtKernelContext *ctx, char *err, size_
 		kt_seterr(err, n, "B must be [K] = [%lld]", (long long)K);
 		return -1;
 	}
-	if (fu_blocked_channels(k->flag, 1, C, err, n, "X") || fu_blocked_channels(k->flag, 4, K, err, n, "Y")) return -1;
 	const int64_t OH = H > 0 ? (H - 1) / k->s[0] + 1 : 0, OW = W > 0 ? (W - 1) / k->s[1] + 1 : 0;
 	const int64_t dims[4] = {N, K, OH, OW};
+	if ((k->flag & 1 && kt_check_blocked(x.dims, 4, "X", err, n)) || (k->flag & 4 && kt_check_blocked(dims, 4, "Y", err, n)))
+		return -1;
 	float *px, *pw, *pb = NULL, *py;
 	if (fu_forward_data(ctx, &x, &w, &b, dims, &px, &pw, &pb, &py, err, n)) return -1;
 	if (N == 0 || K == 0 || OH * OW == 0) return 0;

@@ -218,7 +218,7 @@ func TestRelayout(t *testing.T) {
 		to    int64
 		want  string
 	}{
-		{"channels not a multiple of 16", []int64{2, 8, 4, 4}, 1, "C a multiple of 16"},
+		{"channels not a multiple of 16", []int64{2, 8, 4, 4}, 1, "X is blocked (nChw16c) but has 8 channels, not a multiple of 16"},
 		{"rank 3", []int64{2, 16, 16}, 0, "[N, C, H, W]"},
 		{"to_blocked 2", []int64{2, 16, 4, 4}, 2, "attribute to_blocked must be in [0, 1], not 2"},
 	} {
@@ -244,7 +244,7 @@ func TestTapClipErrors(t *testing.T) {
 	}{
 		{"rank 1", []int64{6}, []int64{6}, "rank >= 2"},
 		{"shapes differ", []int64{2, 3, 4, 4}, []int64{2, 3, 4, 5}, "delta must have pre's shape"},
-		{"blocked, 8 channels", []int64{2, 8, 4, 4}, []int64{2, 8, 4, 4}, "pre is blocked (nChw16c) but is not [N, C, H, W] with C a multiple of 16"},
+		{"blocked, 8 channels", []int64{2, 8, 4, 4}, []int64{2, 8, 4, 4}, "pre is blocked (nChw16c) but has 8 channels, not a multiple of 16"},
 		{"blocked 8", []int64{2, 16, 4, 4}, []int64{2, 16, 4, 4}, "attribute blocked must be in [0, 7], not 8"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -872,11 +872,7 @@ static int ck_run(ConvK *k, SlatOrtKernelContext *ctx, char *err, size_t n) {
 	}
 	for (int j = 0; j < 3; j++) {
 		int t = ck_kinds[kind].role[j];
-		if ((k->blocked >> j & 1) && dims[t][1] % 16 != 0) {
-			seterr(err, n, "%s is blocked (nChw16c) but has %lld channels, not a multiple of 16", tw[j],
-			       (long long)dims[t][1]);
-			return -1;
-		}
+		if ((k->blocked >> j & 1) && kt_check_blocked(dims[t], 4, tw[j], err, n)) return -1;
 	}
 	void *p[3] = {NULL, NULL, NULL}, *pb = NULL;
 	SlatOrtValue *vout = NULL, *vdb = NULL;

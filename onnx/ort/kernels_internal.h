@@ -50,6 +50,9 @@ int kt_same_shape(const KtTensor *a, const KtTensor *b);
 // kt_attr_int reads the optional int64 attribute name (0 when absent) into
 // *v; values outside [0, max] are an error.
 int kt_attr_int(const SlatOrtKernelInfo *info, const char *name, int64_t max, int64_t *v, char *err, size_t n);
+// kt_check_blocked fails unless a tensor of dims (rank values) can be held
+// in nChw16c: [N, C, H, W] with C a multiple of 16 (what names it).
+int kt_check_blocked(const int64_t *dims, size_t rank, const char *what, char *err, size_t n);
 // kt_parallel runs fn(job, i) for i < count on the session's intra-op pool.
 int kt_parallel(SlatOrtKernelContext *ctx, void (*fn)(void *, size_t), int64_t count, void *job, char *err, size_t n);
 

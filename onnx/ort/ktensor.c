@@ -57,6 +57,20 @@ int kt_attr_int(const SlatOrtKernelInfo *info, const char *name, int64_t max, in
 	return 0;
 }
 
+// kt_check_blocked fails unless a tensor of dims (rank values) can be held
+// in oneDNN's nChw16c layout: [N, C, H, W] with C a multiple of 16.
+int kt_check_blocked(const int64_t *dims, size_t rank, const char *what, char *err, size_t n) {
+	if (rank != 4) {
+		kt_seterr(err, n, "%s is blocked (nChw16c) but has rank %zu, not [N, C, H, W]", what, rank);
+		return -1;
+	}
+	if (dims[1] % 16 != 0) {
+		kt_seterr(err, n, "%s is blocked (nChw16c) but has %lld channels, not a multiple of 16", what, (long long)dims[1]);
+		return -1;
+	}
+	return 0;
+}
+
 // kt_shape reads a float tensor's shape (rank at most KT_MAXRANK).
 int kt_shape(KtTensor *t, char *err, size_t n, const char *what) {
 	SlatOrtTensorInfo *ti = NULL;
