@@ -70,18 +70,13 @@ func layoutRule(n *onnxpb.NodeProto, out bool, i int) (kind layoutSlot, bit int6
 		return slotBit, blockedOut, true
 	case op == onnx.ConvGradInput && !out && i == 2:
 		return slotShape, 0, false
-	case (op == onnx.Conv1x1 || op == onnx.Conv1x1GradInput) && i == 0:
+	case (op == onnx.Conv1x1 || op == onnx.Conv1x1GradInput || op == onnx.TapClip) && i == 0:
 		if out {
 			return slotBit, blockedOut, false
 		}
 		return slotBit, blockedIn0, false
 	case op == onnx.Conv1x1GradInput && !out && i == 2:
 		return slotBit, blockedIn1, false // acc takes W's bit: W is never blocked
-	case op == onnx.TapClip && i == 0:
-		if out {
-			return slotBit, blockedOut, false
-		}
-		return slotBit, blockedIn0, false
 	case op == onnx.TapClip && !out && i == 1:
 		return slotBit, blockedIn1, false
 	case op == onnx.BatchNormTrain && i == 0:

@@ -198,13 +198,16 @@ const Relayout = "Relayout"
 
 // Conv1x1 is KernelDomain's 1×1, pad-0, group-1 2-D convolution: inputs X
 // [N,C,H,W], W [K,C,1,1] and, optionally, B [K]; output Y [N,K,OH,OW];
-// attribute strides (required). All float32.
+// attribute strides (required); attribute blocked: a bit mask of X (1) and Y
+// (4) in nChw16c (see ConvForward). All float32.
 const Conv1x1 = "Conv1x1"
 
 // Conv1x1GradInput is KernelDomain's input gradient of a 1×1, pad-0,
 // group-1 2-D convolution: inputs dY [N,K,OH,OW], W [K,C,1,1] and,
 // optionally, acc [N,C,H,W] (added to the result); output dX [N,C,H,W];
-// attributes strides and input_shape [H, W] (both required). All float32.
+// attributes strides and input_shape [H, W] (both required); attribute
+// blocked: a bit mask of dY (1), acc (2) and dX (4) in nChw16c (see
+// ConvForward). All float32.
 const Conv1x1GradInput = "Conv1x1GradInput"
 
 // ConvGradInputNarrow is KernelDomain's input gradient of a group-1,

@@ -451,35 +451,6 @@ typedef struct {
 // blocked, need up to 9408; larger buffers come from one malloc per run.
 #define P1_STACK 16384
 
-// p1_spread_blocked is p1_image's last step when acc or dX is blocked:
-// dX = acc (moved into dX's layout) or 0, then tmp[c][oh·OW + ow] added at
-// (c, oh·s0, ow·s1) — set, without acc, as in NCHW.
-static void p1_spread_blocked(const P1Job *j, const float *tmp, size_t img) {
-	const int64_t C = j->C, HW = j->H * j->W, OHW = j->OH * j->OW, o = (int64_t)img * C * HW;
-	const int ba = j->blocked >> 1 & 1, bd = j->blocked >> 2 & 1;
-	float *dx = j->dx + o;
-	if (!j->acc)
-		memset(dx, 0, (size_t)(C * HW) * sizeof(float));
-	else if (ba == bd)
-		memcpy(dx, j->acc + o, (size_t)(C * HW) * sizeof(float));
-	else
-		fu_relayout_image(j->acc + o, dx, C, HW, bd);
-	for (int64_t cb = 0; cb < C / 16; cb++) {
-		const float *t = tmp + cb * 16 * OHW;
-		float *blk = dx + cb * 16 * HW;
-		if (bd) {
-			fu_grid(blk, (float *)t, j->OH, j->OW, j->s0, j->s1, j->W, 1, j->acc != NULL);
-			continue;
-		}
-		for (int l = 0; l < 16; l++)
-			for (int64_t oh = 0; oh < j->OH; oh++)
-				for (int64_t ow = 0; ow < j->OW; ow++) {
-					float *e = blk + l * HW + oh * j->s0 * j->W + ow * j->s1;
-					*e = j->acc ? *e + t[l * OHW + oh * j->OW + ow] : t[l * OHW + oh * j->OW + ow];
-				}
-	}
-}
-
 static void p1_image(void *p, size_t img) {
 	const P1Job *j = p;
 	const int64_t C = j->C, K = j->K, HW = j->H * j->W, OHW = j->OH * j->OW;
@@ -492,22 +463,30 @@ static void p1_image(void *p, size_t img) {
 	}
 	// tmp[c][i] = Σ_k W[k, c]·dY[k][i]
 	fu_gemm(tmp, OHW, C, dy, K, OHW, OHW, j->w, 1, C);
-	if (j->blocked & 6) {
-		p1_spread_blocked(j, tmp, img);
+	// dX = acc (in dX's layout) or 0, then tmp[c][oh·OW + ow] added at
+	// (c, oh·s0, ow·s1) — set, without acc, so that a −0 stays −0
+	const int ba = j->blocked >> 1 & 1, bd = j->blocked >> 2 & 1;
+	const int64_t o = (int64_t)img * C * HW;
+	float *dx = j->dx + o;
+	if (!j->acc)
+		memset(dx, 0, (size_t)(C * HW) * sizeof(float));
+	else if (ba == bd)
+		memcpy(dx, j->acc + o, (size_t)(C * HW) * sizeof(float));
+	else
+		fu_relayout_image(j->acc + o, dx, C, HW, bd);
+	if (bd) {
+		for (int64_t cb = 0; cb < C / 16; cb++)
+			fu_grid(dx + cb * 16 * HW, tmp + cb * 16 * OHW, j->OH, j->OW, j->s0, j->s1, j->W, 1, j->acc != NULL);
 		return;
 	}
 	for (int64_t c = 0; c < C; c++) {
 		const float *t = tmp + c * OHW;
-		float *row = j->dx + ((int64_t)img * C + c) * HW;
-		if (j->acc) {
-			memcpy(row, j->acc + ((int64_t)img * C + c) * HW, (size_t)HW * sizeof(float));
-			for (int64_t oh = 0; oh < j->OH; oh++)
-				for (int64_t ow = 0; ow < j->OW; ow++) row[oh * j->s0 * j->W + ow * j->s1] += t[oh * j->OW + ow];
-		} else {
-			memset(row, 0, (size_t)HW * sizeof(float));
-			for (int64_t oh = 0; oh < j->OH; oh++)
-				for (int64_t ow = 0; ow < j->OW; ow++) row[oh * j->s0 * j->W + ow * j->s1] = t[oh * j->OW + ow];
-		}
+		float *row = dx + c * HW;
+		for (int64_t oh = 0; oh < j->OH; oh++)
+			for (int64_t ow = 0; ow < j->OW; ow++) {
+				float *e = row + oh * j->s0 * j->W + ow * j->s1;
+				*e = j->acc ? *e + t[oh * j->OW + ow] : t[oh * j->OW + ow];
+			}
 	}
 }
 
