@@ -226,20 +226,15 @@ func TestBatchNormTrainBlocked(t *testing.T) {
 			}
 			spatial := map[string]bool{"x": true, "dy": true, "acc": true, "y": true, "dx": true}
 			run := func(blocked bool, threads int) map[string][]float32 {
-				s, err := NewSession(model(blocked), Options{Threads: threads, Kernels: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer s.Close()
+				laid := map[string][]float32{}
 				for name, v := range in {
 					if blocked && spatial[name] {
 						v = toBlocked(v, n, c, hw)
 					}
-					copy(s.Float(name), v)
+					laid[name] = v
 				}
-				if err := s.Run(); err != nil {
-					t.Fatal(err)
-				}
+				s := runWith(t, model(blocked), Options{Threads: threads, Kernels: true}, laid)
+				defer s.Close()
 				out := map[string][]float32{}
 				for _, o := range []string{"y", "mean", "var", "invstd", "dx", "dg", "db"} {
 					v := slices.Clone(s.Float(o))

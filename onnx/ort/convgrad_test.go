@@ -360,17 +360,8 @@ func TestConvWinograd(t *testing.T) {
 				// last Run built is its convolution's
 				check := func(m *onnx.Model, inputs map[string][]float32, out string, want []float64) {
 					t.Helper()
-					s, err := NewSession(m, opts)
-					if err != nil {
-						t.Fatal(err)
-					}
+					s := runWith(t, m, opts, inputs)
 					defer s.Close()
-					for name, v := range inputs {
-						copy(s.Float(name), v)
-					}
-					if err := s.Run(); err != nil {
-						t.Fatal(err)
-					}
 					if wino := strings.Contains(KernelsInfo(), "wino"); wino != (c.wino && !direct) {
 						t.Errorf("%s: implementation %q with DirectConv %v", out, KernelsInfo(), direct)
 					}

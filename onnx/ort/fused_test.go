@@ -502,17 +502,8 @@ func TestConv1x1Blocked(t *testing.T) {
 	type dims struct{ n, c, k, h, w, s int64 } // X [n, c, h, w], Y [n, k, oh, ow]
 	run := func(t *testing.T, m *onnx.Model, threads int, in map[string][]float32, out string) []float32 {
 		t.Helper()
-		s, err := NewSession(m, Options{Threads: threads, Kernels: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := runWith(t, m, Options{Threads: threads, Kernels: true}, in)
 		defer s.Close()
-		for name, v := range in {
-			copy(s.Float(name), v)
-		}
-		if err := s.Run(); err != nil {
-			t.Fatal(err)
-		}
 		return slices.Clone(s.Float(out))
 	}
 	same := func(t *testing.T, what string, got, want []float32) {

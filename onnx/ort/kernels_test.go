@@ -134,6 +134,24 @@ func (cc convCase) refGrad(x, dy []float32) (dw, db []float64) {
 	return dw, db
 }
 
+// runWith opens a session of m, copies inputs into its tensors and runs it
+// once; the caller reads the outputs and closes it.
+func runWith(t *testing.T, m *onnx.Model, opts Options, inputs map[string][]float32) *Session {
+	t.Helper()
+	s, err := NewSession(m, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range inputs {
+		copy(s.Float(name), v)
+	}
+	if err := s.Run(); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return s
+}
+
 func fill(r *rand.Rand, s []float32) {
 	for i := range s {
 		s[i] = float32(r.NormFloat64())
